@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* helix-frame-export: the host daemon's command line. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hfe/log.h"
+#include "server.h"
+
+#define DEFAULT_LISTEN "tcp:127.0.0.1:15937"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: helix-frame-export [OPTION]...\n"
+		"Host-side encoder service: guests send raw frames over HXFR, get H.264 back.\n"
+		"\n"
+		"Listening (repeatable; default " DEFAULT_LISTEN "):\n"
+		"  -l, --listen ADDR         unix:PATH | tcp:HOST:PORT | vsock:CID:PORT\n"
+		"\n"
+		"Encoding defaults (a client's CONFIG_REQ may override rate, fps, profile):\n"
+		"  -e, --encoder NAME        libavcodec encoder (default libx264; e.g. h264_nvenc,\n"
+		"                            h264_vaapi, h264_videotoolbox, libx265, hevc_nvenc)\n"
+		"  -b, --bitrate RATE        bit/s, k/M suffixes allowed (default 4M)\n"
+		"      --fps N[/D]           frame rate for rate control (default 30)\n"
+		"  -g, --gop N               frames between IDRs, 0 = on request only (default 120)\n"
+		"      --profile P           baseline (constrained) | main | high (default baseline)\n"
+		"      --preset NAME         x264 preset (default ultrafast)\n"
+		"      --tune NAME           x264 tune (default zerolatency)\n"
+		"      --threads N           encoder threads per session, 0 = auto (default 0)\n"
+		"\n"
+		"Limits:\n"
+		"      --max-clients N       connections at once (default 64)\n"
+		"      --max-width N         largest frame width (default 8192)\n"
+		"      --max-height N        largest frame height (default 8192)\n"
+		"      --max-payload BYTES   largest message payload, k/M/G suffixes (default 256M)\n"
+		"      --max-inflight N      frames read ahead of replies per client, 1..64 (default 4)\n"
+		"      --max-queue BYTES     outbound bytes per client before reading pauses (16M)\n"
+		"      --stall-timeout MS    drop a client stuck mid-message (default 10000)\n"
+		"      --shutdown-timeout MS time for frames in flight at SIGTERM (default 5000)\n"
+		"\n"
+		"  -v, --verbose             debug logging (or HFE_LOG=debug|info|warn|error)\n"
+		"  -V, --version             print the version and exit\n"
+		"  -h, --help                this help\n"
+		"\n"
+		"Example:\n"
+		"  helix-frame-export --listen unix:/run/hfe.sock --listen vsock:any:5000\n");
+}
+
+/* "4M", "500k", "1G", "1234" -> value; -1 on junk. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -1;
+	uint64_t mul = 1;
+	switch (*end) {
+	case 'k': case 'K': mul = 1000; end++; break;
+	case 'm': case 'M': mul = 1000 * 1000; end++; break;
+	case 'g': case 'G': mul = 1000 * 1000 * 1000; end++; break;
+	default: break;
+	}
+	if (*end || (v && mul > UINT64_MAX / v))
+		return -1;
+	*out = v * mul;
+	return 0;
+}
+
+/* Same, but binary multiples for byte sizes. */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -1;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: break;
+	}
+	if (*end || v > (UINT64_MAX >> shift))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || *s == '-' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+enum {
+	OPT_FPS = 256, OPT_PROFILE, OPT_PRESET, OPT_TUNE, OPT_THREADS, OPT_MAX_CLIENTS,
+	OPT_MAX_WIDTH, OPT_MAX_HEIGHT, OPT_MAX_PAYLOAD, OPT_MAX_INFLIGHT, OPT_MAX_QUEUE,
+	OPT_STALL, OPT_SHUTDOWN,
+};
+
+static int bad(const char *opt, const char *val, const char *want)
+{
+	fprintf(stderr, "helix-frame-export: invalid value '%s' for %s (%s)\n", val, opt, want);
+	fprintf(stderr, "Try 'helix-frame-export --help'.\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "encoder", required_argument, NULL, 'e' },
+		{ "bitrate", required_argument, NULL, 'b' },
+		{ "fps", required_argument, NULL, OPT_FPS },
+		{ "gop", required_argument, NULL, 'g' },
+		{ "profile", required_argument, NULL, OPT_PROFILE },
+		{ "preset", required_argument, NULL, OPT_PRESET },
+		{ "tune", required_argument, NULL, OPT_TUNE },
+		{ "threads", required_argument, NULL, OPT_THREADS },
+		{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
+		{ "max-width", required_argument, NULL, OPT_MAX_WIDTH },
+		{ "max-height", required_argument, NULL, OPT_MAX_HEIGHT },
+		{ "max-payload", required_argument, NULL, OPT_MAX_PAYLOAD },
+		{ "max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT },
+		{ "max-queue", required_argument, NULL, OPT_MAX_QUEUE },
+		{ "stall-timeout", required_argument, NULL, OPT_STALL },
+		{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct hfe_server_config cfg;
+	hfe_server_config_default(&cfg);
+	uint64_t v;
+	char err[256];
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "l:e:b:g:vVh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'l':
+			if (cfg.n_listen == HFE_SERVER_MAX_LISTEN) {
+				fprintf(stderr, "helix-frame-export: at most %d --listen addresses\n",
+					HFE_SERVER_MAX_LISTEN);
+				return 2;
+			}
+			if (hfe_addr_parse(optarg, &cfg.listen[cfg.n_listen], err, sizeof(err)) < 0)
+				return bad("--listen", optarg, err);
+			if (cfg.listen[cfg.n_listen].kind == HFE_ADDR_SERIAL)
+				return bad("--listen", optarg,
+					   "serial ports are the guest's side; on the host listen on "
+					   "the unix socket of the virtserialport's chardev");
+			cfg.n_listen++;
+			break;
+		case 'e':
+			if (strlen(optarg) >= sizeof(cfg.enc.name))
+				return bad("--encoder", optarg, "name too long");
+			snprintf(cfg.enc.name, sizeof(cfg.enc.name), "%s", optarg);
+			break;
+		case 'b':
+			if (parse_size(optarg, &v) < 0 || v < 10000 || v > 1000000000)
+				return bad("--bitrate", optarg, "10k..1G bit/s");
+			cfg.enc.bitrate = (uint32_t)v;
+			break;
+		case OPT_FPS: {
+			unsigned num, den = 1;
+			char tail;
+			int n = sscanf(optarg, "%u/%u%c", &num, &den, &tail);
+			if (n < 1 || n > 2 || num == 0 || den == 0 || num > 240u * den)
+				return bad("--fps", optarg, "N or N/D, up to 240 fps");
+			cfg.enc.fps_num = num;
+			cfg.enc.fps_den = den;
+			break;
+		}
+		case 'g':
+			if (parse_uint(optarg, 0, 100000, &v) < 0)
+				return bad("--gop", optarg, "0..100000");
+			cfg.enc.gop = (uint32_t)v;
+			break;
+		case OPT_PROFILE:
+			if (!strcmp(optarg, "baseline"))
+				cfg.enc.profile = 66;
+			else if (!strcmp(optarg, "main"))
+				cfg.enc.profile = 77;
+			else if (!strcmp(optarg, "high"))
+				cfg.enc.profile = 100;
+			else
+				return bad("--profile", optarg, "baseline, main or high");
+			break;
+		case OPT_PRESET:
+			snprintf(cfg.enc.preset, sizeof(cfg.enc.preset), "%s", optarg);
+			break;
+		case OPT_TUNE:
+			snprintf(cfg.enc.tune, sizeof(cfg.enc.tune), "%s", optarg);
+			break;
+		case OPT_THREADS:
+			if (parse_uint(optarg, 0, 64, &v) < 0)
+				return bad("--threads", optarg, "0..64");
+			cfg.enc.threads = (int)v;
+			break;
+		case OPT_MAX_CLIENTS:
+			if (parse_uint(optarg, 1, 4096, &v) < 0)
+				return bad("--max-clients", optarg, "1..4096");
+			cfg.max_clients = (unsigned)v;
+			break;
+		case OPT_MAX_WIDTH:
+		case OPT_MAX_HEIGHT:
+			if (parse_uint(optarg, HFE_MIN_DIMENSION, HFE_MAX_DIMENSION, &v) < 0)
+				return bad(opt == OPT_MAX_WIDTH ? "--max-width" : "--max-height", optarg,
+					   "16..16384");
+			if (opt == OPT_MAX_WIDTH)
+				cfg.limits.max_width = (uint32_t)v;
+			else
+				cfg.limits.max_height = (uint32_t)v;
+			break;
+		case OPT_MAX_PAYLOAD:
+			if (parse_bytes(optarg, &v) < 0 || v < 4096 || v > UINT32_MAX)
+				return bad("--max-payload", optarg, "4k..4G-1 bytes");
+			cfg.limits.max_payload = (uint32_t)v;
+			break;
+		case OPT_MAX_INFLIGHT:
+			if (parse_uint(optarg, 1, 64, &v) < 0)
+				return bad("--max-inflight", optarg, "1..64");
+			cfg.max_inflight = (unsigned)v;
+			break;
+		case OPT_MAX_QUEUE:
+			if (parse_bytes(optarg, &v) < 0 || v < 65536 || v > (1ull << 32))
+				return bad("--max-queue", optarg, "64k..4G bytes");
+			cfg.max_queue = (size_t)v;
+			break;
+		case OPT_STALL:
+		case OPT_SHUTDOWN:
+			if (parse_uint(optarg, 10, 3600000, &v) < 0)
+				return bad(opt == OPT_STALL ? "--stall-timeout" : "--shutdown-timeout",
+					   optarg, "10..3600000 ms");
+			if (opt == OPT_STALL)
+				cfg.stall_timeout_ms = (int)v;
+			else
+				cfg.shutdown_timeout_ms = (int)v;
+			break;
+		case 'v':
+			hfe_log_set_level(HFE_LOG_DEBUG);
+			break;
+		case 'V':
+			printf("%s\n", hfe_version_string());
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			fprintf(stderr, "Try 'helix-frame-export --help'.\n");
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "helix-frame-export: unexpected argument '%s'\n", argv[optind]);
+		fprintf(stderr, "Try 'helix-frame-export --help'.\n");
+		return 2;
+	}
+	if (cfg.n_listen == 0)
+		hfe_addr_parse(DEFAULT_LISTEN, &cfg.listen[cfg.n_listen++], err, sizeof(err));
+
+	const char *enc = cfg.enc.name[0] ? cfg.enc.name : HFE_DEFAULT_ENCODER;
+	if (!hfe_encoder_available(enc)) {
+		fprintf(stderr,
+			"helix-frame-export: encoder '%s' is not available in this FFmpeg build "
+			"(see 'ffmpeg -encoders')\n",
+			enc);
+		return 1;
+	}
+
+	hfe_info("%s starting", hfe_version_string());
+	hfe_info("encoder %s: %u bit/s, %u/%u fps, gop %u, profile %u, preset %s, tune %s, "
+		 "threads %d",
+		 enc, cfg.enc.bitrate, cfg.enc.fps_num, cfg.enc.fps_den, cfg.enc.gop,
+		 cfg.enc.profile, cfg.enc.preset, cfg.enc.tune, cfg.enc.threads);
+	hfe_info("limits: %u clients, %ux%u, payload %u bytes, %u in flight, queue %zu bytes, "
+		 "stall %d ms",
+		 cfg.max_clients, cfg.limits.max_width, cfg.limits.max_height,
+		 cfg.limits.max_payload, cfg.max_inflight, cfg.max_queue, cfg.stall_timeout_ms);
+	return hfe_server_run(&cfg);
+}

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The daemon's event loop: listeners, client connections, pull sessions. */
+#ifndef HFE_SERVER_H
+#define HFE_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hfe/addr.h"
+#include "hfe/encoder.h"
+#include "hfe/wire.h"
+
+#define HFE_SERVER_MAX_LISTEN 16
+
+struct hfe_server_config {
+	struct hfe_addr listen[HFE_SERVER_MAX_LISTEN];
+	unsigned n_listen;
+	struct hfe_limits limits;
+	unsigned max_clients;      /* connections at once; more get ERROR BUSY */
+	unsigned max_inflight;     /* frames read ahead of written replies, per client */
+	size_t max_queue;          /* outbound bytes per client before reading pauses */
+	int stall_timeout_ms;      /* a message started but not finished */
+	int shutdown_timeout_ms;   /* SIGTERM: time given to in-flight frames */
+	struct hfe_encoder_params enc;
+};
+
+void hfe_server_config_default(struct hfe_server_config *cfg);
+
+/* Run until SIGINT/SIGTERM (installed here). Returns 0 on a clean shutdown,
+ * non-zero if a listener could not be set up. */
+int hfe_server_run(const struct hfe_server_config *cfg);
+
+#endif

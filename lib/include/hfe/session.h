@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A pull session: frames arrive from one client, are converted and encoded in
+ * order on the session's own worker thread, and come back as results in the
+ * same order (FRAME_RESPONSE, CONFIG_RESP or ERROR).
+ *
+ * Bounded: at most max_inflight jobs are queued or finished-but-uncollected;
+ * hfe_session_can_submit() turns false at the bound and the owner stops
+ * reading from its client (transport backpressure). The worker calls
+ * notify(opaque) after each result so the owner's event loop can collect it.
+ * The session never touches a socket.
+ */
+#ifndef HFE_SESSION_H
+#define HFE_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hfe/encoder.h"
+#include "hfe/wire.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HFE_SESSION_MAX_INFLIGHT 64u
+
+struct hfe_session_params {
+	struct hfe_encoder_params enc; /* defaults; CONFIG_REQ overrides some */
+	const struct hfe_encoder_ops *ops; /* NULL = hfe_encoder_lavc */
+	uint32_t max_inflight;             /* 1..HFE_SESSION_MAX_INFLIGHT */
+	void (*notify)(void *opaque);      /* called from the worker thread */
+	void *opaque;
+};
+
+enum hfe_result_kind { HFE_RESULT_FRAME, HFE_RESULT_CONFIG, HFE_RESULT_ERROR };
+
+struct hfe_session_result {
+	enum hfe_result_kind kind;
+	uint16_t session_id;
+	struct hfe_frame_response frame; /* FRAME: pts, dts, keyframe, nal_count = 1 */
+	struct hfe_packet packet;        /* FRAME: the access unit */
+	struct hfe_config_resp config;   /* CONFIG */
+	struct hfe_error_msg error;      /* ERROR */
+};
+
+struct hfe_session;
+
+struct hfe_session *hfe_session_new(const struct hfe_session_params *p, struct hfe_err *err);
+/* Stops the worker after its current job; queued jobs and results are freed. */
+void hfe_session_free(struct hfe_session *s);
+
+bool hfe_session_can_submit(struct hfe_session *s);
+/* Jobs queued, being encoded, or finished and not yet collected. */
+unsigned hfe_session_inflight(struct hfe_session *s);
+
+/* Submit a validated FRAME_REQUEST with pixels. `buf` (malloc'd) is taken
+ * over and freed by the session; `pixels` points into it. Returns 0, or -1
+ * when the session is full (caller bug: check can_submit). */
+int hfe_session_submit_frame(struct hfe_session *s, uint16_t session_id,
+			     const struct hfe_frame_request *fr, uint8_t *buf,
+			     const uint8_t *pixels, bool force_keyframe);
+/* Apply a CONFIG_REQ in order with frames; reply_v2 = produce a CONFIG result. */
+int hfe_session_submit_config(struct hfe_session *s, uint16_t session_id,
+			      const struct hfe_config_req *cfg, bool reply_v2);
+/* An error reply that must keep its place among frame replies. */
+int hfe_session_submit_error(struct hfe_session *s, uint16_t session_id, int32_t code,
+			     const char *msg);
+
+/* Collect the next result in order: 1 got one, 0 none ready. */
+int hfe_session_poll(struct hfe_session *s, struct hfe_session_result *r);
+void hfe_session_result_release(struct hfe_session_result *r);
+
+void hfe_session_stats(struct hfe_session *s, struct hfe_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
