@@ -33,6 +33,11 @@ static void usage(FILE *f)
 		"      --tune NAME           x264 tune (default zerolatency)\n"
 		"      --threads N           encoder threads per session, 0 = auto (default 0)\n"
 		"\n"
+		"Scanouts (push mode):\n"
+		"      --test-scanout ID:WxH[@FPS]  serve scanout ID from the built-in moving test\n"
+		"                            source (repeatable; default 30 fps; 0 = static)\n"
+		"      --max-fps N           encode each scanout at most N times a second (60)\n"
+		"\n"
 		"Limits:\n"
 		"      --max-clients N       connections at once (default 64)\n"
 		"      --max-width N         largest frame width (default 8192)\n"
@@ -107,7 +112,7 @@ static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 enum {
 	OPT_FPS = 256, OPT_PROFILE, OPT_PRESET, OPT_TUNE, OPT_THREADS, OPT_MAX_CLIENTS,
 	OPT_MAX_WIDTH, OPT_MAX_HEIGHT, OPT_MAX_PAYLOAD, OPT_MAX_INFLIGHT, OPT_MAX_QUEUE,
-	OPT_STALL, OPT_SHUTDOWN,
+	OPT_STALL, OPT_SHUTDOWN, OPT_TEST_SCANOUT, OPT_MAX_FPS,
 };
 
 static int bad(const char *opt, const char *val, const char *want)
@@ -137,6 +142,8 @@ int main(int argc, char **argv)
 		{ "max-queue", required_argument, NULL, OPT_MAX_QUEUE },
 		{ "stall-timeout", required_argument, NULL, OPT_STALL },
 		{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN },
+		{ "test-scanout", required_argument, NULL, OPT_TEST_SCANOUT },
+		{ "max-fps", required_argument, NULL, OPT_MAX_FPS },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -249,6 +256,26 @@ int main(int argc, char **argv)
 				cfg.stall_timeout_ms = (int)v;
 			else
 				cfg.shutdown_timeout_ms = (int)v;
+			break;
+		case OPT_TEST_SCANOUT: {
+			struct hfe_test_scanout t = { .fps = 30 };
+			char tail;
+			int n = sscanf(optarg, "%u:%ux%u@%u%c", &t.id, &t.width, &t.height, &t.fps,
+				       &tail);
+			if (n < 3 || n > 4 || t.id >= HFE_MAX_SCANOUTS || t.width < 128 ||
+			    t.height < 128 || t.width > cfg.limits.max_width ||
+			    t.height > cfg.limits.max_height || t.fps > 240)
+				return bad("--test-scanout", optarg,
+					   "ID:WxH[@FPS], ID 0..15, at least 128x128, fps 0..240");
+			if (cfg.n_test_scanouts == HFE_MAX_SCANOUTS)
+				return bad("--test-scanout", optarg, "too many scanouts");
+			cfg.test_scanouts[cfg.n_test_scanouts++] = t;
+			break;
+		}
+		case OPT_MAX_FPS:
+			if (parse_uint(optarg, 1, 240, &v) < 0)
+				return bad("--max-fps", optarg, "1..240");
+			cfg.max_fps = (uint32_t)v;
 			break;
 		case 'v':
 			hfe_log_set_level(HFE_LOG_DEBUG);

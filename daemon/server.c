@@ -25,7 +25,9 @@
 
 #include "hfe/conn.h"
 #include "hfe/log.h"
+#include "hfe/scanout.h"
 #include "hfe/session.h"
+#include "hfe/testsrc.h"
 
 #define READ_BUDGET (8u << 20) /* bytes read from one client per loop turn */
 #define LINGER_MS 1000         /* after a final ERROR, how long we wait for EOF */
@@ -53,6 +55,10 @@ struct server {
 	unsigned n_clients;
 	unsigned next_id;
 	int wake[2]; /* workers -> loop */
+	struct hfe_hub *hub; /* scanouts and their subscribers */
+	struct hfe_stream *streams[HFE_MAX_SCANOUTS];
+	struct hfe_testsrc *testsrcs[HFE_MAX_SCANOUTS];
+	unsigned n_streams;
 	bool stopping;
 	uint64_t stop_deadline_ms;
 };
@@ -85,6 +91,7 @@ void hfe_server_config_default(struct hfe_server_config *cfg)
 	cfg->max_queue = 16u << 20;
 	cfg->stall_timeout_ms = 10000;
 	cfg->shutdown_timeout_ms = 5000;
+	cfg->max_fps = 60;
 	hfe_encoder_params_default(&cfg->enc);
 }
 
@@ -152,6 +159,7 @@ static void client_free(struct client *c)
 static void client_remove(struct server *srv, unsigned i, const char *why)
 {
 	struct client *c = srv->clients[i];
+	hfe_hub_drop_conn(srv->hub, c->conn);
 	hfe_info("client %u (%s) closed: %s; %llu frames replied, %llu bytes in, %llu out", c->id,
 		 c->peer, why, (unsigned long long)c->frames_out,
 		 (unsigned long long)hfe_conn_bytes_received(c->conn),
@@ -270,7 +278,7 @@ static void send_hello_resp(struct server *srv, struct client *c, const struct h
 	struct hfe_hello_resp *h = &out.u.hello_resp;
 	h->version = (uint16_t)hfe_conn_version(c->conn);
 	h->codecs = hfe_encoder_codec(cfg->enc.name);
-	h->sources = HFE_SOURCE_PIXELS;
+	h->sources = HFE_SOURCE_PIXELS | (srv->n_streams ? HFE_SOURCE_SCANOUT : 0);
 	h->max_width = cfg->limits.max_width;
 	h->max_height = cfg->limits.max_height;
 	h->max_payload = cfg->limits.max_payload;
@@ -317,7 +325,10 @@ static void client_handle(struct server *srv, struct client *c, const struct hfe
 		c->keyframe_pending = false;
 		return;
 	case HFE_MSG_KEYFRAME_REQ:
+		/* Applies to the pull session's next frame and to any scanout
+		 * this connection watches. */
 		c->keyframe_pending = true;
+		hfe_hub_keyframe(srv->hub, c->conn);
 		return;
 	case HFE_MSG_CONFIG_REQ:
 		if (client_session(srv, c) < 0)
@@ -331,19 +342,9 @@ static void client_handle(struct server *srv, struct client *c, const struct hfe
 		return;
 	case HFE_MSG_ENABLE_SCANOUT:
 	case HFE_MSG_DISABLE_SCANOUT:
-		/* Every request gets a reply: this host has no scanouts. */
-		out.hdr.type = HFE_MSG_SCANOUT_RESP;
-		out.u.scanout_resp.scanout_id = m->hdr.type == HFE_MSG_ENABLE_SCANOUT
-							? m->u.enable_scanout.scanout_id
-							: m->u.scanout_id;
-		out.u.scanout_resp.success = 0;
-		hfe_conn_send(c->conn, &out, NULL, 0);
-		return;
 	case HFE_MSG_SUBSCRIBE:
-		out.hdr.type = HFE_MSG_SUBSCRIBE_RESP;
-		out.u.subscribe_resp.scanout_id = m->u.scanout_id;
-		out.u.subscribe_resp.success = 0;
-		hfe_conn_send(c->conn, &out, NULL, 0);
+		/* Every request gets a reply, success = 0 for unknown scanouts. */
+		hfe_hub_handle(srv->hub, c->conn, m);
 		return;
 	case HFE_MSG_HELLO:
 		send_hello_resp(srv, c, m);
@@ -503,6 +504,40 @@ static int setup_listeners(struct server *srv)
 	return 0;
 }
 
+static int setup_test_scanouts(struct server *srv)
+{
+	const struct hfe_server_config *cfg = srv->cfg;
+	struct hfe_err err;
+	for (unsigned i = 0; i < cfg->n_test_scanouts; i++) {
+		const struct hfe_test_scanout *t = &cfg->test_scanouts[i];
+		struct hfe_stream_params sp = { .enc = cfg->enc, .max_fps = cfg->max_fps,
+						.notify = wake_loop, .opaque = srv };
+		struct hfe_stream *st = hfe_stream_new(&sp, &err);
+		if (!st) {
+			hfe_error("test scanout %u: %s", t->id, err.msg);
+			return -1;
+		}
+		srv->streams[srv->n_streams] = st;
+		char name[HFE_CONNECTOR_LEN];
+		snprintf(name, sizeof(name), "TEST-%u", t->id);
+		if (hfe_hub_add_scanout(srv->hub, t->id, st, name) < 0) {
+			hfe_error("test scanout %u: duplicate scanout id", t->id);
+			hfe_stream_free(st);
+			return -1;
+		}
+		srv->testsrcs[srv->n_streams] = hfe_testsrc_start(st, t->width, t->height, t->fps,
+								  &err);
+		srv->n_streams++;
+		if (!srv->testsrcs[srv->n_streams - 1]) {
+			hfe_error("test scanout %u: %s", t->id, err.msg);
+			return -1;
+		}
+		hfe_info("scanout %u: test source %ux%u at %u fps", t->id, t->width, t->height,
+			 t->fps);
+	}
+	return 0;
+}
+
 static void close_listeners(struct server *srv)
 {
 	for (unsigned i = 0; i < srv->n_listen; i++) {
@@ -548,7 +583,8 @@ int hfe_server_run(const struct hfe_server_config *cfg)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (setup_listeners(&srv) < 0)
+	srv.hub = hfe_hub_new(cfg->max_queue);
+	if (!srv.hub || setup_test_scanouts(&srv) < 0 || setup_listeners(&srv) < 0)
 		goto out;
 
 	char lname[HFE_SERVER_MAX_LISTEN][128];
@@ -593,8 +629,10 @@ int hfe_server_run(const struct hfe_server_config *cfg)
 				close_listeners(&srv);
 			}
 		}
-		if (pr > 0 && (pfd[1].revents & POLLIN))
+		if (pr > 0 && (pfd[1].revents & POLLIN)) {
 			drain_fd(srv.wake[0]);
+			hfe_hub_dispatch(srv.hub); /* scanout AUs into subscriber queues */
+		}
 		for (unsigned i = 0; i < srv.n_listen && pr > 0; i++)
 			if (pfd[2 + i].revents & POLLIN)
 				accept_clients(&srv, srv.listen_fd[i], lname[i]);
@@ -637,6 +675,11 @@ out:
 	while (srv.n_clients)
 		client_remove(&srv, srv.n_clients - 1, srv.stopping ? "host shut down" : "host error");
 	close_listeners(&srv);
+	for (unsigned i = 0; i < srv.n_streams; i++) {
+		hfe_testsrc_stop(srv.testsrcs[i]);
+		hfe_stream_free(srv.streams[i]);
+	}
+	hfe_hub_free(srv.hub);
 	for (int i = 0; i < 2; i++) {
 		if (srv.wake[i] >= 0)
 			close(srv.wake[i]);

@@ -12,6 +12,12 @@
 
 #define HFE_SERVER_MAX_LISTEN 16
 
+/* A scanout served from the built-in test source (no VM needed). */
+struct hfe_test_scanout {
+	uint32_t id;
+	uint32_t width, height, fps;
+};
+
 struct hfe_server_config {
 	struct hfe_addr listen[HFE_SERVER_MAX_LISTEN];
 	unsigned n_listen;
@@ -22,6 +28,9 @@ struct hfe_server_config {
 	int stall_timeout_ms;      /* a message started but not finished */
 	int shutdown_timeout_ms;   /* SIGTERM: time given to in-flight frames */
 	struct hfe_encoder_params enc;
+	struct hfe_test_scanout test_scanouts[HFE_MAX_SCANOUTS];
+	unsigned n_test_scanouts;
+	uint32_t max_fps; /* scanout streams: encode at most this often */
 };
 
 void hfe_server_config_default(struct hfe_server_config *cfg);

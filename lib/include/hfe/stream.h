@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A scanout stream (push mode). A frame source (the QEMU module's display
+ * listener, the daemon's D-Bus listener, the test pattern source) reports
+ * surface changes and damaged rectangles; the stream keeps the latest picture
+ * in a host-owned frame, and its worker thread encodes at its own pace:
+ * damage accumulates, the newest picture wins, at most max_fps, nothing when
+ * nothing changed. Encoded access units are collected by the owner's event
+ * loop (hfe_stream_poll) and fanned out to subscribers there.
+ *
+ * Thread safety: every function may be called from any thread. Source calls
+ * copy the damaged pixels under a short lock and never wait for the encoder.
+ */
+#ifndef HFE_STREAM_H
+#define HFE_STREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hfe/encoder.h"
+#include "hfe/wire.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct hfe_stream_params {
+	struct hfe_encoder_params enc;     /* width/height come from the source */
+	const struct hfe_encoder_ops *ops; /* NULL = hfe_encoder_lavc */
+	uint32_t max_fps;                  /* pacing cap, 1..240 */
+	void (*notify)(void *opaque);      /* an access unit is ready (worker thread) */
+	void *opaque;
+};
+
+/* An encoded access unit, shared by every subscriber it is sent to. */
+struct hfe_stream_au {
+	int64_t pts_ns; /* CLOCK_MONOTONIC time of the newest damage it contains */
+	uint32_t width, height;
+	bool keyframe;
+	const uint8_t *data;
+	size_t size;
+	uint64_t seq; /* 0, 1, 2... per stream */
+};
+
+struct hfe_stream_stats {
+	uint64_t updates;       /* damage reports from the source */
+	uint64_t frames_encoded;
+	uint64_t updates_coalesced; /* reports merged into a later encode (newest wins) */
+	uint64_t keyframes;
+	uint64_t bytes_out;
+	uint32_t encode_us_last, encode_us_max;
+};
+
+struct hfe_stream;
+
+struct hfe_stream *hfe_stream_new(const struct hfe_stream_params *p, struct hfe_err *err);
+void hfe_stream_free(struct hfe_stream *s);
+
+/* ---- frame source side ---- */
+
+/* A new surface size (also the first call). Everything is damaged and the
+ * next access unit is an IDR with new parameter sets. */
+int hfe_stream_resize(struct hfe_stream *s, uint32_t width, uint32_t height,
+		      struct hfe_err *err);
+/* Copy a damaged rectangle. `pixels` points at the rectangle's top-left
+ * pixel, rows `stride` bytes apart, `format` one of the 32-bit RGB formats.
+ * The rectangle is clipped to the surface. */
+void hfe_stream_update(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
+		       const uint8_t *pixels, uint32_t stride, uint32_t format);
+/* Several rectangles of one flush, applied atomically so that one encode
+ * sees all of them. `surface` is the surface's top-left pixel; rectangle
+ * coordinates index into it. */
+struct hfe_rect {
+	uint32_t x, y, w, h;
+};
+void hfe_stream_update_rects(struct hfe_stream *s, const struct hfe_rect *rects, unsigned n,
+			     const uint8_t *surface, uint32_t stride, uint32_t format);
+/* The source went away (display disabled): stop encoding until resized. */
+void hfe_stream_disable(struct hfe_stream *s);
+
+/* ---- consumer side ---- */
+
+/* Make the next access unit an IDR, encoding the current picture even if
+ * nothing changed (a new subscriber, KEYFRAME_REQ, a resync after drops). */
+void hfe_stream_request_keyframe(struct hfe_stream *s);
+/* Take the next access unit: 1 got one, 0 none. Release it with
+ * hfe_stream_au_unref once every subscriber's copy has been sent. */
+int hfe_stream_poll(struct hfe_stream *s, struct hfe_stream_au **au);
+struct hfe_stream_au *hfe_stream_au_ref(struct hfe_stream_au *au);
+void hfe_stream_au_unref(struct hfe_stream_au *au);
+/* For hfe_conn_send_owned: free_fn = hfe_stream_au_release, opaque = au. */
+void hfe_stream_au_release(void *au);
+
+bool hfe_stream_active(struct hfe_stream *s);
+void hfe_stream_get_stats(struct hfe_stream *s, struct hfe_stream_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

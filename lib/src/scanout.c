@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Scanout hub: subscriptions and fan-out of access units. See hfe/scanout.h. */
+#include "hfe/scanout.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hfe/log.h"
+
+struct scanout {
+	uint32_t id;
+	struct hfe_stream *stream;
+	char connector[HFE_CONNECTOR_LEN];
+};
+
+struct subscriber {
+	struct hfe_conn *conn;
+	uint32_t scanout_id;
+	bool need_idr; /* skipped an access unit: wait for the next IDR */
+};
+
+struct hfe_hub {
+	size_t max_queue;
+	struct scanout scanouts[HFE_MAX_SCANOUTS];
+	unsigned n_scanouts;
+	struct subscriber *subs;
+	unsigned n_subs, cap_subs;
+};
+
+struct hfe_hub *hfe_hub_new(size_t max_queue)
+{
+	struct hfe_hub *hub = calloc(1, sizeof(*hub));
+	if (hub)
+		hub->max_queue = max_queue;
+	return hub;
+}
+
+void hfe_hub_free(struct hfe_hub *hub)
+{
+	if (!hub)
+		return;
+	free(hub->subs);
+	free(hub);
+}
+
+static struct scanout *find_scanout(struct hfe_hub *hub, uint32_t id)
+{
+	for (unsigned i = 0; i < hub->n_scanouts; i++)
+		if (hub->scanouts[i].id == id)
+			return &hub->scanouts[i];
+	return NULL;
+}
+
+int hfe_hub_add_scanout(struct hfe_hub *hub, uint32_t id, struct hfe_stream *stream,
+			const char *connector)
+{
+	if (hub->n_scanouts == HFE_MAX_SCANOUTS || find_scanout(hub, id))
+		return -1;
+	struct scanout *so = &hub->scanouts[hub->n_scanouts++];
+	so->id = id;
+	so->stream = stream;
+	snprintf(so->connector, sizeof(so->connector), "%s", connector ? connector : "");
+	return 0;
+}
+
+struct hfe_stream *hfe_hub_scanout(struct hfe_hub *hub, uint32_t id)
+{
+	struct scanout *so = find_scanout(hub, id);
+	return so ? so->stream : NULL;
+}
+
+static struct subscriber *find_sub(struct hfe_hub *hub, struct hfe_conn *conn, uint32_t id)
+{
+	for (unsigned i = 0; i < hub->n_subs; i++)
+		if (hub->subs[i].conn == conn && hub->subs[i].scanout_id == id)
+			return &hub->subs[i];
+	return NULL;
+}
+
+static int add_sub(struct hfe_hub *hub, struct hfe_conn *conn, uint32_t id)
+{
+	if (find_sub(hub, conn, id))
+		return 0;
+	if (hub->n_subs == hub->cap_subs) {
+		unsigned cap = hub->cap_subs ? hub->cap_subs * 2 : 8;
+		struct subscriber *n = realloc(hub->subs, cap * sizeof(*n));
+		if (!n)
+			return -1;
+		hub->subs = n;
+		hub->cap_subs = cap;
+	}
+	/* need_idr: the stream's next IDR (requested below) is where it joins. */
+	hub->subs[hub->n_subs++] = (struct subscriber){ conn, id, true };
+	return 0;
+}
+
+static void remove_sub_at(struct hfe_hub *hub, unsigned i)
+{
+	hub->subs[i] = hub->subs[--hub->n_subs];
+}
+
+int hfe_hub_handle(struct hfe_hub *hub, struct hfe_conn *conn, const struct hfe_msg *msg)
+{
+	struct hfe_msg out = { .hdr = { .session_id = msg->hdr.session_id } };
+	struct scanout *so;
+
+	switch (msg->hdr.type) {
+	case HFE_MSG_SUBSCRIBE:
+		so = find_scanout(hub, msg->u.scanout_id);
+		out.hdr.type = HFE_MSG_SUBSCRIBE_RESP;
+		out.u.subscribe_resp.scanout_id = msg->u.scanout_id;
+		out.u.subscribe_resp.success = so && add_sub(hub, conn, so->id) == 0;
+		hfe_conn_send(conn, &out, NULL, 0);
+		if (out.u.subscribe_resp.success)
+			hfe_stream_request_keyframe(so->stream);
+		return 1;
+	case HFE_MSG_ENABLE_SCANOUT:
+	case HFE_MSG_DISABLE_SCANOUT: {
+		uint32_t id = msg->hdr.type == HFE_MSG_ENABLE_SCANOUT ? msg->u.enable_scanout.scanout_id
+								      : msg->u.scanout_id;
+		so = find_scanout(hub, id);
+		out.hdr.type = HFE_MSG_SCANOUT_RESP;
+		out.u.scanout_resp.scanout_id = id;
+		out.u.scanout_resp.success = so != NULL;
+		if (so)
+			snprintf(out.u.scanout_resp.connector, HFE_CONNECTOR_LEN, "%s",
+				 so->connector);
+		/* DISABLE ends this connection's subscription; the scanout itself
+		 * belongs to the VM and keeps running for others. */
+		if (so && msg->hdr.type == HFE_MSG_DISABLE_SCANOUT) {
+			for (unsigned i = 0; i < hub->n_subs; i++) {
+				if (hub->subs[i].conn == conn && hub->subs[i].scanout_id == id) {
+					remove_sub_at(hub, i);
+					break;
+				}
+			}
+		}
+		hfe_conn_send(conn, &out, NULL, 0);
+		return 1;
+	}
+	default:
+		return 0;
+	}
+}
+
+unsigned hfe_hub_keyframe(struct hfe_hub *hub, struct hfe_conn *conn)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < hub->n_subs; i++) {
+		if (hub->subs[i].conn != conn)
+			continue;
+		struct scanout *so = find_scanout(hub, hub->subs[i].scanout_id);
+		if (so) {
+			hfe_stream_request_keyframe(so->stream);
+			n++;
+		}
+	}
+	return n;
+}
+
+void hfe_hub_drop_conn(struct hfe_hub *hub, struct hfe_conn *conn)
+{
+	for (unsigned i = 0; i < hub->n_subs;) {
+		if (hub->subs[i].conn == conn)
+			remove_sub_at(hub, i);
+		else
+			i++;
+	}
+}
+
+unsigned hfe_hub_subscribers(struct hfe_hub *hub, uint32_t id)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < hub->n_subs; i++)
+		n += hub->subs[i].scanout_id == id;
+	return n;
+}
+
+static void send_au(struct hfe_hub *hub, struct scanout *so, struct hfe_stream_au *au)
+{
+	bool want_idr = false;
+
+	for (unsigned i = 0; i < hub->n_subs; i++) {
+		struct subscriber *sub = &hub->subs[i];
+		if (sub->scanout_id != so->id)
+			continue;
+		if (sub->need_idr && !au->keyframe)
+			continue;
+		if (hfe_conn_tx_pending(sub->conn) > hub->max_queue) {
+			/* Too far behind: skip, and rejoin at an IDR. One request per
+			 * fall-behind, renewed only when an IDR passes it by. */
+			if (!sub->need_idr || au->keyframe) {
+				hfe_debug("scanout %u: subscriber behind, skipping to the next IDR",
+					  so->id);
+				want_idr = true;
+			}
+			sub->need_idr = true;
+			continue;
+		}
+		struct hfe_msg msg = { .hdr = { .type = HFE_MSG_FRAME_RESPONSE,
+						.session_id = (uint16_t)so->id } };
+		msg.u.frame_resp.pts = au->pts_ns;
+		msg.u.frame_resp.dts = au->pts_ns;
+		msg.u.frame_resp.is_keyframe = au->keyframe;
+		msg.u.frame_resp.nal_count = 1;
+		hfe_stream_au_ref(au);
+		if (hfe_conn_send_owned(sub->conn, &msg, au->data, au->size, hfe_stream_au_release,
+					au) == 0)
+			sub->need_idr = false;
+	}
+	if (want_idr)
+		hfe_stream_request_keyframe(so->stream);
+}
+
+unsigned hfe_hub_dispatch(struct hfe_hub *hub)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < hub->n_scanouts; i++) {
+		struct scanout *so = &hub->scanouts[i];
+		struct hfe_stream_au *au;
+		while (hfe_stream_poll(so->stream, &au) == 1) {
+			send_au(hub, so, au);
+			hfe_stream_au_unref(au);
+			n++;
+		}
+	}
+	return n;
+}
