@@ -15,6 +15,8 @@
  * would make it keep the frame until the next receive).
  */
 #include <limits.h>
+#include <stdarg.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,7 @@
 #include <libavutil/error.h>
 #include <libavutil/frame.h>
 #include <libavutil/hwcontext.h>
+#include <libavutil/log.h>
 #include <libavutil/macros.h>
 #include <libavutil/opt.h>
 #include <libavutil/pixfmt.h>
@@ -187,7 +190,9 @@ static enum AVPixelFormat pick_sw_format(const enum AVPixelFormat *list, uint32_
 }
 
 /* A private option of the codec (ctx->priv_data). Encoders differ in what
- * they offer, so a missing or rejected optional one is only logged. */
+ * they offer, so a missing or rejected optional one is only logged.
+ * Returns 0 if set, 1 if an optional one was not, -1 (err set) if a
+ * required one was not. */
 static int set_priv(AVCodecContext *ctx, const char *key, const char *val, bool required,
 		    struct hfe_err *err)
 {
@@ -208,7 +213,7 @@ static int set_priv(AVCodecContext *ctx, const char *key, const char *val, bool 
 	}
 	hfe_debug("encoder '%s': option %s=%s not applied (%s)", ctx->codec->name, key, val,
 		  averr(r, eb));
-	return 0;
+	return 1;
 }
 
 /* Set up a hardware device and a pool of NV12 (or I420) surfaces for an
@@ -260,8 +265,8 @@ static int setup_hw(struct hfe_encoder *enc, const struct hfe_encoder_params *p,
 		enc->sw_fmt = AV_PIX_FMT_NV12;
 	av_hwframe_constraints_free(&cons);
 	if (enc->sw_fmt == AV_PIX_FMT_NONE) {
-		SET_ERR(err, HFE_ERR_UNSUPPORTED, "encoder '%s': device takes neither NV12 nor I420",
-			codec->name);
+		SET_ERR(err, HFE_ERR_UNSUPPORTED,
+			"encoder '%s': device takes neither NV12 nor I420", codec->name);
 		return -1;
 	}
 
@@ -422,7 +427,7 @@ static void configure_other(AVCodecContext *ctx, const struct hfe_encoder_params
 		ctx->profile = lavc_profile(p->profile);
 		/* vaapi names it constrained_baseline, nvenc/qsv baseline. */
 		if (p->profile == 66 || p->profile == 0) {
-			if (av_opt_set(ctx->priv_data, "profile", "constrained_baseline", 0) < 0)
+			if (set_priv(ctx, "profile", "constrained_baseline", false, NULL) != 0)
 				set_priv(ctx, "profile", "baseline", false, NULL);
 		} else {
 			set_priv(ctx, "profile", p->profile == 77 ? "main" : "high", false, NULL);
@@ -432,18 +437,54 @@ static void configure_other(AVCodecContext *ctx, const struct hfe_encoder_params
 
 static void lavc_close(struct hfe_encoder *enc);
 
+/* FFmpeg's own messages go through our log sink: its errors and warnings
+ * stay visible, its chatter (x264's per-stream summaries) becomes debug. */
+static void lavc_log(void *avcl, int level, const char *fmt, va_list vl)
+{
+	static int print_prefix = 1;
+	char line[1024];
+	enum hfe_log_level lvl;
+
+	if (level > AV_LOG_VERBOSE)
+		return;
+	lvl = level <= AV_LOG_ERROR ? HFE_LOG_ERROR
+	      : level <= AV_LOG_WARNING ? HFE_LOG_WARN
+				       : HFE_LOG_DEBUG;
+	av_log_format_line2(avcl, level, fmt, vl, line, sizeof(line), &print_prefix);
+	size_t n = strlen(line);
+	while (n && line[n - 1] == '\n')
+		line[--n] = '\0';
+	if (n)
+		hfe_log(lvl, "%s", line);
+}
+
+static void lavc_log_init(void)
+{
+	av_log_set_callback(lavc_log);
+}
+
 static int lavc_open(struct hfe_encoder **out, const struct hfe_encoder_params *p,
 		     uint32_t input_format_hint, struct hfe_err *err)
 {
-	const char *name = name_or_default(p->name);
+	static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+	pthread_once(&log_once, lavc_log_init);
+
+	struct hfe_encoder_params q = *p;
 	char eb[AV_ERROR_MAX_STRING_SIZE];
 	struct hfe_encoder *enc;
 	AVCodecContext *ctx;
 	uint32_t fps_num = p->fps_num, fps_den = p->fps_den;
 	uint32_t bitrate = p->bitrate ? p->bitrate : 4000000;
+	const char *name;
 	int r;
 
 	*out = NULL;
+	/* Fixed-size strings: make sure they end before using them. */
+	q.name[sizeof(q.name) - 1] = '\0';
+	q.preset[sizeof(q.preset) - 1] = '\0';
+	q.tune[sizeof(q.tune) - 1] = '\0';
+	p = &q;
+	name = name_or_default(p->name);
 	if (fps_num == 0 || fps_den == 0) {
 		fps_num = 30;
 		fps_den = 1;
@@ -458,8 +499,8 @@ static int lavc_open(struct hfe_encoder **out, const struct hfe_encoder_params *
 	const AVCodec *codec = avcodec_find_encoder_by_name(name);
 
 	if (!codec || codec->type != AVMEDIA_TYPE_VIDEO) {
-		SET_ERR(err, HFE_ERR_UNSUPPORTED, "encoder '%s' is not available in this FFmpeg build",
-			name);
+		SET_ERR(err, HFE_ERR_UNSUPPORTED,
+			"encoder '%s' is not available in this FFmpeg build", name);
 		return -1;
 	}
 
@@ -490,7 +531,8 @@ static int lavc_open(struct hfe_encoder **out, const struct hfe_encoder_params *
 	if (p->level)
 		ctx->level = p->level;
 	/* No GLOBAL_HEADER: SPS/PPS stay in band (x264: repeat-headers).
-	 * Closed GOPs: FFmpeg's x264 wrapper defaults to open GOP otherwise. */
+	 * Closed GOPs: FFmpeg's x264 wrapper asks for open GOPs otherwise
+	 * (x264 ignores that without B-frames, other encoders may not). */
 	ctx->flags &= ~AV_CODEC_FLAG_GLOBAL_HEADER;
 	ctx->flags |= AV_CODEC_FLAG_CLOSED_GOP;
 	/* Tag what hfe_convert produces. */
@@ -536,7 +578,8 @@ static int lavc_open(struct hfe_encoder **out, const struct hfe_encoder_params *
 	if (r < 0) {
 		SET_ERR(err, HFE_ERR_UNSUPPORTED, "cannot open encoder '%s' (%ux%u, %s): %s",
 			codec->name, p->width, p->height,
-			enc->is_x264 ? "see preset/tune/profile" : "device or settings", averr(r, eb));
+			enc->is_x264 ? "see preset/tune/profile" : "device or settings",
+			averr(r, eb));
 		goto fail;
 	}
 	*out = enc;
@@ -713,8 +756,9 @@ static int lavc_encode(struct hfe_encoder *enc, const struct hfe_image *img, int
 	if (img->format != enc->input_format || img->width != (uint32_t)enc->ctx->width ||
 	    img->height != (uint32_t)enc->ctx->height || !img->plane[0] || !img->plane[1] ||
 	    (enc->input_format == HFE_FMT_I420 && !img->plane[2])) {
-		SET_ERR(err, HFE_ERR_INTERNAL, "image %ux%u does not match the encoder's %dx%d input",
-			img->width, img->height, enc->ctx->width, enc->ctx->height);
+		SET_ERR(err, HFE_ERR_INTERNAL,
+			"image %ux%u does not match the encoder's %dx%d input", img->width,
+			img->height, enc->ctx->width, enc->ctx->height);
 		return -1;
 	}
 
