@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Install the Debian 12 packages a task needs: `scripts/deps.sh build|test|demo ...`.
+# Can also be sourced (`. scripts/deps.sh; hfe_deps test`); sourcing changes no shell options.
+# Silent when everything is present; installs what is missing when run as root, otherwise
+# fails with the apt-get command to run.
+#
+# The package lists below are the single place to add what a new part needs.
+
+# Needed to configure and compile the project.
+HFE_DEPS_BUILD=(
+	build-essential meson ninja-build pkg-config
+	libavcodec-dev libavutil-dev libavformat-dev libyuv-dev
+)
+# Added for scripts/test.sh: ffprobe, and clang with libFuzzer + sanitizer runtimes.
+HFE_DEPS_TEST=(
+	ffmpeg clang libclang-rt-14-dev
+)
+# Added for scripts/demo.sh.
+HFE_DEPS_DEMO=(
+	ffmpeg
+)
+
+# Print the packages a task needs, one per line (build is part of every task).
+hfe_deps_list() {
+	local task
+	printf '%s\n' "${HFE_DEPS_BUILD[@]}"
+	for task in "$@"; do
+		case "$task" in
+		build) ;;
+		test) printf '%s\n' "${HFE_DEPS_TEST[@]}" ;;
+		demo) printf '%s\n' "${HFE_DEPS_DEMO[@]}" ;;
+		*)
+			echo "deps.sh: unknown task '$task' (want build, test or demo)" >&2
+			return 2
+			;;
+		esac
+	done
+}
+
+hfe_deps_installed() {
+	local status
+	status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null) || return 1
+	[[ "$status" == ii* ]]
+}
+
+# hfe_deps TASK...: make sure every package TASK needs is installed.
+hfe_deps() {
+	local list pkg
+	local -a missing=()
+
+	[[ $# -gt 0 ]] || set -- build
+	list=$(hfe_deps_list "$@") || return
+	for pkg in $(printf '%s\n' "$list" | sort -u); do
+		hfe_deps_installed "$pkg" || missing+=("$pkg")
+	done
+	[[ ${#missing[@]} -eq 0 ]] && return 0
+
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "deps.sh: missing Debian packages: ${missing[*]}" >&2
+		echo "deps.sh: install them as root with:" >&2
+		echo "    apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+		return 1
+	fi
+
+	echo "installing: ${missing[*]}"
+	# Update the package lists only once per shell, and only when something is missing.
+	if [[ -z "${HFE_DEPS_APT_UPDATED:-}" ]]; then
+		apt-get update || return
+		HFE_DEPS_APT_UPDATED=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+	set -euo pipefail
+	case "${1:-}" in
+	-h | --help)
+		echo "usage: $0 [build|test|demo]...   (default: build)"
+		exit 0
+		;;
+	esac
+	hfe_deps "$@"
+fi
