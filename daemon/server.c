@@ -419,8 +419,12 @@ static const char *client_check_done(struct server *srv, struct client *c, uint6
 	unsigned inflight = c->session ? hfe_session_inflight(c->session) : 0;
 
 	if (!c->closing && !hfe_conn_failed(c->conn)) {
+		/* The stall clock measures the peer's silence while we want its
+		 * bytes; it does not run while we hold the client back. */
+		if (!client_wants_read(c, srv))
+			c->last_rx_ms = now;
 		if (hfe_conn_rx_partial(c->conn) && !c->rx_eof &&
-		    now - c->last_rx_ms >= (uint64_t)srv->cfg->stall_timeout_ms) {
+		    c->last_rx_ms + (uint64_t)srv->cfg->stall_timeout_ms <= now) {
 			hfe_warn("client %u (%s): stalled in the middle of a message for %d ms",
 				 c->id, c->peer, srv->cfg->stall_timeout_ms);
 			client_finish(c, HFE_ERR_TIMEOUT,
