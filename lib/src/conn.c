@@ -34,6 +34,7 @@ struct hfe_conn {
 	uint8_t *delivered; /* payload of the message last returned by next() */
 	unsigned version;
 	bool any_msg; /* a message has been accepted already */
+	bool hello_resp_seen;
 	bool failed;
 	struct hfe_err err;
 
@@ -192,10 +193,23 @@ static int check_state(struct hfe_conn *c, const struct hfe_msg *msg)
 	uint8_t type = msg->hdr.type;
 
 	if (c->role == HFE_ROLE_CLIENT) {
-		if (type == HFE_MSG_HELLO_RESP)
-			c->version = msg->u.hello_resp.version;
-		else if (c->version == 0)
+		if (type == HFE_MSG_HELLO_RESP) {
+			unsigned v = msg->u.hello_resp.version;
+			if (c->hello_resp_seen) {
+				hfe_err_set(&err, HFE_ERR_PROTOCOL, "a second HELLO_RESP");
+				goto bad;
+			}
+			if (v < HFE_PROTO_V1 || v > HFE_PROTO_V2) {
+				hfe_err_set(&err, HFE_ERR_VERSION,
+					    "host chose protocol version %u, we speak 1..%u", v,
+					    HFE_PROTO_V2);
+				goto bad;
+			}
+			c->hello_resp_seen = true;
+			c->version = v;
+		} else if (c->version == 0) {
 			c->version = HFE_PROTO_V1;
+		}
 		return 0;
 	}
 

@@ -266,7 +266,7 @@ int hfe_frame_size(uint32_t format, uint32_t width, uint32_t height, uint32_t st
 	char fcc[5];
 
 	if (!hfe_format_supported(format)) {
-		hfe_err_set(err, HFE_ERR_INVALID_MSG, "unsupported pixel format 0x%08x ('%s')",
+		hfe_err_set(err, HFE_ERR_UNSUPPORTED, "unsupported pixel format 0x%08x ('%s')",
 			    format, hfe_fourcc_str(format, fcc));
 		return -1;
 	}
@@ -277,7 +277,9 @@ int hfe_frame_size(uint32_t format, uint32_t width, uint32_t height, uint32_t st
 	 * width and bpp cannot overflow, but everything is summed in 64 bits. */
 	uint64_t bpp = format_is_rgb(format) ? 4 : 1;
 	uint64_t min_stride = (uint64_t)width * bpp;
-	uint64_t max_stride = (uint64_t)lim->max_width * 4u;
+	/* From the capped width, so stride x height always fits in 32 bits. */
+	uint32_t cap_w = lim->max_width < HFE_MAX_DIMENSION ? lim->max_width : HFE_MAX_DIMENSION;
+	uint64_t max_stride = (uint64_t)cap_w * 4u;
 	if (stride < min_stride || stride > max_stride) {
 		hfe_err_set(err, HFE_ERR_INVALID_MSG,
 			    "stride %u out of range for %ux%u '%s' (must be %llu..%llu)", stride,

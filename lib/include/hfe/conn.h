@@ -83,8 +83,9 @@ void hfe_conn_fail(struct hfe_conn *c, int32_t code, const char *fmt, ...)
 
 /* Queue a message (header + body built with hfe_msg_build) followed by
  * `extra` bytes. copy: extra is copied now. owned: the queue frees it with
- * free_fn(opaque) once sent or on hfe_conn_free (free_fn may be NULL).
- * Returns 0, or -1 on allocation failure. */
+ * free_fn(opaque) once sent or on hfe_conn_free (free_fn may be NULL); on
+ * failure, and at once when extra_len is 0, it is freed before returning.
+ * Returns 0, or -1 on allocation failure or an unbuildable message. */
 int hfe_conn_send(struct hfe_conn *c, const struct hfe_msg *msg, const void *extra,
 		  size_t extra_len);
 int hfe_conn_send_owned(struct hfe_conn *c, const struct hfe_msg *msg, const void *extra,

@@ -282,8 +282,11 @@ int hfe_header_parse(const uint8_t buf[HFE_HEADER_SIZE], enum hfe_role role,
 /*
  * Decode and validate a payload of exactly hdr->payload_size bytes (the
  * header must have come from hfe_header_parse with the same role and limits).
- * Every field is checked: dimensions, strides, formats, counts, reserved
- * bytes zero, strings NUL-terminated. Returns 0 or -1 with err filled.
+ * Every field is checked: dimensions, strides, formats, counts, flags and
+ * enums. Reserved bytes are ignored (deployed v1 guests are not known to zero
+ * them). Strings from a client must be NUL-terminated; strings from a host
+ * are truncated to fit (v1 hosts may fill the whole field). Returns 0 or -1
+ * with err filled.
  */
 int hfe_msg_parse(const struct hfe_header *hdr, const uint8_t *payload, enum hfe_role role,
 		  const struct hfe_limits *lim, struct hfe_msg *out, struct hfe_err *err);
@@ -306,7 +309,9 @@ bool hfe_format_supported(uint32_t format);
  * FRAME_REQUEST, or for FRAME_RESPONSE the access unit: with nal_count == 1
  * the builder writes the u32 size prefix itself, so extra_len is the access
  * unit's size). payload_size is set accordingly. Returns bytes written, or 0
- * if cap is too small, the type is unknown, or the sizes overflow.
+ * if cap is too small, the type is unknown, the sizes overflow, or a
+ * FRAME_RESPONSE has nal_count > 1 (this library always sends one access
+ * unit as one NAL entry).
  */
 size_t hfe_msg_build(const struct hfe_msg *msg, size_t extra_len, uint8_t *buf, size_t cap);
 
