@@ -172,14 +172,14 @@ int main(int argc, char **argv)
 			cfg.n_listen++;
 			break;
 		case 'e':
-			if (strlen(optarg) >= sizeof(cfg.enc.name))
+			if (strlen(optarg) >= sizeof(cfg.host.enc.name))
 				return bad("--encoder", optarg, "name too long");
-			snprintf(cfg.enc.name, sizeof(cfg.enc.name), "%s", optarg);
+			snprintf(cfg.host.enc.name, sizeof(cfg.host.enc.name), "%s", optarg);
 			break;
 		case 'b':
 			if (parse_size(optarg, &v) < 0 || v < 10000 || v > 1000000000)
 				return bad("--bitrate", optarg, "10k..1G bit/s");
-			cfg.enc.bitrate = (uint32_t)v;
+			cfg.host.enc.bitrate = (uint32_t)v;
 			break;
 		case OPT_FPS: {
 			unsigned num, den = 1;
@@ -187,35 +187,35 @@ int main(int argc, char **argv)
 			int n = sscanf(optarg, "%u/%u%c", &num, &den, &tail);
 			if (n < 1 || n > 2 || num == 0 || den == 0 || num > 240u * den)
 				return bad("--fps", optarg, "N or N/D, up to 240 fps");
-			cfg.enc.fps_num = num;
-			cfg.enc.fps_den = den;
+			cfg.host.enc.fps_num = num;
+			cfg.host.enc.fps_den = den;
 			break;
 		}
 		case 'g':
 			if (parse_uint(optarg, 0, 100000, &v) < 0)
 				return bad("--gop", optarg, "0..100000");
-			cfg.enc.gop = (uint32_t)v;
+			cfg.host.enc.gop = (uint32_t)v;
 			break;
 		case OPT_PROFILE:
 			if (!strcmp(optarg, "baseline"))
-				cfg.enc.profile = 66;
+				cfg.host.enc.profile = 66;
 			else if (!strcmp(optarg, "main"))
-				cfg.enc.profile = 77;
+				cfg.host.enc.profile = 77;
 			else if (!strcmp(optarg, "high"))
-				cfg.enc.profile = 100;
+				cfg.host.enc.profile = 100;
 			else
 				return bad("--profile", optarg, "baseline, main or high");
 			break;
 		case OPT_PRESET:
-			snprintf(cfg.enc.preset, sizeof(cfg.enc.preset), "%s", optarg);
+			snprintf(cfg.host.enc.preset, sizeof(cfg.host.enc.preset), "%s", optarg);
 			break;
 		case OPT_TUNE:
-			snprintf(cfg.enc.tune, sizeof(cfg.enc.tune), "%s", optarg);
+			snprintf(cfg.host.enc.tune, sizeof(cfg.host.enc.tune), "%s", optarg);
 			break;
 		case OPT_THREADS:
 			if (parse_uint(optarg, 0, 64, &v) < 0)
 				return bad("--threads", optarg, "0..64");
-			cfg.enc.threads = (int)v;
+			cfg.host.enc.threads = (int)v;
 			break;
 		case OPT_MAX_CLIENTS:
 			if (parse_uint(optarg, 1, 4096, &v) < 0)
@@ -228,24 +228,24 @@ int main(int argc, char **argv)
 				return bad(opt == OPT_MAX_WIDTH ? "--max-width" : "--max-height", optarg,
 					   "16..16384");
 			if (opt == OPT_MAX_WIDTH)
-				cfg.limits.max_width = (uint32_t)v;
+				cfg.host.limits.max_width = (uint32_t)v;
 			else
-				cfg.limits.max_height = (uint32_t)v;
+				cfg.host.limits.max_height = (uint32_t)v;
 			break;
 		case OPT_MAX_PAYLOAD:
 			if (parse_bytes(optarg, &v) < 0 || v < 4096 || v > UINT32_MAX)
 				return bad("--max-payload", optarg, "4k..4G-1 bytes");
-			cfg.limits.max_payload = (uint32_t)v;
+			cfg.host.limits.max_payload = (uint32_t)v;
 			break;
 		case OPT_MAX_INFLIGHT:
 			if (parse_uint(optarg, 1, 64, &v) < 0)
 				return bad("--max-inflight", optarg, "1..64");
-			cfg.max_inflight = (unsigned)v;
+			cfg.host.max_inflight = (unsigned)v;
 			break;
 		case OPT_MAX_QUEUE:
 			if (parse_bytes(optarg, &v) < 0 || v < 65536 || v > (1ull << 32))
 				return bad("--max-queue", optarg, "64k..4G bytes");
-			cfg.max_queue = (size_t)v;
+			cfg.host.max_queue = (size_t)v;
 			break;
 		case OPT_STALL:
 		case OPT_SHUTDOWN:
@@ -253,7 +253,7 @@ int main(int argc, char **argv)
 				return bad(opt == OPT_STALL ? "--stall-timeout" : "--shutdown-timeout",
 					   optarg, "10..3600000 ms");
 			if (opt == OPT_STALL)
-				cfg.stall_timeout_ms = (int)v;
+				cfg.host.stall_timeout_ms = (int)v;
 			else
 				cfg.shutdown_timeout_ms = (int)v;
 			break;
@@ -263,8 +263,8 @@ int main(int argc, char **argv)
 			int n = sscanf(optarg, "%u:%ux%u@%u%c", &t.id, &t.width, &t.height, &t.fps,
 				       &tail);
 			if (n < 3 || n > 4 || t.id >= HFE_MAX_SCANOUTS || t.width < 128 ||
-			    t.height < 128 || t.width > cfg.limits.max_width ||
-			    t.height > cfg.limits.max_height || t.fps > 240)
+			    t.height < 128 || t.width > cfg.host.limits.max_width ||
+			    t.height > cfg.host.limits.max_height || t.fps > 240)
 				return bad("--test-scanout", optarg,
 					   "ID:WxH[@FPS], ID 0..15, at least 128x128, fps 0..240");
 			if (cfg.n_test_scanouts == HFE_MAX_SCANOUTS)
@@ -299,7 +299,7 @@ int main(int argc, char **argv)
 	if (cfg.n_listen == 0)
 		hfe_addr_parse(DEFAULT_LISTEN, &cfg.listen[cfg.n_listen++], err, sizeof(err));
 
-	const char *enc = cfg.enc.name[0] ? cfg.enc.name : HFE_DEFAULT_ENCODER;
+	const char *enc = cfg.host.enc.name[0] ? cfg.host.enc.name : HFE_DEFAULT_ENCODER;
 	if (!hfe_encoder_available(enc)) {
 		fprintf(stderr,
 			"helix-frame-export: encoder '%s' is not available in this FFmpeg build "
@@ -311,11 +311,11 @@ int main(int argc, char **argv)
 	hfe_info("%s starting", hfe_version_string());
 	hfe_info("encoder %s: %u bit/s, %u/%u fps, gop %u, profile %u, preset %s, tune %s, "
 		 "threads %d",
-		 enc, cfg.enc.bitrate, cfg.enc.fps_num, cfg.enc.fps_den, cfg.enc.gop,
-		 cfg.enc.profile, cfg.enc.preset, cfg.enc.tune, cfg.enc.threads);
+		 enc, cfg.host.enc.bitrate, cfg.host.enc.fps_num, cfg.host.enc.fps_den, cfg.host.enc.gop,
+		 cfg.host.enc.profile, cfg.host.enc.preset, cfg.host.enc.tune, cfg.host.enc.threads);
 	hfe_info("limits: %u clients, %ux%u, payload %u bytes, %u in flight, queue %zu bytes, "
 		 "stall %d ms",
-		 cfg.max_clients, cfg.limits.max_width, cfg.limits.max_height,
-		 cfg.limits.max_payload, cfg.max_inflight, cfg.max_queue, cfg.stall_timeout_ms);
+		 cfg.max_clients, cfg.host.limits.max_width, cfg.host.limits.max_height,
+		 cfg.host.limits.max_payload, cfg.host.max_inflight, cfg.host.max_queue, cfg.host.stall_timeout_ms);
 	return hfe_server_run(&cfg);
 }

@@ -1,14 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The daemon's event loop: listeners, client connections, pull sessions. */
+/* The daemon's event loop: listeners, client connections, scanout sources. */
 #ifndef HFE_SERVER_H
 #define HFE_SERVER_H
 
-#include <stddef.h>
 #include <stdint.h>
 
 #include "hfe/addr.h"
-#include "hfe/encoder.h"
-#include "hfe/wire.h"
+#include "hfe/host.h"
 
 #define HFE_SERVER_MAX_LISTEN 16
 
@@ -21,13 +19,9 @@ struct hfe_test_scanout {
 struct hfe_server_config {
 	struct hfe_addr listen[HFE_SERVER_MAX_LISTEN];
 	unsigned n_listen;
-	struct hfe_limits limits;
-	unsigned max_clients;      /* connections at once; more get ERROR BUSY */
-	unsigned max_inflight;     /* frames read ahead of written replies, per client */
-	size_t max_queue;          /* outbound bytes per client before reading pauses */
-	int stall_timeout_ms;      /* a message started but not finished */
-	int shutdown_timeout_ms;   /* SIGTERM: time given to in-flight frames */
-	struct hfe_encoder_params enc;
+	unsigned max_clients;    /* connections at once; more get ERROR BUSY */
+	int shutdown_timeout_ms; /* SIGTERM: time given to frames in flight */
+	struct hfe_host_config host; /* limits, queues, timeouts, encoder */
 	struct hfe_test_scanout test_scanouts[HFE_MAX_SCANOUTS];
 	unsigned n_test_scanouts;
 	uint32_t max_fps; /* scanout streams: encode at most this often */

@@ -36,6 +36,9 @@ struct hfe_conn {
 	bool any_msg; /* a message has been accepted already */
 	bool hello_resp_seen;
 	bool failed;
+	bool defer_errors;
+	bool error_sent;
+	uint16_t err_session_id;
 	struct hfe_err err;
 
 	/* send side */
@@ -89,10 +92,19 @@ static void fail_with(struct hfe_conn *c, const struct hfe_err *err)
 	free(c->payload);
 	c->payload = NULL;
 	/* A host tells the peer why before closing; a client just stops. */
-	if (c->role == HFE_ROLE_HOST) {
-		uint16_t sid = c->hdr_got == HFE_HEADER_SIZE ? c->hdr.session_id : 0;
-		hfe_conn_send_error(c, sid, err->code, "%s", err->msg);
-	}
+	c->err_session_id = c->hdr_got == HFE_HEADER_SIZE ? c->hdr.session_id : 0;
+	if (c->role == HFE_ROLE_HOST && !c->defer_errors)
+		hfe_conn_send_failure(c);
+}
+
+void hfe_conn_defer_errors(struct hfe_conn *c) { c->defer_errors = true; }
+
+int hfe_conn_send_failure(struct hfe_conn *c)
+{
+	if (!c->failed || c->error_sent)
+		return 0;
+	c->error_sent = true;
+	return hfe_conn_send_error(c, c->err_session_id, c->err.code, "%s", c->err.msg);
 }
 
 void hfe_conn_fail(struct hfe_conn *c, int32_t code, const char *fmt, ...)

@@ -23,8 +23,9 @@ struct job {
 	enum job_kind kind;
 	uint16_t session_id;
 	struct hfe_frame_request frame;
-	uint8_t *buf; /* owned pixel buffer */
 	const uint8_t *pixels;
+	void (*release)(void *opaque); /* gives the pixels back */
+	void *opaque;
 	bool force_keyframe;
 	struct hfe_config_req config;
 	bool reply;
@@ -323,7 +324,8 @@ static void *worker(void *arg)
 			push_error(s, j.session_id, j.code, j.msg);
 			break;
 		}
-		free(j.buf);
+		if (j.release)
+			j.release(j.opaque);
 		pthread_mutex_lock(&s->lock);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -373,8 +375,11 @@ void hfe_session_free(struct hfe_session *s)
 	pthread_mutex_unlock(&s->lock);
 	pthread_join(s->thread, NULL);
 
-	for (unsigned i = 0; i < s->job_count; i++)
-		free(s->jobs[(s->job_head + i) % RING].buf);
+	for (unsigned i = 0; i < s->job_count; i++) {
+		struct job *j = &s->jobs[(s->job_head + i) % RING];
+		if (j->release)
+			j->release(j->opaque);
+	}
 	for (unsigned i = 0; i < s->res_count; i++)
 		hfe_session_result_release(&s->results[(s->res_head + i) % RING]);
 	if (s->enc)
@@ -420,13 +425,15 @@ static int submit(struct hfe_session *s, const struct job *j)
 }
 
 int hfe_session_submit_frame(struct hfe_session *s, uint16_t session_id,
-			     const struct hfe_frame_request *fr, uint8_t *buf,
-			     const uint8_t *pixels, bool force_keyframe)
+			     const struct hfe_frame_request *fr, const uint8_t *pixels,
+			     void (*release)(void *opaque), void *opaque, bool force_keyframe)
 {
-	struct job j = { .kind = JOB_FRAME, .session_id = session_id, .frame = *fr, .buf = buf,
-			 .pixels = pixels, .force_keyframe = force_keyframe || fr->force_keyframe };
+	struct job j = { .kind = JOB_FRAME, .session_id = session_id, .frame = *fr,
+			 .pixels = pixels, .release = release, .opaque = opaque,
+			 .force_keyframe = force_keyframe || fr->force_keyframe };
 	if (submit(s, &j) < 0) {
-		free(buf);
+		if (release)
+			release(opaque);
 		return -1;
 	}
 	return 0;

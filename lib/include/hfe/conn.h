@@ -79,6 +79,13 @@ const struct hfe_err *hfe_conn_error(const struct hfe_conn *c);
 void hfe_conn_fail(struct hfe_conn *c, int32_t code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Host role: on failure, do not queue the ERROR at once; the owner queues it
+ * with hfe_conn_send_failure() after the replies to earlier requests, so a
+ * peer sees every answer it is owed before the error. */
+void hfe_conn_defer_errors(struct hfe_conn *c);
+/* Queue the deferred ERROR of a failed connection (once). */
+int hfe_conn_send_failure(struct hfe_conn *c);
+
 /* ---- sending ---- */
 
 /* Queue a message (header + body built with hfe_msg_build) followed by

@@ -54,12 +54,13 @@ bool hfe_session_can_submit(struct hfe_session *s);
 /* Jobs queued, being encoded, or finished and not yet collected. */
 unsigned hfe_session_inflight(struct hfe_session *s);
 
-/* Submit a validated FRAME_REQUEST with pixels. `buf` (malloc'd) is taken
- * over and freed by the session; `pixels` points into it. Returns 0, or -1
- * when the session is full (caller bug: check can_submit). */
+/* Submit a validated frame: fr describes the pixels (format, size, stride)
+ * at `pixels`. The session calls release(opaque) (from its worker thread)
+ * once it no longer needs them, also when the submission fails. Returns 0,
+ * or -1 when the session is full (caller bug: check can_submit). */
 int hfe_session_submit_frame(struct hfe_session *s, uint16_t session_id,
-			     const struct hfe_frame_request *fr, uint8_t *buf,
-			     const uint8_t *pixels, bool force_keyframe);
+			     const struct hfe_frame_request *fr, const uint8_t *pixels,
+			     void (*release)(void *opaque), void *opaque, bool force_keyframe);
 /* Apply a CONFIG_REQ in order with frames; reply_v2 = produce a CONFIG result. */
 int hfe_session_submit_config(struct hfe_session *s, uint16_t session_id,
 			      const struct hfe_config_req *cfg, bool reply_v2);

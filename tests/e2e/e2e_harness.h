@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Host side of the end-to-end tests: get the cached test guest, pick KVM or
+ * TCG, start the real daemon, boot the guest under QEMU with its
+ * virtio-serial ports, follow its console and collect what it writes to its
+ * out port. Every wait has a timeout; QEMU and the daemon die with the test
+ * process (PR_SET_PDEATHSIG), and every run keeps its console log and raw
+ * out-port stream in the work directory. See docs/e2e.md.
+ *
+ * Environment (set by tests/e2e/meson.build, all overridable by hand):
+ *   HFE_E2E_BUILD_GUEST  tests/e2e/build-guest.sh
+ *   HFE_E2E_GUEST_TOOL   the static hfe-guest binary to put into the guest
+ *   HFE_E2E_GUEST_DIR    use this prebuilt guest directory instead
+ *   HFE_E2E_ACCEL        kvm | tcg (skip the KVM probe)
+ *   HFE_E2E_QEMU         QEMU binary (default qemu-system-x86_64)
+ *   HFE_E2E_VERBOSE      1: full kernel log on the console (no "quiet")
+ *   HFE_E2E_KEEP         1: keep work directories even when a test passes
+ *   HFE_DAEMON           the helix-frame-export binary
+ */
+#ifndef HFE_E2E_HARNESS_H
+#define HFE_E2E_HARNESS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "e2e_out.h"
+
+/* Names of the guest's virtio-serial ports. */
+#define E2E_PORT_HFE "org.helix.hfe.0"
+#define E2E_PORT_OUT "org.helix.out.0"
+
+/* ---- the guest image ---- */
+
+struct e2e_guest {
+	char dir[PATH_MAX];
+	char kernel[PATH_MAX + 16]; /* vmlinux (PVH entry, fast under TCG) or vmlinuz */
+	char initrd[PATH_MAX + 16];
+	double build_ms;            /* time spent in build-guest.sh (cache hit: ~2 s) */
+};
+
+/* Build the guest or find it in the cache (runs $HFE_E2E_BUILD_GUEST, its
+ * output goes to log_path when not NULL). 0, or -1 with a reason in err. */
+int e2e_guest_get(struct e2e_guest *g, const char *log_path, char *err, size_t errlen);
+
+/* "kvm" or "tcg": $HFE_E2E_ACCEL; else KVM only when /dev/kvm opens and a
+ * probe boot of g under KVM reaches the guest tool (a nested KVM may accept
+ * the VM and then never run it). The verdict is cached per host boot next
+ * to the guest. */
+const char *e2e_accel(const struct e2e_guest *g);
+
+/* ---- the daemon ---- */
+
+struct e2e_daemon {
+	pid_t pid;
+	char sock[PATH_MAX];       /* unix socket it listens on */
+	char log[PATH_MAX];
+};
+
+/* Start $HFE_DAEMON --listen unix:WORKDIR/NAME.sock [extra_args...] and wait
+ * until it accepts connections. 0, or -1 with err. */
+int e2e_daemon_start(struct e2e_daemon *d, const char *workdir, const char *name,
+		     const char *const *extra_args, char *err, size_t errlen);
+/* SIGTERM and wait (10 s, then SIGKILL). Returns the waitpid status, -1 if
+ * it could not be reaped; 0 if it was not running. */
+int e2e_daemon_stop(struct e2e_daemon *d);
+
+/* ---- a VM run ---- */
+
+struct e2e_vm_config {
+	const char *qemu;           /* NULL: $HFE_E2E_QEMU or qemu-system-x86_64 */
+	const char *accel;          /* NULL: e2e_accel() */
+	const char *append;         /* hfe.* parameters (added to the kernel command line) */
+	const char *hfe_sock;       /* chardev socket behind org.helix.hfe.0 (QEMU connects
+				     * with reconnect=1); NULL: no such port */
+	unsigned fb_width;          /* virtio-gpu xres/yres; 0: the device's default */
+	unsigned fb_height;
+	const char *display;        /* -display value; NULL: none */
+	bool qmp;                   /* add -qmp unix:WORKDIR/NAME-qmp.sock,server=on,wait=off */
+	const char *const *extra_args; /* appended to QEMU's command line as they are */
+	unsigned mem_mb;            /* 0: 512 */
+	int timeout_ms;             /* the whole run; QEMU is killed after it; 0: 180000 */
+};
+
+/* One out-port record as received. */
+struct e2e_rec {
+	struct e2e_rec_hdr h;
+	uint8_t *data;    /* h.len bytes, NUL-terminated for convenience */
+	uint64_t host_ns; /* host monotonic clock when the record was complete */
+};
+
+/* Times of a run, in ms since QEMU was started (-1: not seen). */
+struct e2e_vm_times {
+	double tool_start_ms;   /* console line "HFE-GUEST: start" */
+	double guest_uptime_ms; /* the guest kernel's uptime at that moment */
+	double exit_ms;         /* QEMU exited */
+};
+
+struct e2e_vm;
+
+/* Boot the guest. Files in workdir: NAME-console.log, NAME-out.bin,
+ * NAME-out.sock, NAME-qmp.sock. NULL with err on failure. */
+struct e2e_vm *e2e_vm_start(const struct e2e_guest *g, const char *workdir, const char *name,
+			    const struct e2e_vm_config *cfg, char *err, size_t errlen);
+
+/* Wait for the console line "HFE-GUEST: <what>..." (prefix match; lines seen
+ * earlier count). Copies the text after "HFE-GUEST: " to line. Returns 1,
+ * 0 on timeout, -1 if QEMU's console closed without it. */
+int e2e_vm_wait_line(struct e2e_vm *vm, const char *what, char *line, size_t len,
+		     int timeout_ms);
+
+/* Out-port record number i (0, 1, ... in arrival order). Returns 1 with *rec
+ * (valid until e2e_vm_free), 0 on timeout, -1 when no record i will come
+ * (the stream ended, failed to parse, or QEMU is gone). */
+int e2e_vm_record(struct e2e_vm *vm, size_t i, const struct e2e_rec **rec, int timeout_ms);
+/* Bytes received on the out port so far. */
+uint64_t e2e_vm_out_bytes(struct e2e_vm *vm);
+
+/* Wait for QEMU to exit; kill it after timeout_ms. Returns its waitpid
+ * status, or -1 if it had to be killed. */
+int e2e_vm_wait_exit(struct e2e_vm *vm, int timeout_ms);
+void e2e_vm_times(struct e2e_vm *vm, struct e2e_vm_times *t);
+const char *e2e_vm_console_path(const struct e2e_vm *vm);
+const char *e2e_vm_qmp_path(const struct e2e_vm *vm);
+/* Print the console's last lines to stderr (for a failure report). */
+void e2e_vm_dump_console(const struct e2e_vm *vm, int lines);
+/* Kill QEMU if it still runs, join the threads, free. */
+void e2e_vm_free(struct e2e_vm *vm);
+
+/* ---- QMP ---- */
+
+/* Connect to a QMP socket, negotiate, run one command (a JSON object text)
+ * and copy the reply line to reply. 0 if the reply is a "return", -1
+ * otherwise (err says why). */
+int e2e_qmp(const char *sock, const char *command, char *reply, size_t len, int timeout_ms,
+	    char *err, size_t errlen);
+
+/* ---- misc ---- */
+
+uint64_t e2e_now_ns(void);
+/* "key=value" lookups in a text line: the number after "key=", or def. */
+double e2e_kv_num(const char *text, const char *key, double def);
+
+#endif
