@@ -278,6 +278,9 @@ static void do_config(struct hfe_session *s, struct job *j)
 		pthread_mutex_lock(&s->lock);
 		s->working--;
 		pthread_mutex_unlock(&s->lock);
+		/* No result, but a slot freed: the owner may be waiting for room. */
+		if (s->p.notify)
+			s->p.notify(s->p.opaque);
 		return;
 	}
 	struct hfe_session_result r = { .kind = HFE_RESULT_CONFIG, .session_id = j->session_id };
