@@ -16,6 +16,7 @@
 
 #include "hfe/image.h"
 #include "hfe/log.h"
+#include "worker.h"
 
 enum job_kind { JOB_FRAME, JOB_CONFIG, JOB_ERROR };
 
@@ -45,10 +46,7 @@ struct pending {
 
 struct hfe_session {
 	struct hfe_session_params p;
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool stop;
+	struct hfe_worker w;
 
 	/* under lock */
 	struct job jobs[RING];
@@ -71,25 +69,18 @@ struct hfe_session {
 	int64_t next_index;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- results (worker side) ---- */
 
 /* Publish a result for a job the worker had taken; the job leaves `working`
  * and enters `results` atomically so the in-flight count never dips. */
 static void push_result(struct hfe_session *s, const struct hfe_session_result *r)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	/* Capacity is guaranteed: results + jobs + working <= max_inflight <= RING. */
 	s->results[(s->res_head + s->res_count) % RING] = *r;
 	s->res_count++;
 	s->working--;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->w.lock);
 	if (s->p.notify)
 		s->p.notify(s->p.opaque);
 }
@@ -116,9 +107,9 @@ static int collect_packets(struct hfe_session *s)
 			struct pending *d = &s->pend[s->pend_head];
 			s->pend_head = (s->pend_head + 1) % RING;
 			s->pend_count--;
-			pthread_mutex_lock(&s->lock);
+			pthread_mutex_lock(&s->w.lock);
 			s->stats.frames_dropped++;
-			pthread_mutex_unlock(&s->lock);
+			pthread_mutex_unlock(&s->w.lock);
 			push_error(s, d->session_id, HFE_ERR_ENCODE_FAILED,
 				   "the encoder dropped this frame");
 		}
@@ -130,7 +121,7 @@ static int collect_packets(struct hfe_session *s)
 		s->pend_head = (s->pend_head + 1) % RING;
 		s->pend_count--;
 
-		uint64_t us = (now_ns() - d->t_start_ns) / 1000u;
+		uint64_t us = (hfe_mono_ns() - d->t_start_ns) / 1000u;
 		struct hfe_session_result r = { .kind = HFE_RESULT_FRAME,
 						.session_id = d->session_id };
 		r.frame.pts = d->pts;
@@ -139,13 +130,13 @@ static int collect_packets(struct hfe_session *s)
 		r.frame.nal_count = 1;
 		r.packet = pkt;
 
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->w.lock);
 		s->stats.frames_encoded++;
 		s->stats.keyframes += pkt.keyframe;
 		s->encode_us_total += us;
 		if (us > s->stats.encode_us_max)
 			s->stats.encode_us_max = (uint32_t)(us > UINT32_MAX ? UINT32_MAX : us);
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->w.lock);
 		push_result(s, &r);
 	}
 	if (rc < 0)
@@ -166,9 +157,9 @@ static void close_encoder(struct hfe_session *s)
 		struct pending *d = &s->pend[s->pend_head];
 		s->pend_head = (s->pend_head + 1) % RING;
 		s->pend_count--;
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->w.lock);
 		s->stats.frames_dropped++;
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->w.lock);
 		push_error(s, d->session_id, HFE_ERR_ENCODE_FAILED,
 			   "frame lost while the encoder was flushed");
 	}
@@ -214,7 +205,7 @@ static void do_frame(struct hfe_session *s, struct job *j)
 {
 	const struct hfe_frame_request *f = &j->frame;
 	struct hfe_err err = { 0 };
-	uint64_t t0 = now_ns();
+	uint64_t t0 = hfe_mono_ns();
 
 	if (s->enc && (f->width != s->enc_width || f->height != s->enc_height))
 		close_encoder(s); /* resolution change: a new stream, IDR first */
@@ -275,9 +266,9 @@ static void do_config(struct hfe_session *s, struct job *j)
 	}
 
 	if (!j->reply) {
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->w.lock);
 		s->working--;
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->w.lock);
 		/* No result, but a slot freed: the owner may be waiting for room. */
 		if (s->p.notify)
 			s->p.notify(s->p.opaque);
@@ -301,17 +292,17 @@ static void *worker(void *arg)
 {
 	struct hfe_session *s = arg;
 
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	for (;;) {
-		while (!s->stop && s->job_count == 0)
-			pthread_cond_wait(&s->cond, &s->lock);
-		if (s->stop)
+		while (!s->w.stop && s->job_count == 0)
+			pthread_cond_wait(&s->w.cond, &s->w.lock);
+		if (s->w.stop)
 			break;
 		struct job j = s->jobs[s->job_head];
 		s->job_head = (s->job_head + 1) % RING;
 		s->job_count--;
 		s->working++;
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->w.lock);
 
 		switch (j.kind) {
 		case JOB_FRAME:
@@ -329,9 +320,9 @@ static void *worker(void *arg)
 		}
 		if (j.release)
 			j.release(j.opaque);
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->w.lock);
 	}
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->w.lock);
 	return NULL;
 }
 
@@ -354,14 +345,7 @@ struct hfe_session *hfe_session_new(const struct hfe_session_params *p, struct h
 	s->want = p->enc;
 	if (!s->want.name[0])
 		snprintf(s->want.name, sizeof(s->want.name), "%s", HFE_DEFAULT_ENCODER);
-	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->cond, NULL);
-	int rc = pthread_create(&s->thread, NULL, worker, s);
-	if (rc != 0) {
-		hfe_err_set(err, HFE_ERR_INTERNAL, "cannot start the encoder thread: %s",
-			    strerror(rc));
-		pthread_cond_destroy(&s->cond);
-		pthread_mutex_destroy(&s->lock);
+	if (hfe_worker_start(&s->w, worker, s, "encoder", err) < 0) {
 		free(s);
 		return NULL;
 	}
@@ -372,11 +356,7 @@ void hfe_session_free(struct hfe_session *s)
 {
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->lock);
-	s->stop = true;
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	pthread_join(s->thread, NULL);
+	hfe_worker_stop(&s->w);
 
 	for (unsigned i = 0; i < s->job_count; i++) {
 		struct job *j = &s->jobs[(s->job_head + i) % RING];
@@ -388,8 +368,6 @@ void hfe_session_free(struct hfe_session *s)
 	if (s->enc)
 		s->ops->close(s->enc);
 	free(s->conv_buf);
-	pthread_cond_destroy(&s->cond);
-	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
 
@@ -400,9 +378,9 @@ static unsigned inflight_locked(const struct hfe_session *s)
 
 unsigned hfe_session_inflight(struct hfe_session *s)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	unsigned n = inflight_locked(s);
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->w.lock);
 	return n;
 }
 
@@ -413,17 +391,17 @@ bool hfe_session_can_submit(struct hfe_session *s)
 
 static int submit(struct hfe_session *s, const struct job *j)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	if (inflight_locked(s) >= s->p.max_inflight) {
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->w.lock);
 		return -1;
 	}
 	s->jobs[(s->job_head + s->job_count) % RING] = *j;
 	s->job_count++;
 	if (j->kind == JOB_FRAME)
 		s->stats.frames_received++;
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	pthread_cond_signal(&s->w.cond);
+	pthread_mutex_unlock(&s->w.lock);
 	return 0;
 }
 
@@ -460,15 +438,15 @@ int hfe_session_submit_error(struct hfe_session *s, uint16_t session_id, int32_t
 
 int hfe_session_poll(struct hfe_session *s, struct hfe_session_result *r)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	if (!s->res_count) {
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->w.lock);
 		return 0;
 	}
 	*r = s->results[s->res_head];
 	s->res_head = (s->res_head + 1) % RING;
 	s->res_count--;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->w.lock);
 	return 1;
 }
 
@@ -481,11 +459,11 @@ void hfe_session_result_release(struct hfe_session_result *r)
 
 void hfe_session_stats(struct hfe_session *s, struct hfe_stats *st)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	*st = s->stats;
 	st->encode_us_avg = s->stats.frames_encoded
 				    ? (uint32_t)(s->encode_us_total / s->stats.frames_encoded)
 				    : 0;
 	st->inflight = inflight_locked(s);
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->w.lock);
 }

@@ -16,10 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "hfe/image.h"
 #include "hfe/log.h"
+#include "worker.h"
 
 #define OUT_RING 8 /* access units waiting for the owner's loop */
 
@@ -36,12 +36,9 @@ struct box {
 struct hfe_stream {
 	struct hfe_stream_params p;
 	const struct hfe_encoder_ops *ops;
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	struct hfe_worker w;
 
-	/* under lock */
-	bool stop;
+	/* under w.lock */
 	bool active;
 	bool resized; /* size changed since the worker last looked */
 	uint8_t *fb;
@@ -63,13 +60,6 @@ struct hfe_stream {
 	int64_t index;
 	uint64_t last_encode_ns;
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- access units ---- */
 
@@ -109,7 +99,7 @@ int hfe_stream_resize(struct hfe_stream *s, uint32_t width, uint32_t height, str
 			    height);
 		return -1;
 	}
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	free(s->fb);
 	s->fb = fb;
 	s->fb_stride = stride;
@@ -119,11 +109,11 @@ int hfe_stream_resize(struct hfe_stream *s, uint32_t width, uint32_t height, str
 	s->resized = true;
 	s->damage = (struct box){ 0, 0, ew, eh };
 	if (!s->damaged)
-		s->damage_ns = (int64_t)mono_ns();
+		s->damage_ns = (int64_t)hfe_mono_ns();
 	s->damaged = true;
 	s->want_idr = true;
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	pthread_cond_signal(&s->w.cond);
+	pthread_mutex_unlock(&s->w.lock);
 	return 0;
 }
 
@@ -169,7 +159,7 @@ static void update_locked(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t
 	struct box *d = &s->damage;
 	if (!s->damaged) {
 		*d = (struct box){ x, y, x + w, y + h };
-		s->damage_ns = (int64_t)mono_ns();
+		s->damage_ns = (int64_t)hfe_mono_ns();
 		s->damaged = true;
 	} else {
 		s->stats.updates_coalesced++;
@@ -186,10 +176,10 @@ void hfe_stream_update(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t w,
 {
 	if (!rgb32(format))
 		return;
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	update_locked(s, x, y, w, h, pixels, stride, format);
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	pthread_cond_signal(&s->w.cond);
+	pthread_mutex_unlock(&s->w.lock);
 }
 
 void hfe_stream_update_rects(struct hfe_stream *s, const struct hfe_rect *rects, unsigned n,
@@ -197,7 +187,7 @@ void hfe_stream_update_rects(struct hfe_stream *s, const struct hfe_rect *rects,
 {
 	if (!rgb32(format))
 		return;
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	for (unsigned i = 0; i < n; i++) {
 		const struct hfe_rect *r = &rects[i];
 		if (r->x >= s->width || r->y >= s->height)
@@ -205,55 +195,55 @@ void hfe_stream_update_rects(struct hfe_stream *s, const struct hfe_rect *rects,
 		update_locked(s, r->x, r->y, r->w, r->h,
 			      surface + (size_t)r->y * stride + (size_t)r->x * 4, stride, format);
 	}
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	pthread_cond_signal(&s->w.cond);
+	pthread_mutex_unlock(&s->w.lock);
 }
 
 void hfe_stream_disable(struct hfe_stream *s)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	s->active = false;
 	s->damaged = false;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->w.lock);
 }
 
 /* ---- consumer side ---- */
 
 void hfe_stream_request_keyframe(struct hfe_stream *s)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	s->want_idr = true;
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	pthread_cond_signal(&s->w.cond);
+	pthread_mutex_unlock(&s->w.lock);
 }
 
 int hfe_stream_poll(struct hfe_stream *s, struct hfe_stream_au **au)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	if (!s->out_count) {
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->w.lock);
 		return 0;
 	}
 	*au = &s->out[s->out_head]->au;
 	s->out_head = (s->out_head + 1) % OUT_RING;
 	s->out_count--;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->w.lock);
 	return 1;
 }
 
 bool hfe_stream_active(struct hfe_stream *s)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	bool a = s->active;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->w.lock);
 	return a;
 }
 
 void hfe_stream_get_stats(struct hfe_stream *s, struct hfe_stream_stats *st)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	*st = s->stats;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->w.lock);
 }
 
 /* ---- worker ---- */
@@ -336,7 +326,7 @@ static void publish(struct hfe_stream *s, struct hfe_packet *pkt, int64_t damage
 					.height = s->enc_h, .keyframe = pkt->keyframe,
 					.data = pkt->data, .size = pkt->size };
 
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	b->au.seq = s->seq++;
 	if (s->out_count == OUT_RING) {
 		/* The owner is not collecting: drop the oldest; whoever gets the
@@ -354,7 +344,7 @@ static void publish(struct hfe_stream *s, struct hfe_packet *pkt, int64_t damage
 	s->stats.encode_us_last = (uint32_t)encode_us;
 	if (encode_us > s->stats.encode_us_max)
 		s->stats.encode_us_max = (uint32_t)encode_us;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->w.lock);
 	if (s->p.notify)
 		s->p.notify(s->p.opaque);
 }
@@ -364,26 +354,17 @@ static void *worker(void *arg)
 	struct hfe_stream *s = arg;
 	uint64_t frame_ns = 1000000000u / s->p.max_fps;
 
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->w.lock);
 	for (;;) {
-		while (!s->stop && !(s->active && s->fb && (s->damaged || s->want_idr)))
-			pthread_cond_wait(&s->cond, &s->lock);
-		if (s->stop)
+		while (!s->w.stop && !(s->active && s->fb && (s->damaged || s->want_idr)))
+			pthread_cond_wait(&s->w.cond, &s->w.lock);
+		if (s->w.stop)
 			break;
 
 		/* Pacing: let damage accumulate until the next slot (newest wins). */
-		uint64_t now = mono_ns(), due = s->last_encode_ns + frame_ns;
+		uint64_t now = hfe_mono_ns(), due = s->last_encode_ns + frame_ns;
 		if (s->last_encode_ns && now < due) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			uint64_t wait = due - now;
-			ts.tv_sec += (time_t)(wait / 1000000000u);
-			ts.tv_nsec += (long)(wait % 1000000000u);
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+			hfe_worker_wait_until(&s->w, due);
 			continue;
 		}
 
@@ -404,21 +385,21 @@ static void *worker(void *arg)
 			convert_damage(s, s->damage);
 		s->damaged = false;
 		s->want_idr = false;
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->w.lock);
 
 		struct hfe_err err;
-		uint64_t t0 = mono_ns();
+		uint64_t t0 = hfe_mono_ns();
 		s->last_encode_ns = t0;
 		if (s->ops->encode(s->enc, &s->pic_img, s->index++, idr, &err) < 0) {
 			hfe_warn("scanout stream: encode failed: %s", err.msg);
 		} else {
 			struct hfe_packet pkt;
 			while (s->ops->receive(s->enc, &pkt, &err) == 1)
-				publish(s, &pkt, damage_ns, (mono_ns() - t0) / 1000u);
+				publish(s, &pkt, damage_ns, (hfe_mono_ns() - t0) / 1000u);
 		}
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->w.lock);
 	}
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->w.lock);
 	return NULL;
 }
 
@@ -435,14 +416,7 @@ struct hfe_stream *hfe_stream_new(const struct hfe_stream_params *p, struct hfe_
 	}
 	s->p = *p;
 	s->ops = p->ops ? p->ops : &hfe_encoder_lavc;
-	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->cond, NULL);
-	int rc = pthread_create(&s->thread, NULL, worker, s);
-	if (rc) {
-		hfe_err_set(err, HFE_ERR_INTERNAL, "cannot start the stream thread: %s",
-			    strerror(rc));
-		pthread_cond_destroy(&s->cond);
-		pthread_mutex_destroy(&s->lock);
+	if (hfe_worker_start(&s->w, worker, s, "stream", err) < 0) {
 		free(s);
 		return NULL;
 	}
@@ -453,11 +427,7 @@ void hfe_stream_free(struct hfe_stream *s)
 {
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->lock);
-	s->stop = true;
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	pthread_join(s->thread, NULL);
+	hfe_worker_stop(&s->w);
 	while (s->out_count) {
 		hfe_stream_au_unref(&s->out[s->out_head]->au);
 		s->out_head = (s->out_head + 1) % OUT_RING;
@@ -467,7 +437,5 @@ void hfe_stream_free(struct hfe_stream *s)
 		s->ops->close(s->enc);
 	free(s->pic);
 	free(s->fb);
-	pthread_cond_destroy(&s->cond);
-	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

@@ -6,9 +6,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "hfe/log.h"
+#include "worker.h"
 
 #define BOX 64u
 #define DIGIT_W 12u
@@ -20,10 +20,7 @@ struct hfe_testsrc {
 	uint32_t width, height, fps;
 	uint8_t *fb;
 	uint32_t stride;
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool stop;
+	struct hfe_worker w;
 };
 
 static void put(uint8_t *p, uint8_t r, uint8_t g, uint8_t b)
@@ -140,23 +137,19 @@ static void *run(void *arg)
 	hfe_stream_update_rects(t->stream, &full, 1, t->fb, t->stride, HFE_FMT_XRGB8888);
 	box_pos(0, t->width, t->height, &bx, &by);
 
-	struct timespec next;
-	clock_gettime(CLOCK_MONOTONIC, &next);
-	pthread_mutex_lock(&t->lock);
-	while (!t->stop) {
+	uint64_t next = hfe_mono_ns();
+	pthread_mutex_lock(&t->w.lock);
+	while (!t->w.stop) {
 		if (t->fps == 0) {
-			pthread_cond_wait(&t->cond, &t->lock);
+			pthread_cond_wait(&t->w.cond, &t->w.lock);
 			continue;
 		}
-		next.tv_nsec += 1000000000L / (long)t->fps;
-		if (next.tv_nsec >= 1000000000L) {
-			next.tv_sec++;
-			next.tv_nsec -= 1000000000L;
-		}
-		/* condattr is CLOCK_MONOTONIC (set in start) */
-		if (pthread_cond_timedwait(&t->cond, &t->lock, &next) == 0 && t->stop)
+		next += 1000000000u / t->fps;
+		while (!t->w.stop && !hfe_worker_wait_until(&t->w, next))
+			; /* woken early (stop or spurious): only stop ends the wait */
+		if (t->w.stop)
 			break;
-		pthread_mutex_unlock(&t->lock);
+		pthread_mutex_unlock(&t->w.lock);
 
 		tick++;
 		uint32_t nx, ny;
@@ -175,9 +168,9 @@ static void *run(void *arg)
 		bx = nx;
 		by = ny;
 
-		pthread_mutex_lock(&t->lock);
+		pthread_mutex_lock(&t->w.lock);
 	}
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&t->w.lock);
 	return NULL;
 }
 
@@ -204,18 +197,8 @@ struct hfe_testsrc *hfe_testsrc_start(struct hfe_stream *stream, uint32_t width,
 	t->stride = width * 4;
 	if (hfe_stream_resize(stream, width, height, err) < 0)
 		goto fail;
-	pthread_mutex_init(&t->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&t->cond, &ca);
-	pthread_condattr_destroy(&ca);
-	if (pthread_create(&t->thread, NULL, run, t) != 0) {
-		pthread_cond_destroy(&t->cond);
-		pthread_mutex_destroy(&t->lock);
-		hfe_err_set(err, HFE_ERR_INTERNAL, "cannot start the test source thread");
+	if (hfe_worker_start(&t->w, run, t, "test source", err) < 0)
 		goto fail;
-	}
 	return t;
 fail:
 	free(t->fb);
@@ -227,13 +210,7 @@ void hfe_testsrc_stop(struct hfe_testsrc *t)
 {
 	if (!t)
 		return;
-	pthread_mutex_lock(&t->lock);
-	t->stop = true;
-	pthread_cond_signal(&t->cond);
-	pthread_mutex_unlock(&t->lock);
-	pthread_join(t->thread, NULL);
-	pthread_cond_destroy(&t->cond);
-	pthread_mutex_destroy(&t->lock);
+	hfe_worker_stop(&t->w);
 	free(t->fb);
 	free(t);
 }

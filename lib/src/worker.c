@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "worker.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+uint64_t hfe_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int hfe_worker_start(struct hfe_worker *w, void *(*fn)(void *), void *arg, const char *what,
+		     struct hfe_err *err)
+{
+	pthread_condattr_t ca;
+
+	w->stop = false;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	int rc = pthread_create(&w->thread, NULL, fn, arg);
+	if (rc != 0) {
+		hfe_err_set(err, HFE_ERR_INTERNAL, "cannot start the %s thread: %s", what,
+			    strerror(rc));
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+		return -1;
+	}
+	return 0;
+}
+
+void hfe_worker_stop(struct hfe_worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+}
+
+bool hfe_worker_wait_until(struct hfe_worker *w, uint64_t deadline_ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000u),
+			       .tv_nsec = (long)(deadline_ns % 1000000000u) };
+	return pthread_cond_timedwait(&w->cond, &w->lock, &ts) == ETIMEDOUT;
+}
