@@ -13,6 +13,8 @@ HFE_DEPS_BUILD=(
 	build-essential meson ninja-build pkg-config
 	libavcodec-dev libavutil-dev libavformat-dev libyuv-dev
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libdrm-dev
+	libglib2.0-dev
+	libsoup-3.0-dev
 )
 # Added for scripts/test.sh: ffprobe, and clang with libFuzzer + sanitizer runtimes.
 HFE_DEPS_TEST=(
@@ -20,6 +22,7 @@ HFE_DEPS_TEST=(
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 	busybox-static kmod cpio xz-utils qemu-system-x86
+	chromium nodejs
 )
 # Added for scripts/demo.sh.
 HFE_DEPS_DEMO=(

@@ -47,6 +47,7 @@ struct hfe_stream {
 	bool damaged;
 	int64_t damage_ns; /* time of the first damage not yet encoded */
 	bool want_idr;
+	bool resync; /* access units were dropped: publish nothing before an IDR */
 	struct au_box *out[OUT_RING];
 	unsigned out_head, out_count;
 	struct hfe_stream_stats stats;
@@ -327,15 +328,26 @@ static void publish(struct hfe_stream *s, struct hfe_packet *pkt, int64_t damage
 					.data = pkt->data, .size = pkt->size };
 
 	pthread_mutex_lock(&s->w.lock);
-	b->au.seq = s->seq++;
 	if (s->out_count == OUT_RING) {
-		/* The owner is not collecting: drop the oldest; whoever gets the
-		 * rest needs a fresh IDR to decode again. */
-		hfe_stream_au_unref(&s->out[s->out_head]->au);
-		s->out_head = (s->out_head + 1) % OUT_RING;
-		s->out_count--;
+		/* The owner is not collecting. Every queued delta depends on the
+		 * oldest, so drop them all and publish nothing until an IDR. */
+		while (s->out_count) {
+			hfe_stream_au_unref(&s->out[s->out_head]->au);
+			s->out_head = (s->out_head + 1) % OUT_RING;
+			s->out_count--;
+			s->stats.frames_dropped++;
+		}
+		s->resync = true;
 		s->want_idr = true;
 	}
+	if (s->resync && !pkt->keyframe) {
+		s->stats.frames_dropped++;
+		pthread_mutex_unlock(&s->w.lock);
+		hfe_stream_au_unref(&b->au);
+		return;
+	}
+	s->resync = false;
+	b->au.seq = s->seq++;
 	s->out[(s->out_head + s->out_count) % OUT_RING] = b;
 	s->out_count++;
 	s->stats.frames_encoded++;

@@ -47,6 +47,7 @@ struct hfe_stream_stats {
 	uint64_t frames_encoded;
 	uint64_t updates_coalesced; /* reports merged into a later encode (newest wins) */
 	uint64_t keyframes;
+	uint64_t frames_dropped; /* encoded but not collected in time (owner too slow) */
 	uint64_t bytes_out;
 	uint32_t encode_us_last, encode_us_max;
 };

@@ -1,0 +1,471 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Browser test of hfe-viewer, as a person would use it: the daemon serves its
+ * moving test scanout, hfe-viewer subscribes and serves the page, Chromium
+ * (driven by Playwright) opens it. Checked:
+ *  - the canvas shows the test picture: its background matches the test
+ *    source's gradient, its frame counter reads, and a second later the counter
+ *    has advanced by about a second's worth of frames;
+ *  - no decoder errors, no delta frame before the first keyframe, fps > 0;
+ *  - a second page joining mid-GOP decodes quickly (the daemon runs with
+ *    --gop 0: without the viewer's KEYFRAME_REQ it would never get an IDR),
+ *    while the first keeps going; a reload decodes again;
+ *  - a client that stops acknowledging is skipped, then resynced with a
+ *    keyframe, without slowing the page;
+ *  - a page of another origin is refused;
+ *  - the viewer survives the daemon restarting;
+ *  - Ctrl-C finishes the MP4, which ffprobe reads with the frame count the
+ *    viewer reported.
+ * Screenshots are kept in $HFE_BROWSER_OUT for a person to look at.
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+const require = createRequire(path.join(process.env.HFE_NPM_DIR, 'package.json'));
+const { chromium } = require('playwright-core');
+
+const DAEMON = process.env.HFE_DAEMON;
+const VIEWER = process.env.HFE_VIEWER;
+const CHROMIUM = process.env.HFE_CHROMIUM || '/usr/bin/chromium';
+const FPS = 30;
+const W = 1280, H = 720;
+
+let failures = 0, checks = 0;
+function check(cond, what, detail) {
+	checks++;
+	const where = new Error().stack.split('\n')[2].trim().replace(/^at /, '');
+	if (cond) {
+		console.log(`ok   ${what}`);
+	} else {
+		failures++;
+		const more = detail !== undefined ? ': ' + JSON.stringify(detail) : '';
+		console.log(`FAIL ${what}${more} (${where})`);
+	}
+	return cond;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hfe-browser-'));
+const out = process.env.HFE_BROWSER_OUT || path.join(work, 'out');
+fs.mkdirSync(out, { recursive: true });
+const sock = path.join(work, 'hfe.sock');
+const mp4 = path.join(out, 'viewer.mp4');
+fs.rmSync(mp4, { force: true });
+
+/* ---- processes ---- */
+
+const children = new Set();
+const started = [];
+function start(name, file, args) {
+	const p = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'],
+				      env: { ...process.env, HFE_LOG: 'warn' } });
+	p.name = name;
+	p.stdoutText = '';
+	p.stderrText = '';
+	p.stdout.on('data', (d) => { p.stdoutText += d; });
+	p.stderr.on('data', (d) => { p.stderrText += d; });
+	p.exited = new Promise((resolve) => p.on('exit', (code, sig) => {
+		children.delete(p);
+		resolve({ code, sig });
+	}));
+	children.add(p);
+	started.push(p);
+	return p;
+}
+
+async function stop(p, timeoutMs = 10000) {
+	if (p.exitCode !== null || p.signalCode !== null)
+		return p.exited;
+	p.kill('SIGINT');
+	const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+	const r = await p.exited;
+	clearTimeout(t);
+	return r;
+}
+
+process.on('exit', () => {
+	for (const p of children)
+		p.kill('SIGKILL');
+	fs.rmSync(work, { recursive: true, force: true });
+});
+
+async function waitFor(what, fn, timeoutMs) {
+	const end = Date.now() + timeoutMs;
+	let last;
+	for (;;) {
+		last = await fn();
+		if (last)
+			return last;
+		if (Date.now() > end)
+			throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+		await sleep(100);
+	}
+}
+
+function startDaemon() {
+	fs.rmSync(sock, { force: true });
+	// --gop 0: IDRs only on subscribe and on request.
+	return start('daemon', DAEMON, ['--listen', 'unix:' + sock, '--test-scanout',
+					`0:${W}x${H}@${FPS}`, '--gop', '0']);
+}
+
+/* ---- page analysis (runs in the page) ---- */
+
+// Reads the canvas: mean luma, how much of a grid of sample points matches
+// the test source's background (lib/src/testsrc.c), the 8-digit frame
+// counter (7 segments, top left), and a coarse luma picture for diffs.
+function analyseCanvas() {
+	const c = document.getElementById('screen');
+	const w = c.width, h = c.height;
+	const d = c.getContext('2d').getImageData(0, 0, w, h).data;
+	const px = (x, y) => {
+		const i = (y * w + x) * 4;
+		return [d[i], d[i + 1], d[i + 2]];
+	};
+	const luma = (p) => 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+
+	let sum = 0, n = 0;
+	const coarse = [];
+	for (let y = 2; y < h; y += 8)
+		for (let x = 2; x < w; x += 8) {
+			const l = luma(px(x, y));
+			coarse.push(Math.round(l));
+			sum += l;
+			n++;
+		}
+
+	let match = 0, total = 0;
+	for (let y = 60; y < h - 20; y += 47)
+		for (let x = 20; x < w - 20; x += 53) {
+			if (x % 128 < 6 || y % 128 < 6 || x % 128 > 124 || y % 128 > 124)
+				continue; // grid lines, blurred by the codec
+			if (x < 150 && y < 50)
+				continue; // the counter
+			const r = Math.floor(x * 255 / (w - 1)), g = Math.floor(y * 255 / (h - 1));
+			const b = 128 + Math.floor(((x + y) % 128) / 2);
+			const p = px(x, y);
+			total++;
+			const near = (u, v) => Math.abs(u - v) < 28;
+			if (near(p[0], r) && near(p[1], g) && near(p[2], b))
+				match++;
+		}
+
+	const seg7 = [0x3f, 0x06, 0x5b, 0x4f, 0x66, 0x6d, 0x7d, 0x07, 0x7f, 0x6f];
+	// Segment centres a..g inside a 12x20 digit cell.
+	const segs = [[6, 1], [10, 5], [10, 15], [6, 18], [1, 15], [1, 5], [6, 10]];
+	let counter = '';
+	for (let k = 0; k < 8 && w > 140 && h > 40; k++) {
+		const x0 = 8 + k * 16 + 2, y0 = 8 + 4;
+		let bits = 0;
+		segs.forEach(([sx, sy], i) => {
+			if (luma(px(x0 + sx, y0 + sy)) > 128)
+				bits |= 1 << i;
+		});
+		const digit = seg7.indexOf(bits);
+		counter += digit < 0 ? '?' : String(digit);
+	}
+	return { w, h, mean: sum / n, bgMatch: total ? match / total : 0, counter, coarse };
+}
+
+async function snapshot(page, name) {
+	const a = await page.evaluate(analyseCanvas);
+	a.t = Date.now();
+	await page.locator('#screen').screenshot({ path: path.join(out, name + '.png') });
+	a.file = path.join(out, name + '.png');
+	return a;
+}
+
+const stats = (page) => page.evaluate(() => ({ ...window.hfeStats }));
+
+async function serverStats(url) {
+	const r = await fetch(url + 'stats.json');
+	return r.json();
+}
+
+function checkPicture(a, label) {
+	check(a.w === W && a.h === H, `${label}: canvas is ${W}x${H}`, [a.w, a.h]);
+	check(a.mean > 40, `${label}: picture is not black (mean luma ${a.mean.toFixed(1)})`);
+	check(a.bgMatch >= 0.85,
+	      `${label}: ${(a.bgMatch * 100).toFixed(0)}% of sample points show the test ` +
+	      'gradient (>= 85%)');
+	check(/^\d{8}$/.test(a.counter), `${label}: frame counter reads ${a.counter}`);
+}
+
+function checkClean(s, label) {
+	check(s.decodeErrors === 0, `${label}: no decoder errors`, s.lastError);
+	check(s.deltaBeforeKey === 0, `${label}: no delta frame before the first keyframe`,
+	      s.deltaBeforeKey);
+}
+
+async function waitDecoding(page, label, minFrames = 5, timeoutMs = 15000) {
+	await waitFor(`${label} to decode ${minFrames} frames`,
+		      async () => (await stats(page)).framesDecoded >= minFrames, timeoutMs);
+}
+
+/* ---- the test ---- */
+
+async function main() {
+	let daemon = startDaemon();
+	await waitFor('the daemon socket', () => fs.existsSync(sock), 10000);
+
+	const viewer = start('viewer', VIEWER, ['--connect', 'unix:' + sock, '--scanout', '0',
+						'--http', '127.0.0.1:0', '--record', mp4]);
+	const url = await waitFor('the viewer URL', () => {
+		const m = /open (http:\/\/\S+) in a browser/.exec(viewer.stdoutText);
+		return m && m[1];
+	}, 10000);
+	check(/^http:\/\/127\.0\.0\.1:\d+\/$/.test(url), `viewer prints its URL (${url})`);
+	const tStart = Date.now();
+
+	const browser = await chromium.launch({
+		executablePath: CHROMIUM,
+		headless: true,
+		args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+		       '--disable-background-networking', '--disable-component-update',
+		       '--disable-sync'],
+	});
+	try {
+		const ctx1 = await browser.newContext({ viewport: { width: 1300, height: 780 } });
+		const page1 = await ctx1.newPage();
+		const consoleErrors = [];
+		page1.on('console', (m) => {
+			if (m.type() === 'error')
+				consoleErrors.push(m.text());
+		});
+		page1.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+		// 1. One page: pictures.
+		await page1.goto(url);
+		await waitDecoding(page1, 'page 1');
+		let s1 = await stats(page1);
+		check(s1.firstFrameMs !== null && s1.firstFrameMs < 3000,
+		      `page 1: first frame ${Math.round(s1.firstFrameMs)} ms after connecting`);
+		await sleep(300);
+		const a = await snapshot(page1, 'page1-a');
+		await sleep(1000);
+		const b = await snapshot(page1, 'page1-b');
+		checkPicture(a, 'shot 1');
+		checkPicture(b, 'shot 2');
+		// The counter is the source's frame number: it advances in real time
+		// (give or take the page's backlog, at most 60 frames).
+		const dc = Number(b.counter) - Number(a.counter);
+		const want = (b.t - a.t) / 1000 * FPS;
+		check(dc >= 1 && dc <= want + 70,
+		      `counter advanced by ${dc} in ${((b.t - a.t) / 1000).toFixed(2)} s ` +
+		      `(${a.counter} -> ${b.counter}; ${FPS} fps)`);
+		let differ = 0;
+		for (let i = 0; i < a.coarse.length; i++)
+			differ += Math.abs(a.coarse[i] - b.coarse[i]) > 24;
+		check(differ > 20,
+		      `the two shots differ (${differ} of ${a.coarse.length} samples)`);
+		check(!fs.readFileSync(a.file).equals(fs.readFileSync(b.file)),
+		      'the two PNG screenshots differ');
+
+		s1 = await stats(page1);
+		checkClean(s1, 'page 1');
+		check(s1.fps > 0, `page 1: fps ${s1.fps.toFixed(1)} > 0`);
+		check(s1.kbps > 0, `page 1: bitrate ${s1.kbps.toFixed(0)} kbit/s > 0`);
+		check(s1.width === W && s1.height === H,
+		      `page 1: decoded ${s1.width}x${s1.height}`);
+		check(/^avc1\.42[0-9A-F]{4}$/.test(s1.codec), `page 1: codec ${s1.codec}`);
+		check(s1.latencyMs !== null && s1.latencyMs > 0 && s1.latencyMs < 2000,
+		      `page 1: latency ${s1.latencyMs && s1.latencyMs.toFixed(1)} ms ` +
+		      `(host ${s1.hostMs && s1.hostMs.toFixed(1)}, ` +
+		      `server->decoded ${s1.viewerMs && s1.viewerMs.toFixed(1)})`);
+		await page1.screenshot({ path: path.join(out, 'page1-full.png') });
+		const shown = await page1.locator('#stats').textContent();
+		check(/fps/.test(shown) && /Mbit\/s/.test(shown) &&
+		      /latency [0-9.]+ ms/.test(shown),
+		      `page shows fps, bitrate and latency: "${shown}"`);
+
+		// 2. A second page joins mid-GOP (there is no GOP: --gop 0).
+		const ctx2 = await browser.newContext();
+		const page2 = await ctx2.newPage();
+		const before1 = (await stats(page1)).framesDecoded;
+		const upBefore1 = (await serverStats(url)).upstream.frames;
+		await page2.goto(url);
+		await waitDecoding(page2, 'page 2', 5, 5000);
+		const s2 = await stats(page2);
+		check(s2.firstFrameMs < 2000,
+		      'page 2 joining mid-stream: first frame after ' +
+		      `${Math.round(s2.firstFrameMs)} ms`);
+		await sleep(1000);
+		const up1 = (await serverStats(url)).upstream.frames - upBefore1;
+		const after1 = (await stats(page1)).framesDecoded;
+		check(after1 - before1 >= 0.5 * up1 && up1 > 0,
+		      `page 1 keeps decoding while page 2 joins (+${after1 - before1} frames ` +
+		      `of ${up1} from the host)`);
+		const c2 = await snapshot(page2, 'page2');
+		checkPicture(c2, 'page 2');
+		checkClean(await stats(page2), 'page 2');
+		checkClean(await stats(page1), 'page 1 with page 2');
+		let ss = await serverStats(url);
+		check(ss.viewers.length === 2, `server counts 2 viewers`, ss.viewers.length);
+		check(ss.upstream.keyframe_requests >= 2,
+		      `server asked for keyframes (${ss.upstream.keyframe_requests}) ` +
+		      `and got ${ss.upstream.keyframes}`);
+
+		// 3. Reload page 1.
+		await page1.reload();
+		await waitDecoding(page1, 'page 1 after reload', 5, 5000);
+		const r1 = await stats(page1);
+		check(r1.firstFrameMs < 2000,
+		      `page 1 after reload: first frame after ${Math.round(r1.firstFrameMs)} ms`);
+		await sleep(500);
+		checkPicture(await snapshot(page1, 'page1-reloaded'), 'after reload');
+		checkClean(await stats(page1), 'page 1 after reload');
+		checkClean(await stats(page2), 'page 2 after page 1 reloaded');
+
+		// 4. A client that stops acknowledging: skipped, then resynced.
+		const page3 = await ctx2.newPage();
+		await page3.goto(url + 'stats.json'); // same origin, no player
+		await page3.evaluate((wsUrl) => new Promise((resolve, reject) => {
+			const ws = new WebSocket(wsUrl);
+			ws.binaryType = 'arraybuffer';
+			window.raw = { ws, msgs: [] };
+			ws.onmessage = (e) => {
+				if (typeof e.data === 'string')
+					return;
+				const dv = new DataView(e.data);
+				window.raw.msgs.push({ seq: dv.getUint32(4, true),
+						       key: dv.getUint8(1) & 1 });
+			};
+			ws.onopen = resolve;
+			ws.onerror = reject;
+		}), url.replace('http:', 'ws:') + 'ws');
+		const p1before = (await stats(page1)).framesDecoded;
+		const upBefore = (await serverStats(url)).upstream.frames;
+		const silent = async () => {
+			const st = await serverStats(url);
+			const newest = Math.max(...st.viewers.map((x) => x.id));
+			return st.viewers.find((v) => v.id === newest);
+		};
+		// 60 frames and then some: about 3 s at 30 fps.
+		await waitFor('the server to skip the silent client',
+			      async () => (await silent()).frames_skipped > 15, 15000);
+		const raw = await page3.evaluate(() => window.raw.msgs);
+		const slow = await silent();
+		const upGain = (await serverStats(url)).upstream.frames - upBefore;
+		const p1gain = (await stats(page1)).framesDecoded - p1before;
+		check(raw.length > 0 && raw[0].key === 1,
+		      'silent client: first message is a keyframe', raw.slice(0, 2));
+		check(raw.length === 60,
+		      `silent client: stopped at 60 unacknowledged frames (${raw.length})`);
+		check(slow && slow.frames_skipped > 0 && slow.waiting_key,
+		      'server skips the silent client and waits to resync it', slow);
+		check(p1gain >= 0.7 * upGain,
+		      `page 1 unaffected meanwhile (+${p1gain} frames of ${upGain} from the host)`);
+		const n0 = raw.length;
+		await page3.evaluate((seq) => window.raw.ws.send('ack ' + seq),
+				     raw[raw.length - 1].seq);
+		await sleep(1500);
+		const raw2 = await page3.evaluate(() => window.raw.msgs);
+		check(raw2.length > n0 && raw2[n0].key === 1,
+		      'silent client, after acknowledging: resumed with a keyframe',
+		      raw2.slice(n0, n0 + 2));
+		await page3.close();
+
+		// 5. A page from another origin may not watch: the page at
+		// localhost:PORT is not the origin of 127.0.0.1:PORT. Nor may a
+		// request for another host name (DNS rebinding).
+		const page4 = await ctx2.newPage();
+		await page4.goto(url.replace('127.0.0.1', 'localhost') + 'stats.json');
+		const cross = await page4.evaluate((wsUrl) => new Promise((resolve) => {
+			const ws = new WebSocket(wsUrl);
+			ws.binaryType = 'arraybuffer';
+			let frames = 0;
+			ws.onmessage = (e) => { if (typeof e.data !== 'string') frames++; };
+			ws.onclose = (e) => resolve({ code: e.code, frames });
+			setTimeout(() => resolve({ code: 'still open', frames }), 3000);
+		}), url.replace('http:', 'ws:') + 'ws');
+		check(cross.code === 1008 && cross.frames === 0,
+		      'a page of another origin is refused (close 1008, no frames)', cross);
+		await page4.close();
+		check(/refused a WebSocket from origin http:\/\/localhost/.test(viewer.stderrText),
+		      'viewer logged the refusal');
+		const status = await new Promise((resolve, reject) => {
+			const u = new URL(url);
+			http.get({ host: u.hostname, port: u.port, path: '/',
+				   headers: { Host: 'rebound.example:' + u.port } },
+				 (res) => {
+					 res.resume();
+					 resolve(res.statusCode);
+				 }).on('error', reject);
+		});
+		check(status === 403, `a request for host rebound.example is refused (${status})`);
+
+		// 6. The daemon restarts: the viewer reconnects, the pages resume.
+		const r = await stop(daemon);
+		check(r.code === 0, 'daemon stopped', r);
+		daemon = startDaemon();
+		const d0 = (await stats(page1)).framesDecoded;
+		await waitFor('page 1 to decode after the daemon restarted',
+			      async () => (await stats(page1)).framesDecoded > d0 + 10, 10000);
+		checkClean(await stats(page1), 'page 1 after the daemon restarted');
+		checkPicture(await snapshot(page1, 'page1-restarted'),
+			     'after the daemon restarted');
+		check(/lost the host/.test(viewer.stderrText) &&
+		      (viewer.stderrText.match(/subscribed to scanout 0/g) || []).length === 2,
+		      'viewer logged the loss and the new subscription');
+
+		check(consoleErrors.length === 0, 'no errors in page 1\'s console', consoleErrors);
+		await ctx2.close();
+		await ctx1.close();
+	} finally {
+		await browser.close();
+	}
+
+	// 7. Ctrl-C: the MP4 is finished.
+	await waitFor('the viewer to see the pages go',
+		      async () => (await serverStats(url)).viewers.length === 0, 5000);
+	const elapsed = (Date.now() - tStart) / 1000;
+	const vr = await stop(viewer);
+	check(vr.code === 0, 'viewer exits 0 on Ctrl-C', vr);
+	const m = /wrote (\d+) frames \(([0-9.]+) s, (\d+)x(\d+), \d+ bytes\) to (\S+)/
+		.exec(viewer.stderrText);
+	check(m && m[5] === mp4, `viewer says where the MP4 is (${m && m[5]})`);
+	const dr = await stop(daemon);
+	check(dr.code === 0, 'daemon exits 0', dr);
+
+	if (m) {
+		const frames = Number(m[1]);
+		const probe = JSON.parse(execFileSync('ffprobe', [
+			'-v', 'error', '-count_frames', '-select_streams', 'v:0',
+			'-show_entries', 'stream=codec_name,width,height,nb_read_frames,duration',
+			'-of', 'json', mp4]));
+		const st = probe.streams[0];
+		console.log(`     ffprobe: ${JSON.stringify(st)}; ` +
+			    `recorded ${elapsed.toFixed(1)} s`);
+		check(st.codec_name === 'h264' && st.width === W && st.height === H,
+		      `MP4 is H.264 ${W}x${H}`);
+		check(Number(st.nb_read_frames) === frames,
+		      `ffprobe decodes all ${frames} frames the viewer wrote ` +
+		      `(${st.nb_read_frames})`);
+		// Less than real time: the daemon was down for a moment.
+		check(frames > elapsed * FPS * 0.5 && frames < (elapsed + 2) * FPS * 1.1,
+		      `frame count plausible for ${elapsed.toFixed(1)} s at ${FPS} fps ` +
+		      `(${frames})`);
+		check(Math.abs(Number(st.duration) - elapsed) < elapsed * 0.3 + 1,
+		      `MP4 duration ${Number(st.duration).toFixed(1)} s ~ ${elapsed.toFixed(1)} s`);
+	}
+}
+
+try {
+	await main();
+} catch (e) {
+	failures++;
+	console.log('FAIL ' + (e && e.stack || e));
+}
+if (failures) {
+	for (const p of started)
+		console.log(`--- ${p.name} stderr:\n${p.stderrText}`);
+}
+console.log(`screenshots: ${out}`);
+console.log(`${checks - failures} of ${checks} checks passed` +
+	    (failures ? `, ${failures} failed` : ''));
+process.exit(failures ? 1 : 0);
