@@ -19,8 +19,21 @@ static void usage(FILE *f)
 		"Usage: helix-frame-export [OPTION]...\n"
 		"Host-side encoder service: guests send raw frames over HXFR, get H.264 back.\n"
 		"\n"
-		"Listening (repeatable; default " DEFAULT_LISTEN "):\n"
+		"Listening (repeatable; default " DEFAULT_LISTEN " when there is no --qemu):\n"
 		"  -l, --listen ADDR         unix:PATH | tcp:HOST:PORT | vsock:CID:PORT\n"
+		"\n"
+		"Stock QEMU >= 7.0 with -display dbus (one group per VM, repeatable):\n"
+		"      --qemu qmp:unix:PATH  take the screen of the QEMU whose QMP socket is PATH\n"
+		"                            (started with -display dbus,p2p=yes\n"
+		"                            -qmp unix:PATH,server=on,wait=off); attaches when it\n"
+		"                            appears and again whenever that QEMU restarts\n"
+		"      --console N           capture its console N as scanout N (repeatable,\n"
+		"                            0..15; default 0)\n"
+		"  -l, --listen ADDR         a channel of that VM only, typically the unix socket\n"
+		"                            of its virtserialport chardev: a client there reaches\n"
+		"                            this VM's consoles and nothing else\n"
+		"  --console and --listen belong to the nearest --qemu before them; a --listen\n"
+		"  before any --qemu serves the default host (pull mode, --test-scanout).\n"
 		"\n"
 		"Encoding defaults (a client's CONFIG_REQ may override rate, fps, profile):\n"
 		"  -e, --encoder NAME        libavcodec encoder (default libx264; e.g. h264_nvenc,\n"
@@ -52,8 +65,11 @@ static void usage(FILE *f)
 		"  -V, --version             print the version and exit\n"
 		"  -h, --help                this help\n"
 		"\n"
-		"Example:\n"
-		"  helix-frame-export --listen unix:/run/hfe.sock --listen vsock:any:5000\n");
+		"Examples:\n"
+		"  helix-frame-export --listen unix:/run/hfe.sock --listen vsock:any:5000\n"
+		"  helix-frame-export --qemu qmp:unix:/run/vm1.qmp --listen unix:/run/vm1-hfe.sock \\\n"
+		"      --qemu qmp:unix:/run/vm2.qmp --console 0 --console 1 \\\n"
+		"      --listen unix:/run/vm2-hfe.sock\n");
 }
 
 /* "4M", "500k", "1G", "1234" -> value; -1 on junk. */
@@ -112,7 +128,7 @@ static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 enum {
 	OPT_FPS = 256, OPT_PROFILE, OPT_PRESET, OPT_TUNE, OPT_THREADS, OPT_MAX_CLIENTS,
 	OPT_MAX_WIDTH, OPT_MAX_HEIGHT, OPT_MAX_PAYLOAD, OPT_MAX_INFLIGHT, OPT_MAX_QUEUE,
-	OPT_STALL, OPT_SHUTDOWN, OPT_TEST_SCANOUT, OPT_MAX_FPS,
+	OPT_STALL, OPT_SHUTDOWN, OPT_TEST_SCANOUT, OPT_MAX_FPS, OPT_QEMU, OPT_CONSOLE,
 };
 
 static int bad(const char *opt, const char *val, const char *want)
@@ -120,6 +136,37 @@ static int bad(const char *opt, const char *val, const char *want)
 	fprintf(stderr, "helix-frame-export: invalid value '%s' for %s (%s)\n", val, opt, want);
 	fprintf(stderr, "Try 'helix-frame-export --help'.\n");
 	return 2;
+}
+
+/* --qemu qmp:unix:PATH: a new VM group; its name (for logs) is the socket's
+ * file name without extension, unless another VM has it already. */
+static int add_vm(struct hfe_server_config *cfg, const char *arg)
+{
+	const char *path = arg + strlen("qmp:unix:");
+	struct hfe_server_vm *vm;
+
+#ifndef HFE_HAVE_QEMU_DBUS
+	return bad("--qemu", arg, "this build has no -display dbus support (GIO was missing)");
+#endif
+	if (strncmp(arg, "qmp:unix:", strlen("qmp:unix:")) || !*path)
+		return bad("--qemu", arg, "qmp:unix:PATH");
+	if (strlen(path) >= sizeof(vm->qmp_path))
+		return bad("--qemu", arg, "socket path too long");
+	if (cfg->n_vms == HFE_SERVER_MAX_VMS)
+		return bad("--qemu", arg, "too many VMs");
+	for (unsigned i = 0; i < cfg->n_vms; i++)
+		if (!strcmp(cfg->vms[i].qmp_path, path))
+			return bad("--qemu", arg, "given twice");
+	vm = &cfg->vms[cfg->n_vms++];
+	snprintf(vm->qmp_path, sizeof(vm->qmp_path), "%s", path);
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	size_t n = strcspn(base, ".");
+
+	snprintf(vm->name, sizeof(vm->name), "%.*s", (int)(n ? n : strlen(base)), base);
+	for (unsigned i = 0; i + 1 < cfg->n_vms; i++)
+		if (!strcmp(cfg->vms[i].name, vm->name))
+			snprintf(vm->name, sizeof(vm->name), "vm%u", cfg->n_vms);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -144,6 +191,8 @@ int main(int argc, char **argv)
 		{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN },
 		{ "test-scanout", required_argument, NULL, OPT_TEST_SCANOUT },
 		{ "max-fps", required_argument, NULL, OPT_MAX_FPS },
+		{ "qemu", required_argument, NULL, OPT_QEMU },
+		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -169,7 +218,7 @@ int main(int argc, char **argv)
 				return bad("--listen", optarg,
 					   "serial ports are the guest's side; on the host listen on "
 					   "the unix socket of the virtserialport's chardev");
-			cfg.n_listen++;
+			cfg.listen_vm[cfg.n_listen++] = cfg.n_vms; /* the current --qemu group */
 			break;
 		case 'e':
 			if (strlen(optarg) >= sizeof(cfg.host.enc.name))
@@ -272,6 +321,26 @@ int main(int argc, char **argv)
 			cfg.test_scanouts[cfg.n_test_scanouts++] = t;
 			break;
 		}
+		case OPT_QEMU: {
+			int rc = add_vm(&cfg, optarg);
+
+			if (rc)
+				return rc;
+			break;
+		}
+		case OPT_CONSOLE: {
+			struct hfe_server_vm *vm = cfg.n_vms ? &cfg.vms[cfg.n_vms - 1] : NULL;
+
+			if (!vm)
+				return bad("--console", optarg, "give it after its --qemu");
+			if (parse_uint(optarg, 0, HFE_MAX_SCANOUTS - 1, &v) < 0)
+				return bad("--console", optarg, "0..15");
+			for (unsigned i = 0; i < vm->n_consoles; i++)
+				if (vm->consoles[i] == v)
+					return bad("--console", optarg, "given twice for this VM");
+			vm->consoles[vm->n_consoles++] = (uint32_t)v;
+			break;
+		}
 		case OPT_MAX_FPS:
 			if (parse_uint(optarg, 1, 240, &v) < 0)
 				return bad("--max-fps", optarg, "1..240");
@@ -295,6 +364,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "helix-frame-export: unexpected argument '%s'\n", argv[optind]);
 		fprintf(stderr, "Try 'helix-frame-export --help'.\n");
 		return 2;
+	}
+	for (unsigned k = 0; k < cfg.n_vms; k++) {
+		struct hfe_server_vm *vm = &cfg.vms[k];
+		bool reachable = false;
+
+		if (!vm->n_consoles)
+			vm->consoles[vm->n_consoles++] = 0;
+		for (unsigned i = 0; i < cfg.n_listen; i++)
+			reachable |= cfg.listen_vm[i] == k + 1;
+		if (!reachable) {
+			fprintf(stderr,
+				"helix-frame-export: --qemu qmp:unix:%s has no --listen after it "
+				"(nobody could reach its screen)\n",
+				vm->qmp_path);
+			return 2;
+		}
 	}
 	if (cfg.n_listen == 0)
 		hfe_addr_parse(DEFAULT_LISTEN, &cfg.listen[cfg.n_listen++], err, sizeof(err));

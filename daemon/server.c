@@ -23,6 +23,9 @@
 
 #include "hfe/log.h"
 #include "hfe/testsrc.h"
+#ifdef HFE_HAVE_QEMU_DBUS
+#include "qemu_dbus.h"
+#endif
 
 #define READ_BUDGET (8u << 20) /* bytes read from one client per loop turn */
 
@@ -33,7 +36,9 @@ struct client {
 
 struct server {
 	const struct hfe_server_config *cfg;
-	struct hfe_host *host;
+	/* hosts[0]: the default host; hosts[1 + k]: cfg->vms[k], isolated */
+	struct hfe_host *hosts[1 + HFE_SERVER_MAX_VMS];
+	unsigned n_hosts;
 	int listen_fd[HFE_SERVER_MAX_LISTEN];
 	unsigned n_listen;
 	struct client *clients;
@@ -42,6 +47,9 @@ struct server {
 	struct hfe_stream *streams[HFE_MAX_SCANOUTS];
 	struct hfe_testsrc *testsrcs[HFE_MAX_SCANOUTS];
 	unsigned n_streams;
+#ifdef HFE_HAVE_QEMU_DBUS
+	struct hfe_qemu_dbus *vms[HFE_SERVER_MAX_VMS];
+#endif
 	bool stopping;
 	uint64_t stop_deadline_ms;
 };
@@ -198,7 +206,7 @@ static const char *client_service(struct client *c, uint64_t now, uint64_t *dead
 	}
 }
 
-static void accept_clients(struct server *srv, int lfd, const char *lname)
+static void accept_clients(struct server *srv, int lfd, struct hfe_host *host, const char *lname)
 {
 	for (;;) {
 		int fd = hfe_accept(lfd);
@@ -209,7 +217,7 @@ static void accept_clients(struct server *srv, int lfd, const char *lname)
 		}
 		char name[128];
 		describe_peer(fd, lname, name, sizeof(name));
-		struct hfe_peer *peer = hfe_peer_new(srv->host, name, hfe_now_ms());
+		struct hfe_peer *peer = hfe_peer_new(host, name, hfe_now_ms());
 		if (!peer) {
 			close(fd);
 			hfe_error("out of memory accepting a client");
@@ -245,7 +253,11 @@ static int setup_listeners(struct server *srv)
 		if (note[0])
 			hfe_warn("%s", note);
 		srv->listen_fd[srv->n_listen++] = fd;
-		hfe_info("listening on %s", hfe_addr_str(a, name, sizeof(name)));
+		if (srv->cfg->listen_vm[i])
+			hfe_info("listening on %s for %s", hfe_addr_str(a, name, sizeof(name)),
+				 srv->cfg->vms[srv->cfg->listen_vm[i] - 1].name);
+		else
+			hfe_info("listening on %s", hfe_addr_str(a, name, sizeof(name)));
 	}
 	return 0;
 }
@@ -265,7 +277,7 @@ static int setup_test_scanouts(struct server *srv)
 		}
 		char name[HFE_CONNECTOR_LEN];
 		snprintf(name, sizeof(name), "TEST-%u", t->id);
-		if (hfe_hub_add_scanout(hfe_host_hub(srv->host), t->id, st, name) < 0) {
+		if (hfe_hub_add_scanout(hfe_host_hub(srv->hosts[0]), t->id, st, name) < 0) {
 			hfe_error("test scanout %u: duplicate scanout id", t->id);
 			hfe_stream_free(st);
 			return -1;
@@ -280,6 +292,59 @@ static int setup_test_scanouts(struct server *srv)
 		}
 		hfe_info("scanout %u: test source %ux%u at %u fps", t->id, t->width, t->height,
 			 t->fps);
+	}
+	return 0;
+}
+
+/* One host per VM, fed by its QEMU's -display dbus. */
+static int setup_vms(struct server *srv)
+{
+	const struct hfe_server_config *cfg = srv->cfg;
+
+	for (unsigned k = 0; k < cfg->n_vms; k++) {
+		const struct hfe_server_vm *vm = &cfg->vms[k];
+		struct hfe_host_config hc = cfg->host;
+
+		hc.notify = wake_loop;
+		hc.notify_opaque = srv;
+		hc.sources |= HFE_SOURCE_SCANOUT;
+		srv->hosts[1 + k] = hfe_host_new(&hc);
+		if (!srv->hosts[1 + k]) {
+			hfe_error("out of memory");
+			return -1;
+		}
+		srv->n_hosts = 2 + k;
+#ifdef HFE_HAVE_QEMU_DBUS
+		struct hfe_qemu_dbus_config dc = {
+			.name = vm->name, .qmp_path = vm->qmp_path, .consoles = vm->consoles,
+			.n_consoles = vm->n_consoles, .max_width = cfg->host.limits.max_width,
+			.max_height = cfg->host.limits.max_height,
+			.stream = { .enc = cfg->host.enc, .max_fps = cfg->max_fps,
+				    .notify = wake_loop, .opaque = srv },
+		};
+		struct hfe_err err;
+
+		hfe_info("%s: QEMU -display dbus at %s, %u console%s", vm->name, vm->qmp_path,
+			 vm->n_consoles, vm->n_consoles == 1 ? "" : "s");
+		srv->vms[k] = hfe_qemu_dbus_start(&dc, &err);
+		if (!srv->vms[k]) {
+			hfe_error("%s: %s", vm->name, err.msg);
+			return -1;
+		}
+		for (unsigned i = 0; i < vm->n_consoles; i++) {
+			char name[HFE_CONNECTOR_LEN];
+
+			snprintf(name, sizeof(name), "DBUS-%u", vm->consoles[i]);
+			if (hfe_hub_add_scanout(hfe_host_hub(srv->hosts[1 + k]), vm->consoles[i],
+						hfe_qemu_dbus_stream(srv->vms[k], i), name) < 0) {
+				hfe_error("%s: duplicate console %u", vm->name, vm->consoles[i]);
+				return -1;
+			}
+		}
+#else
+		hfe_error("%s: this build has no -display dbus support (GIO missing)", vm->name);
+		return -1;
+#endif
 	}
 	return 0;
 }
@@ -301,7 +366,8 @@ static void begin_shutdown(struct server *srv, uint64_t now)
 		 srv->cfg->shutdown_timeout_ms);
 	srv->stopping = true;
 	srv->stop_deadline_ms = now + (uint64_t)srv->cfg->shutdown_timeout_ms;
-	hfe_host_stop(srv->host);
+	for (unsigned i = 0; i < srv->n_hosts; i++)
+		hfe_host_stop(srv->hosts[i]);
 	close_listeners(srv);
 }
 
@@ -324,8 +390,9 @@ int hfe_server_run(const struct hfe_server_config *cfg)
 	hc.notify_opaque = &srv;
 	if (cfg->n_test_scanouts)
 		hc.sources |= HFE_SOURCE_SCANOUT;
-	srv.host = hfe_host_new(&hc);
-	if (!srv.host) {
+	srv.hosts[0] = hfe_host_new(&hc);
+	srv.n_hosts = 1;
+	if (!srv.hosts[0]) {
 		hfe_error("out of memory");
 		goto out;
 	}
@@ -336,7 +403,7 @@ int hfe_server_run(const struct hfe_server_config *cfg)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (setup_test_scanouts(&srv) < 0 || setup_listeners(&srv) < 0)
+	if (setup_test_scanouts(&srv) < 0 || setup_vms(&srv) < 0 || setup_listeners(&srv) < 0)
 		goto out;
 
 	char lname[HFE_SERVER_MAX_LISTEN][128];
@@ -384,11 +451,14 @@ int hfe_server_run(const struct hfe_server_config *cfg)
 		}
 		if (pr > 0 && (pfd[1].revents & POLLIN)) {
 			drain_fd(srv.wake[0]);
-			hfe_host_dispatch(srv.host); /* scanout AUs into subscriber queues */
+			/* scanout AUs into subscriber queues */
+			for (unsigned i = 0; i < srv.n_hosts; i++)
+				hfe_host_dispatch(srv.hosts[i]);
 		}
 		for (unsigned i = 0; i < srv.n_listen && pr > 0; i++)
 			if (pfd[2 + i].revents & POLLIN)
-				accept_clients(&srv, srv.listen_fd[i], lname[i]);
+				accept_clients(&srv, srv.listen_fd[i], srv.hosts[cfg->listen_vm[i]],
+					       lname[i]);
 
 		/* Every client is serviced each turn: results may have arrived for
 		 * any of them. pollfds pair with clients[] as it was before the
@@ -429,7 +499,12 @@ out:
 		hfe_testsrc_stop(srv.testsrcs[i]);
 		hfe_stream_free(srv.streams[i]);
 	}
-	hfe_host_free(srv.host);
+#ifdef HFE_HAVE_QEMU_DBUS
+	for (unsigned k = 0; k < cfg->n_vms; k++)
+		hfe_qemu_dbus_stop(srv.vms[k]);
+#endif
+	for (unsigned i = 0; i < srv.n_hosts; i++)
+		hfe_host_free(srv.hosts[i]);
 	for (int i = 0; i < 2; i++) {
 		if (srv.wake[i] >= 0)
 			close(srv.wake[i]);

@@ -9,6 +9,7 @@
 #include "hfe/host.h"
 
 #define HFE_SERVER_MAX_LISTEN 16
+#define HFE_SERVER_MAX_VMS 16
 
 /* A scanout served from the built-in test source (no VM needed). */
 struct hfe_test_scanout {
@@ -16,9 +17,23 @@ struct hfe_test_scanout {
 	uint32_t width, height, fps;
 };
 
+/* A VM whose screen comes from stock QEMU's -display dbus (qemu_dbus.h). It
+ * has its own host (hub, sessions): only its own listeners reach it. */
+struct hfe_server_vm {
+	char name[64];      /* for logs */
+	char qmp_path[108]; /* QEMU's -qmp unix socket */
+	uint32_t consoles[HFE_MAX_SCANOUTS]; /* served as scanout id = console index */
+	unsigned n_consoles;
+};
+
 struct hfe_server_config {
 	struct hfe_addr listen[HFE_SERVER_MAX_LISTEN];
+	/* 0: listen[i] serves the default host (pull mode, test scanouts);
+	 * k > 0: it serves vms[k - 1] only. */
+	unsigned listen_vm[HFE_SERVER_MAX_LISTEN];
 	unsigned n_listen;
+	struct hfe_server_vm vms[HFE_SERVER_MAX_VMS];
+	unsigned n_vms;
 	unsigned max_clients;    /* connections at once; more get ERROR BUSY */
 	int shutdown_timeout_ms; /* SIGTERM: time given to frames in flight */
 	struct hfe_host_config host; /* limits, queues, timeouts, encoder */

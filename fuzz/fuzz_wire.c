@@ -27,6 +27,7 @@
 
 #include "hfe/conn.h"
 #include "hfe/wire.h"
+#include "msg_compare.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -64,127 +65,6 @@ static uint64_t hash(const uint8_t *p, size_t n)
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ p[i]) * 1099511628211ull;
 	return h ^ n;
-}
-
-static bool fields_equal(const struct hfe_msg *a, const struct hfe_msg *b, const char **what)
-{
-#define F(x)                                  \
-	do {                                  \
-		if (a->x != b->x) {           \
-			*what = #x;           \
-			return false;         \
-		}                             \
-	} while (0)
-#define S(x)                                                  \
-	do {                                                  \
-		if (strncmp(a->x, b->x, sizeof(a->x)) != 0) { \
-			*what = #x;                           \
-			return false;                         \
-		}                                             \
-	} while (0)
-	F(hdr.magic);
-	F(hdr.type);
-	F(hdr.flags);
-	F(hdr.session_id);
-	F(hdr.payload_size);
-	F(data_len);
-	switch (a->hdr.type) {
-	case HFE_MSG_FRAME_REQUEST:
-		F(u.frame_req.resource_id);
-		F(u.frame_req.width);
-		F(u.frame_req.height);
-		F(u.frame_req.format);
-		F(u.frame_req.stride);
-		F(u.frame_req.pts);
-		F(u.frame_req.duration);
-		F(u.frame_req.force_keyframe);
-		break;
-	case HFE_MSG_FRAME_RESPONSE:
-		F(u.frame_resp.pts);
-		F(u.frame_resp.dts);
-		F(u.frame_resp.is_keyframe);
-		F(u.frame_resp.nal_count);
-		break;
-	case HFE_MSG_CONFIG_REQ:
-		F(u.config_req.width);
-		F(u.config_req.height);
-		F(u.config_req.bitrate);
-		F(u.config_req.fps_num);
-		F(u.config_req.fps_den);
-		F(u.config_req.profile);
-		F(u.config_req.level);
-		F(u.config_req.realtime);
-		break;
-	case HFE_MSG_CONFIG_RESP:
-		F(u.config_resp.width);
-		F(u.config_resp.height);
-		F(u.config_resp.bitrate);
-		F(u.config_resp.fps_num);
-		F(u.config_resp.fps_den);
-		F(u.config_resp.profile);
-		F(u.config_resp.level);
-		F(u.config_resp.realtime);
-		S(u.config_resp.encoder);
-		break;
-	case HFE_MSG_ENABLE_SCANOUT:
-		F(u.enable_scanout.scanout_id);
-		F(u.enable_scanout.width);
-		F(u.enable_scanout.height);
-		F(u.enable_scanout.refresh_rate);
-		break;
-	case HFE_MSG_DISABLE_SCANOUT:
-	case HFE_MSG_SUBSCRIBE:
-		F(u.scanout_id);
-		break;
-	case HFE_MSG_SCANOUT_RESP:
-		F(u.scanout_resp.scanout_id);
-		F(u.scanout_resp.success);
-		S(u.scanout_resp.connector);
-		break;
-	case HFE_MSG_SUBSCRIBE_RESP:
-		F(u.subscribe_resp.scanout_id);
-		F(u.subscribe_resp.success);
-		break;
-	case HFE_MSG_HELLO:
-		F(u.hello.version_min);
-		F(u.hello.version_max);
-		F(u.hello.flags);
-		S(u.hello.client_name);
-		break;
-	case HFE_MSG_HELLO_RESP:
-		F(u.hello_resp.version);
-		F(u.hello_resp.codecs);
-		F(u.hello_resp.sources);
-		F(u.hello_resp.max_width);
-		F(u.hello_resp.max_height);
-		F(u.hello_resp.max_payload);
-		F(u.hello_resp.max_inflight);
-		F(u.hello_resp.format_count);
-		for (unsigned i = 0; i < HFE_HELLO_MAX_FORMATS; i++)
-			F(u.hello_resp.formats[i]);
-		S(u.hello_resp.server_name);
-		break;
-	case HFE_MSG_STATS_RESP:
-		F(u.stats.frames_received);
-		F(u.stats.frames_encoded);
-		F(u.stats.frames_dropped);
-		F(u.stats.keyframes);
-		F(u.stats.bytes_received);
-		F(u.stats.bytes_sent);
-		F(u.stats.encode_us_avg);
-		F(u.stats.encode_us_max);
-		F(u.stats.inflight);
-		break;
-	case HFE_MSG_ERROR:
-		F(u.error.code);
-		S(u.error.message);
-		break;
-	default:
-		break;
-	}
-	return true;
-#undef F
-#undef S
 }
 
 static bool terminated(const char *s, size_t n)
@@ -319,7 +199,7 @@ static void check_roundtrip(const struct hfe_msg *m, enum hfe_role role)
 	struct hfe_msg back;
 	struct hfe_err err;
 	uint8_t *wire;
-	const char *what = "?";
+	char why[160] = "?";
 
 	if (m->hdr.type == HFE_MSG_FRAME_REQUEST) {
 		extra = m->data;
@@ -348,8 +228,8 @@ static void check_roundtrip(const struct hfe_msg *m, enum hfe_role role)
 		     npre + extra_len - HFE_HEADER_SIZE);
 	if (hfe_msg_parse(&hdr, wire + HFE_HEADER_SIZE, role, &flim, &back, &err) != 0)
 		FAIL("rebuilt 0x%02x: body refused: %s", m->hdr.type, err.msg);
-	if (!fields_equal(m, &back, &what))
-		FAIL("round trip of 0x%02x changed %s", m->hdr.type, what);
+	if (!msg_fields_equal(m, &back, why, sizeof(why)))
+		FAIL("round trip of 0x%02x changed %s", m->hdr.type, why);
 	if (m->data_len && memcmp(m->data, back.data, m->data_len) != 0)
 		FAIL("round trip of 0x%02x changed the data", m->hdr.type);
 	check_send(m, prefix, npre, extra, extra_len);
@@ -494,15 +374,15 @@ static void run_conn(const uint8_t *in, size_t n, enum hfe_role role, unsigned c
 
 static void compare_runs(const struct run *a, const struct run *b)
 {
-	const char *what = "?";
+	char why[160] = "?";
 
 	if (a->n != b->n || a->failed != b->failed || a->code != b->code)
 		FAIL("feeding strategies disagree: %d/%d messages, error %d/%d", a->n, b->n,
 		     a->code, b->code);
 	for (int i = 0; i < a->n; i++) {
-		if (!fields_equal(&a->msgs[i].m, &b->msgs[i].m, &what) ||
+		if (!msg_fields_equal(&a->msgs[i].m, &b->msgs[i].m, why, sizeof(why)) ||
 		    a->msgs[i].data_hash != b->msgs[i].data_hash)
-			FAIL("message %d differs between feeding strategies (%s)", i, what);
+			FAIL("message %d differs between feeding strategies (%s)", i, why);
 	}
 	/* bytes counted up to the failure may differ (a read can overshoot the bad
 	 * header only in the chunked run); without failure they must agree */

@@ -304,10 +304,21 @@ static void decoded_free(struct decoded *dec)
 	free(dec->pics);
 }
 
-static double min3(const double v[3])
+/* The lowest plane PSNR of a[i] against b[i] over i < n; 0 if a pair differs
+ * in size. */
+static double worst_psnr(const struct tu_yuv *a, const struct tu_yuv *b, int n)
 {
-	double m = v[0] < v[1] ? v[0] : v[1];
-	return m < v[2] ? m : v[2];
+	double worst = 100;
+
+	for (int i = 0; i < n; i++) {
+		double p[3];
+		if (tu_psnr_yuv(&a[i], &b[i], p) < 0)
+			return 0;
+		for (int c = 0; c < 3; c++)
+			if (p[c] < worst)
+				worst = p[c];
+	}
+	return worst;
 }
 
 /* ---- send with every format ---- */
@@ -363,16 +374,8 @@ static void test_send_formats(void)
 		} else {
 			/* Same picture whatever the format: catches swapped R/B or
 			 * misplaced chroma planes. */
-			double worst = 100;
-			for (int i = 0; i < dec.kept && i < ref.kept; i++) {
-				double p[3];
-				if (tu_psnr_yuv(&ref.pics[i], &dec.pics[i], p) < 0) {
-					worst = 0;
-					break;
-				}
-				if (min3(p) < worst)
-					worst = min3(p);
-			}
+			double worst = worst_psnr(ref.pics, dec.pics,
+						  dec.kept < ref.kept ? dec.kept : ref.kept);
 			CHECKF(worst > 28.0, "%s vs XR24: worst plane PSNR %.1f dB", fmts[k], worst);
 			decoded_free(&dec);
 		}
@@ -477,14 +480,7 @@ static void test_send_y4m(void)
 	int n = decode_file(file, &dec, 30);
 	CHECKF(n == 30, "decoded %d pictures", n);
 	CHECKF(dec.w == 320 && dec.h == 240, "%ux%u", dec.w, dec.h);
-	double worst = 100;
-	for (int i = 0; i < dec.kept && i < nsrc; i++) {
-		double p[3];
-		if (tu_psnr_yuv(&src[i], &dec.pics[i], p) < 0)
-			worst = 0;
-		else if (min3(p) < worst)
-			worst = min3(p);
-	}
+	double worst = worst_psnr(src, dec.pics, dec.kept < nsrc ? dec.kept : nsrc);
 	CHECKF(worst > 30.0, "decoded vs y4m source: worst plane PSNR %.1f dB", worst);
 	decoded_free(&dec);
 	for (int i = 0; i < nsrc; i++)

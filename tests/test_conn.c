@@ -5,7 +5,6 @@
  * errors, failure handling (ERROR queued for the peer, input refused), and the
  * outbound queue (copy/owned chunks, partial writes across chunk boundaries).
  */
-#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,25 +12,8 @@
 
 #include "hfe/conn.h"
 #include "hfe/wire.h"
-
-static int n_pass, n_fail;
-
-#define CHECK(expr) check_((expr), #expr, __FILE__, __LINE__, NULL)
-#define CHECKC(expr, ctx) check_((expr), #expr, __FILE__, __LINE__, (ctx))
-
-static bool check_(bool ok, const char *expr, const char *file, int line, const char *ctx)
-{
-	if (ok) {
-		n_pass++;
-		return true;
-	}
-	n_fail++;
-	fprintf(stderr, "%s:%d: FAILED: %s", file, line, expr);
-	if (ctx)
-		fprintf(stderr, "  [%s]", ctx);
-	fputc('\n', stderr);
-	return false;
-}
+#include "msg_compare.h"
+#include "unit_check.h"
 
 #define XR24 HFE_FMT_XRGB8888
 #define NV12 HFE_FMT_NV12
@@ -217,108 +199,6 @@ static void run_stream(enum hfe_role role, unsigned version, const struct bytes 
 
 /* ---- comparison ---- */
 
-static bool msg_equal(const struct hfe_msg *a, const struct hfe_msg *b, char *why, size_t wl)
-{
-#define F(x)                                                                  \
-	do {                                                                  \
-		if (a->x != b->x) {                                           \
-			snprintf(why, wl, "field %s: %" PRId64 " != %" PRId64, #x, \
-				 (int64_t)a->x, (int64_t)b->x);                \
-			return false;                                         \
-		}                                                             \
-	} while (0)
-#define S(x)                                                          \
-	do {                                                          \
-		if (strncmp(a->x, b->x, sizeof(a->x)) != 0) {         \
-			snprintf(why, wl, "field %s differs", #x);    \
-			return false;                                 \
-		}                                                     \
-	} while (0)
-	F(hdr.type);
-	F(hdr.flags);
-	F(hdr.session_id);
-	F(hdr.payload_size);
-	F(data_len);
-	switch (a->hdr.type) {
-	case HFE_MSG_FRAME_REQUEST:
-		F(u.frame_req.resource_id);
-		F(u.frame_req.width);
-		F(u.frame_req.height);
-		F(u.frame_req.format);
-		F(u.frame_req.stride);
-		F(u.frame_req.pts);
-		F(u.frame_req.duration);
-		F(u.frame_req.force_keyframe);
-		break;
-	case HFE_MSG_FRAME_RESPONSE:
-		F(u.frame_resp.pts);
-		F(u.frame_resp.dts);
-		F(u.frame_resp.is_keyframe);
-		F(u.frame_resp.nal_count);
-		break;
-	case HFE_MSG_CONFIG_REQ:
-		F(u.config_req.width);
-		F(u.config_req.height);
-		F(u.config_req.bitrate);
-		F(u.config_req.fps_num);
-		F(u.config_req.fps_den);
-		F(u.config_req.profile);
-		F(u.config_req.level);
-		F(u.config_req.realtime);
-		break;
-	case HFE_MSG_CONFIG_RESP:
-		F(u.config_resp.width);
-		F(u.config_resp.bitrate);
-		F(u.config_resp.profile);
-		S(u.config_resp.encoder);
-		break;
-	case HFE_MSG_ENABLE_SCANOUT:
-		F(u.enable_scanout.scanout_id);
-		F(u.enable_scanout.width);
-		F(u.enable_scanout.height);
-		F(u.enable_scanout.refresh_rate);
-		break;
-	case HFE_MSG_DISABLE_SCANOUT:
-	case HFE_MSG_SUBSCRIBE:
-		F(u.scanout_id);
-		break;
-	case HFE_MSG_SCANOUT_RESP:
-		F(u.scanout_resp.scanout_id);
-		F(u.scanout_resp.success);
-		S(u.scanout_resp.connector);
-		break;
-	case HFE_MSG_SUBSCRIBE_RESP:
-		F(u.subscribe_resp.scanout_id);
-		F(u.subscribe_resp.success);
-		break;
-	case HFE_MSG_HELLO:
-		F(u.hello.version_min);
-		F(u.hello.version_max);
-		S(u.hello.client_name);
-		break;
-	case HFE_MSG_HELLO_RESP:
-		F(u.hello_resp.version);
-		F(u.hello_resp.max_payload);
-		F(u.hello_resp.format_count);
-		S(u.hello_resp.server_name);
-		break;
-	case HFE_MSG_STATS_RESP:
-		F(u.stats.frames_received);
-		F(u.stats.bytes_sent);
-		F(u.stats.inflight);
-		break;
-	case HFE_MSG_ERROR:
-		F(u.error.code);
-		S(u.error.message);
-		break;
-	default:
-		break;
-	}
-	return true;
-#undef F
-#undef S
-}
-
 static void compare_results(const struct result *a, const struct result *b, const char *ctx)
 {
 	char why[160];
@@ -328,7 +208,7 @@ static void compare_results(const struct result *a, const struct result *b, cons
 	CHECKC(a->rx_bytes == b->rx_bytes, ctx);
 	for (int i = 0; i < a->n && i < b->n; i++) {
 		why[0] = 0;
-		if (!CHECKC(msg_equal(&a->r[i].m, &b->r[i].m, why, sizeof(why)), ctx))
+		if (!CHECKC(msg_fields_equal(&a->r[i].m, &b->r[i].m, why, sizeof(why)), ctx))
 			fprintf(stderr, "  message %d: %s\n", i, why);
 		if (a->r[i].m.data_len == b->r[i].m.data_len && a->r[i].m.data_len)
 			CHECKC(memcmp(a->r[i].data, b->r[i].data, a->r[i].m.data_len) == 0, ctx);
@@ -1020,6 +900,5 @@ int main(void)
 	test_failures();
 	test_tx_queue();
 
-	printf("test_conn: %d passed, %d failed\n", n_pass, n_fail);
-	return n_fail ? 1 : 0;
+	return check_finish("test_conn");
 }

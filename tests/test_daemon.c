@@ -1,18 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Integration test against the real daemon ($HFE_DAEMON), started here with a
- * unix and a TCP listener. The protocol is spoken over raw sockets with a
- * little-endian writer/reader written from docs/protocol.md (not wire.c), so
- * a layout bug in the library cannot hide behind the same bug in the test.
+ * unix and a TCP listener. The protocol is spoken over raw sockets by the
+ * peer of raw_peer.h, written from docs/protocol.md (not wire.c), so a layout
+ * bug in the library cannot hide behind the same bug in the test.
  *
  * Every returned access unit is checked (pts, keyframe flag, NAL layout),
  * decoded with libavcodec and compared against the independent BT.601
  * reference of the frame that was sent (PSNR).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -26,11 +24,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <arpa/inet.h>
-
 #include "hfe/wire.h"
+#include "raw_peer.h"
 #include "test_util.h"
 
 #define W 320
@@ -48,253 +43,16 @@
 #define D_MAX_PAYLOAD (64u << 20)
 #define D_MAX_INFLIGHT 6
 
-static const char *daemon_bin;
-static char *tmpdir;
-
 static const uint32_t all_formats[] = { HFE_FMT_XRGB8888, HFE_FMT_ARGB8888, HFE_FMT_ABGR8888,
 					HFE_FMT_XBGR8888, HFE_FMT_NV12,     HFE_FMT_I420 };
 #define N_FORMATS (sizeof(all_formats) / sizeof(all_formats[0]))
-
-static int64_t ms_now(void)
-{
-	return (int64_t)(tu_now_ns() / 1000000u);
-}
-
-static int ms_left(int64_t deadline)
-{
-	int64_t l = deadline - ms_now();
-	return l < 0 ? 0 : (int)l;
-}
-
-static int64_t t_start;
-
-/* A test's heading, with the time since the start (the suite must stay fast). */
-static void section(const char *title)
-{
-	printf("[%6.2f s] %s\n", (double)(ms_now() - t_start) / 1000.0, title);
-}
-
-/* ---- little-endian bytes ---- */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-	       ((uint32_t)p[3] << 24);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | ((uint64_t)get32(p + 4) << 32);
-}
 
 static bool nul_terminated(const uint8_t *p, size_t n)
 {
 	return memchr(p, 0, n) != NULL;
 }
 
-/* ---- raw connections ---- */
-
-struct tconn {
-	int fd;
-	uint64_t sent, rcvd; /* bytes, for the STATS check */
-};
-
-struct rmsg {
-	uint8_t type, flags;
-	uint16_t sid;
-	uint32_t size;
-	uint8_t *p; /* payload (size bytes, + 1 so a 0-size payload is non-NULL) */
-};
-
-static int set_nonblock(int fd)
-{
-	return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-}
-
-static int connect_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0 || strlen(path) >= sizeof(sa.sun_path))
-		goto fail;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		goto fail;
-	set_nonblock(fd);
-	return fd;
-fail:
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
-
-static int connect_tcp(int port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int one = 1;
-
-	if (fd < 0)
-		return -1;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(fd);
-		return -1;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	set_nonblock(fd);
-	return fd;
-}
-
-/* A port nobody listens on right now. */
-static int free_tcp_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t sl = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	int port = -1;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
-/* 0 sent, -1 timeout or error. */
-static int io_send(struct tconn *c, const void *buf, size_t len, int timeout_ms)
-{
-	const uint8_t *p = buf;
-	int64_t deadline = ms_now() + timeout_ms;
-
-	while (len) {
-		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-			c->sent += (uint64_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			return -1;
-		struct pollfd pf = { .fd = c->fd, .events = POLLOUT };
-		int left = ms_left(deadline);
-		if (left == 0 || poll(&pf, 1, left) == 0) {
-			fprintf(stderr, "  send timed out with %zu bytes left\n", len);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/* 1 all read, 0 EOF before the first byte, -1 timeout, error or EOF midway. */
-static int io_recv(struct tconn *c, void *buf, size_t len, int timeout_ms)
-{
-	uint8_t *p = buf;
-	size_t got = 0;
-	int64_t deadline = ms_now() + timeout_ms;
-
-	while (got < len) {
-		ssize_t n = recv(c->fd, p + got, len - got, 0);
-		if (n > 0) {
-			got += (size_t)n;
-			c->rcvd += (uint64_t)n;
-			continue;
-		}
-		if (n == 0)
-			return got ? -1 : 0;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -1;
-		struct pollfd pf = { .fd = c->fd, .events = POLLIN };
-		int left = ms_left(deadline);
-		if (left == 0 || poll(&pf, 1, left) == 0)
-			return -1;
-	}
-	return 1;
-}
-
-static void rmsg_free(struct rmsg *m)
-{
-	free(m->p);
-	m->p = NULL;
-}
-
-/* 1 message, 0 clean EOF, -1 timeout / error / garbage. */
-static int recv_msg(struct tconn *c, struct rmsg *m, int timeout_ms)
-{
-	uint8_t h[HFE_HEADER_SIZE];
-	int64_t deadline = ms_now() + timeout_ms;
-	int r = io_recv(c, h, sizeof(h), timeout_ms);
-
-	memset(m, 0, sizeof(*m));
-	if (r <= 0)
-		return r;
-	if (get32(h) != HFE_MAGIC) {
-		fprintf(stderr, "  reply with bad magic 0x%08x\n", get32(h));
-		return -1;
-	}
-	m->type = h[4];
-	m->flags = h[5];
-	m->sid = get16(h + 6);
-	m->size = get32(h + 8);
-	if (m->size > (256u << 20))
-		return -1;
-	m->p = malloc((size_t)m->size + 1);
-	REQUIRE(m->p);
-	if (m->size && io_recv(c, m->p, m->size, ms_left(deadline)) != 1) {
-		rmsg_free(m);
-		return -1;
-	}
-	return 1;
-}
-
-static void conn_close(struct tconn *c)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-}
-
 /* ---- building messages ---- */
-
-static void mk_hdr(uint8_t *b, uint8_t type, uint8_t flags, uint16_t sid, uint32_t size)
-{
-	put32(b, HFE_MAGIC);
-	b[4] = type;
-	b[5] = flags;
-	put16(b + 6, sid);
-	put32(b + 8, size);
-}
 
 static int send_msg(struct tconn *c, uint8_t type, uint16_t sid, const uint8_t *body,
 		    uint32_t len)
@@ -302,7 +60,7 @@ static int send_msg(struct tconn *c, uint8_t type, uint16_t sid, const uint8_t *
 	uint8_t b[HFE_HEADER_SIZE + 64];
 
 	REQUIRE(len <= 64);
-	mk_hdr(b, type, 0, sid, len);
+	put_hdr(b, HFE_MAGIC, type, 0, sid, len);
 	if (len)
 		memcpy(b + HFE_HEADER_SIZE, body, len);
 	return io_send(c, b, HFE_HEADER_SIZE + len, IO_MS);
@@ -334,15 +92,10 @@ static int64_t pts_of(int i)
 static void mk_frame_body(uint8_t *b, uint32_t resource, const struct fspec *f, int64_t pts,
 			  uint8_t force_kf)
 {
-	memset(b, 0, HFE_FRAME_REQUEST_SIZE);
-	put32(b, resource);
-	put32(b + 4, f->w);
-	put32(b + 8, f->h);
-	put32(b + 12, f->fmt);
-	put32(b + 16, f->stride);
-	put64(b + 20, (uint64_t)pts);
-	put64(b + 28, (uint64_t)FRAME_NS);
-	b[36] = force_kf;
+	struct frame_fields ff = { resource, f->w, f->h, f->fmt, f->stride, pts, FRAME_NS,
+				   force_kf };
+
+	put_frame_req(b, &ff);
 }
 
 /* A FRAME_REQUEST with the pattern's frame `no` as pixels; `tail` extra bytes
@@ -361,8 +114,8 @@ static int send_frame(struct tconn *c, uint16_t sid, const struct fspec *f, uint
 		REQUIRE(pix);
 		memset(pix + fsz, 0x5a, tail);
 	}
-	mk_hdr(b, HFE_MSG_FRAME_REQUEST, HFE_FLAG_PIXEL_DATA, sid,
-	       (uint32_t)(HFE_FRAME_REQUEST_SIZE + fsz + tail));
+	put_hdr(b, HFE_MAGIC, HFE_MSG_FRAME_REQUEST, HFE_FLAG_PIXEL_DATA, sid,
+		(uint32_t)(HFE_FRAME_REQUEST_SIZE + fsz + tail));
 	mk_frame_body(b + HFE_HEADER_SIZE, 0, f, pts, force_kf);
 	r = io_send(c, b, sizeof(b), IO_MS);
 	if (r == 0)
@@ -373,16 +126,11 @@ static int send_frame(struct tconn *c, uint16_t sid, const struct fspec *f, uint
 
 static int send_config(struct tconn *c, uint16_t sid, uint32_t w, uint32_t h, uint32_t bitrate)
 {
-	uint8_t b[HFE_CONFIG_REQ_SIZE] = { 0 };
+	/* profile: host default, level: auto, realtime */
+	struct config_fields cf = { w, h, bitrate, 30, 1, 0, 0, 1 };
+	uint8_t b[HFE_CONFIG_REQ_SIZE];
 
-	put32(b, w);
-	put32(b + 4, h);
-	put32(b + 8, bitrate);
-	put32(b + 12, 30);
-	put32(b + 16, 1);
-	b[20] = 0;  /* profile: host default */
-	b[21] = 0;  /* level: auto */
-	b[22] = 1;  /* realtime */
+	put_config_req(b, &cf);
 	return send_msg(c, HFE_MSG_CONFIG_REQ, sid, b, sizeof(b));
 }
 
@@ -441,18 +189,10 @@ static bool expect_eof(struct tconn *c, int timeout_ms, const char *what)
 
 /* ---- checking a stream of replies ---- */
 
-struct expect {
-	uint32_t no, w, h;
-	int64_t pts;
-};
-
-#define VS_QUEUE 64
-
 struct vstream {
 	char name[96];
 	struct tu_decoder *dec;
-	struct expect q[VS_QUEUE]; /* AUs given to the decoder, picture not out yet */
-	unsigned qh, qn;
+	struct expect_queue pending; /* AUs given to the decoder, picture not out yet */
 	int responses, pictures, keyframes;
 	uint32_t last_w, last_h; /* size of the previous reply's frame, 0 at first */
 	int sid;                 /* session_id the replies must carry, -1: not checked */
@@ -475,27 +215,16 @@ static void vs_init(struct vstream *vs, const char *fmt, ...)
 	vs->sid = -1;
 }
 
-static void ref_yuv(uint32_t w, uint32_t h, uint32_t no, struct tu_yuv *out)
-{
-	uint8_t *rgb = malloc((size_t)w * h * 3);
-
-	REQUIRE(rgb);
-	tu_pattern_rgb(rgb, w, h, no);
-	tu_ref_rgb_to_yuv(rgb, w, h, out);
-	free(rgb);
-}
-
 /* A decoded picture: compare with the oldest frame given to the decoder. */
 static void vs_picture(struct vstream *vs, struct tu_yuv *pic)
 {
-	CHECKF(vs->qn > 0, "%s: decoder gave more pictures than access units", vs->name);
-	if (vs->qn == 0) {
+	struct expect e;
+
+	CHECKF(vs->pending.n > 0, "%s: decoder gave more pictures than access units", vs->name);
+	if (!eq_pop(&vs->pending, &e)) {
 		tu_yuv_free(pic);
 		return;
 	}
-	struct expect e = vs->q[vs->qh];
-	vs->qh = (vs->qh + 1) % VS_QUEUE;
-	vs->qn--;
 	vs->pictures++;
 
 	CHECKF(pic->w == e.w && pic->h == e.h, "%s frame %u: decoded %ux%u, sent %ux%u", vs->name,
@@ -543,11 +272,13 @@ static int vs_response(struct vstream *vs, const struct rmsg *m, const struct ex
 	if (m->size < HFE_FRAME_RESPONSE_SIZE + 4)
 		return -1;
 
-	const uint8_t *p = m->p;
-	int64_t pts = (int64_t)get64(p), dts = (int64_t)get64(p + 8);
-	uint8_t kf = p[16];
-	uint32_t nal_count = get32(p + 20), au_len = get32(p + 24);
-	const uint8_t *au = p + 28;
+	struct frame_resp fr;
+
+	get_frame_resp(m, &fr);
+	int64_t pts = fr.pts, dts = fr.dts;
+	uint8_t kf = fr.is_keyframe;
+	uint32_t nal_count = fr.nal_count, au_len = fr.au_len;
+	const uint8_t *au = fr.au;
 
 	vs->responses++;
 	CHECKF(vs->sid < 0 || m->sid == vs->sid, "%s frame %u: session_id %u, sent %d", vs->name,
@@ -557,8 +288,8 @@ static int vs_response(struct vstream *vs, const struct rmsg *m, const struct ex
 	CHECKF(dts == pts, "%s frame %u: dts %" PRId64 " != pts %" PRId64, vs->name, e->no, dts,
 	       pts);
 	CHECKF(kf <= 1, "%s frame %u: is_keyframe %u", vs->name, e->no, kf);
-	CHECKF(p[17] == 0 && p[18] == 0 && p[19] == 0, "%s frame %u: reserved bytes set",
-	       vs->name, e->no);
+	CHECKF(fr.reserved[0] == 0 && fr.reserved[1] == 0 && fr.reserved[2] == 0,
+	       "%s frame %u: reserved bytes set", vs->name, e->no);
 	CHECKF(nal_count == 1, "%s frame %u: nal_count %u (one access unit expected)", vs->name,
 	       e->no, nal_count);
 	CHECKF((uint64_t)au_len + 28 == m->size,
@@ -597,9 +328,7 @@ static int vs_response(struct vstream *vs, const struct rmsg *m, const struct ex
 		*nals_out = nals;
 
 	struct tu_yuv pic;
-	REQUIRE(vs->qn < VS_QUEUE);
-	vs->q[(vs->qh + vs->qn) % VS_QUEUE] = *e;
-	vs->qn++;
+	eq_push(&vs->pending, e);
 	int r = tu_decoder_decode(vs->dec, au, au_len, &pic, NULL);
 	CHECKF(r >= 0, "%s frame %u: decoding failed", vs->name, e->no);
 	if (r == 1)
@@ -678,85 +407,7 @@ static int run_frames(struct tconn *c, struct vstream *vs, uint16_t sid, const s
 	return got;
 }
 
-/* ---- child processes: none outlives the test, even after a REQUIRE ---- */
-
-#define MAX_CHILDREN 16
-static pid_t children[MAX_CHILDREN];
-
-static void child_forget(pid_t pid)
-{
-	for (int i = 0; i < MAX_CHILDREN; i++)
-		if (children[i] == pid)
-			children[i] = 0;
-}
-
-static void kill_children(void)
-{
-	for (int i = 0; i < MAX_CHILDREN; i++)
-		if (children[i] > 0)
-			tu_kill_wait(children[i], SIGKILL, 1000);
-	memset(children, 0, sizeof(children));
-	if (tmpdir && !getenv("HFE_TEST_KEEP")) /* HFE_TEST_KEEP=1 keeps logs */
-		tu_rm_rf(tmpdir);
-}
-
-static pid_t spawn(const char *const argv[], const char *log)
-{
-	pid_t pid = tu_spawn(argv, log);
-	for (int i = 0; pid > 0 && i < MAX_CHILDREN; i++) {
-		if (children[i] == 0) {
-			children[i] = pid;
-			return pid;
-		}
-	}
-	REQUIRE(pid <= 0); /* more children than MAX_CHILDREN: a test bug */
-	return pid;
-}
-
-/* tu_wait, forgetting the child once reaped. */
-static int reap(pid_t pid, int timeout_ms, int *status)
-{
-	int r = tu_wait(pid, timeout_ms, status);
-	if (r == 0)
-		child_forget(pid);
-	return r;
-}
-
-static int kill_wait(pid_t pid, int sig, int timeout_ms)
-{
-	int st = tu_kill_wait(pid, sig, timeout_ms);
-	child_forget(pid);
-	return st;
-}
-
 /* ---- the daemon ---- */
-
-struct daemon {
-	pid_t pid;
-	char sock[200];
-	char log[200];
-	int port;
-};
-
-/* The daemon's last log lines (without libx264's statistics). */
-static void show_log(const char *path)
-{
-	enum { KEEP = 60 };
-	static char ring[KEEP][256];
-	FILE *f = fopen(path, "r");
-	char line[256];
-	unsigned n = 0;
-
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "[libx264 @", 10) != 0)
-			memcpy(ring[n++ % KEEP], line, sizeof(line));
-	fclose(f);
-	fprintf(stderr, "  ---- %s (last lines) ----\n", path);
-	for (unsigned i = n > KEEP ? n - KEEP : 0; i < n; i++)
-		fprintf(stderr, "  | %s", ring[i % KEEP]);
-}
 
 static bool log_contains(const char *path, const char *needle)
 {
@@ -770,46 +421,6 @@ static bool log_contains(const char *path, const char *needle)
 		found = strstr(line, needle) != NULL;
 	fclose(f);
 	return found;
-}
-
-/* Start $HFE_DAEMON with the given arguments; wait until it accepts on
- * probe_unix (or probe_port). Returns the pid, or -1 if it exited or did not
- * come up. */
-static pid_t start_daemon(const char *const *args, const char *log, const char *probe_unix,
-			  int probe_port)
-{
-	const char *argv[40];
-	int n = 0;
-	pid_t pid;
-
-	argv[n++] = daemon_bin;
-	for (; *args; args++) {
-		REQUIRE(n < 38);
-		argv[n++] = *args;
-	}
-	argv[n] = NULL;
-	pid = spawn(argv, log);
-	if (pid < 0)
-		return -1;
-	int64_t deadline = ms_now() + 20000;
-	while (ms_now() < deadline) {
-		int st;
-		if (reap(pid, 0, &st) == 0) {
-			fprintf(stderr, "  daemon exited early (status 0x%x)\n", st);
-			show_log(log);
-			return -1;
-		}
-		int fd = probe_unix ? connect_unix(probe_unix) : connect_tcp(probe_port);
-		if (fd >= 0) {
-			close(fd);
-			return pid;
-		}
-		usleep(20000);
-	}
-	fprintf(stderr, "  daemon did not accept within 20 s\n");
-	show_log(log);
-	kill_wait(pid, SIGKILL, 1000);
-	return -1;
 }
 
 static struct daemon dmain;
@@ -845,13 +456,10 @@ static bool has_format(const uint8_t *fmts, uint32_t count, uint32_t f)
 
 static bool do_hello(struct tconn *c, uint16_t sid)
 {
-	uint8_t b[HFE_HELLO_SIZE] = { 0 };
+	uint8_t b[HFE_HELLO_SIZE];
 	struct rmsg m;
 
-	put16(b, 1);
-	put16(b + 2, 2);
-	put32(b + 4, 0);
-	snprintf((char *)b + 8, 32, "test_daemon");
+	put_hello(b, 1, 2, 0, "test_daemon");
 	REQUIRE(send_msg(c, HFE_MSG_HELLO, sid, b, sizeof(b)) == 0);
 	if (!expect_msg(c, &m, HFE_MSG_HELLO_RESP, HFE_HELLO_RESP_SIZE, "HELLO"))
 		return false;
@@ -1181,10 +789,7 @@ static void test_control(void)
 		rmsg_free(&m);
 	}
 	uint8_t en[HFE_ENABLE_SCANOUT_SIZE];
-	put32(en, 1);
-	put32(en + 4, 1920);
-	put32(en + 8, 1080);
-	put32(en + 12, 60);
+	put_enable_scanout(en, 1, 1920, 1080, 60);
 	REQUIRE(send_msg(&c, HFE_MSG_ENABLE_SCANOUT, 1, en, sizeof(en)) == 0);
 	if (expect_msg(&c, &m, HFE_MSG_SCANOUT_RESP, HFE_SCANOUT_RESP_SIZE, "ENABLE_SCANOUT")) {
 		CHECKF(get32(m.p) == 1 && get32(m.p + 4) == 0, "SCANOUT_RESP scanout %u success %u",
@@ -1203,7 +808,7 @@ static void test_control(void)
 	/* Resource frame alone: RESOURCE_NOT_FOUND, connection stays. */
 	struct fspec f = fspec_of(HFE_FMT_XRGB8888, W, H);
 	uint8_t b[HFE_HEADER_SIZE + HFE_FRAME_REQUEST_SIZE];
-	mk_hdr(b, HFE_MSG_FRAME_REQUEST, 0, 1, HFE_FRAME_REQUEST_SIZE);
+	put_hdr(b, HFE_MAGIC, HFE_MSG_FRAME_REQUEST, 0, 1, HFE_FRAME_REQUEST_SIZE);
 	mk_frame_body(b + HFE_HEADER_SIZE, 42, &f, pts_of(0), 0);
 	REQUIRE(io_send(&c, b, sizeof(b), IO_MS) == 0);
 	if (expect_msg(&c, &m, HFE_MSG_ERROR, HFE_ERROR_SIZE, "resource frame")) {
@@ -1453,34 +1058,25 @@ static void test_sigterm(void)
 
 int main(void)
 {
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	t_start = ms_now();
-	daemon_bin = getenv("HFE_DAEMON");
-	if (!daemon_bin || !daemon_bin[0]) {
-		fprintf(stderr, "HFE_DAEMON is not set (run through meson test)\n");
-		return 77;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	tmpdir = tu_mkdtemp("hfe-td");
-	REQUIRE(tmpdir);
-	atexit(kill_children);
+	int skip = harness_setup("hfe-td");
+
+	if (skip)
+		return skip;
 
 	test_cli();
 
-	char listen_unix[300], listen_tcp[64], mw[16], mh[16], mp[16], mi[16];
-	snprintf(dmain.sock, sizeof(dmain.sock), "%s/hfe.sock", tmpdir);
-	snprintf(dmain.log, sizeof(dmain.log), "%s/daemon.log", tmpdir);
-	dmain.port = free_tcp_port();
-	REQUIRE(dmain.port > 0);
-	snprintf(listen_unix, sizeof(listen_unix), "unix:%s", dmain.sock);
-	snprintf(listen_tcp, sizeof(listen_tcp), "tcp:127.0.0.1:%d", dmain.port);
+	char mw[16], mh[16], mp[16], mi[16];
+	daemon_init(&dmain, "hfe.sock");
 	snprintf(mw, sizeof(mw), "%d", D_MAX_W);
 	snprintf(mh, sizeof(mh), "%d", D_MAX_H);
 	snprintf(mp, sizeof(mp), "%uM", D_MAX_PAYLOAD >> 20);
 	snprintf(mi, sizeof(mi), "%d", D_MAX_INFLIGHT);
-	const char *args[] = { "--listen", listen_unix, "--listen",    listen_tcp,
-			       "--max-width", mw,      "--max-height", mh,
-			       "--max-payload", mp,    "--max-inflight", mi,
+	const char *args[] = { "--listen",      dmain.listen_unix,
+			       "--listen",      dmain.listen_tcp,
+			       "--max-width",   mw,
+			       "--max-height",  mh,
+			       "--max-payload", mp,
+			       "--max-inflight", mi,
 			       NULL };
 	dmain.pid = start_daemon(args, dmain.log, dmain.sock, 0);
 	REQUIRE(dmain.pid > 0);
@@ -1503,9 +1099,5 @@ int main(void)
 		kill_wait(dmain.pid, SIGKILL, 1000);
 	if (tu_failures)
 		show_log(dmain.log);
-	kill_children();
-	free(tmpdir);
-	tmpdir = NULL;
-	section("done");
-	return tu_finish("test_daemon");
+	return harness_finish("test_daemon");
 }

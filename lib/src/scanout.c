@@ -78,6 +78,21 @@ static struct subscriber *find_sub(struct hfe_hub *hub, struct hfe_conn *conn, u
 	return NULL;
 }
 
+/* Streams encode only while someone watches. */
+static void update_consumers(struct hfe_hub *hub, uint32_t id)
+{
+	struct scanout *so = find_scanout(hub, id);
+	if (so)
+		hfe_stream_set_consumers(so->stream, hfe_hub_subscribers(hub, id));
+}
+
+static void remove_sub_at(struct hfe_hub *hub, unsigned i)
+{
+	uint32_t id = hub->subs[i].scanout_id;
+	hub->subs[i] = hub->subs[--hub->n_subs];
+	update_consumers(hub, id);
+}
+
 static int add_sub(struct hfe_hub *hub, struct hfe_conn *conn, uint32_t id)
 {
 	if (find_sub(hub, conn, id))
@@ -92,12 +107,8 @@ static int add_sub(struct hfe_hub *hub, struct hfe_conn *conn, uint32_t id)
 	}
 	/* need_idr: the stream's next IDR (requested below) is where it joins. */
 	hub->subs[hub->n_subs++] = (struct subscriber){ conn, id, true };
+	update_consumers(hub, id);
 	return 0;
-}
-
-static void remove_sub_at(struct hfe_hub *hub, unsigned i)
-{
-	hub->subs[i] = hub->subs[--hub->n_subs];
 }
 
 int hfe_hub_handle(struct hfe_hub *hub, struct hfe_conn *conn, const struct hfe_msg *msg)

@@ -48,6 +48,8 @@ struct hfe_stream {
 	int64_t damage_ns; /* time of the first damage not yet encoded */
 	bool want_idr;
 	bool resync; /* access units were dropped: publish nothing before an IDR */
+	bool blank;  /* resized, no pixels yet: nothing worth encoding */
+	unsigned consumers; /* subscribers; none = damage accumulates, no encoding */
 	struct au_box *out[OUT_RING];
 	unsigned out_head, out_count;
 	struct hfe_stream_stats stats;
@@ -108,6 +110,7 @@ int hfe_stream_resize(struct hfe_stream *s, uint32_t width, uint32_t height, str
 	s->height = eh;
 	s->active = true;
 	s->resized = true;
+	s->blank = true; /* the source's first update brings the pixels */
 	s->damage = (struct box){ 0, 0, ew, eh };
 	if (!s->damaged)
 		s->damage_ns = (int64_t)hfe_mono_ns();
@@ -156,6 +159,7 @@ static void update_locked(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t
 		h = s->height - y;
 	copy_rows(s->fb + (size_t)y * s->fb_stride + (size_t)x * 4, s->fb_stride, pixels, stride, w,
 		  h, format);
+	s->blank = false;
 
 	struct box *d = &s->damage;
 	if (!s->damaged) {
@@ -209,6 +213,14 @@ void hfe_stream_disable(struct hfe_stream *s)
 }
 
 /* ---- consumer side ---- */
+
+void hfe_stream_set_consumers(struct hfe_stream *s, unsigned n)
+{
+	pthread_mutex_lock(&s->w.lock);
+	s->consumers = n;
+	pthread_cond_signal(&s->w.cond);
+	pthread_mutex_unlock(&s->w.lock);
+}
 
 void hfe_stream_request_keyframe(struct hfe_stream *s)
 {
@@ -368,7 +380,8 @@ static void *worker(void *arg)
 
 	pthread_mutex_lock(&s->w.lock);
 	for (;;) {
-		while (!s->w.stop && !(s->active && s->fb && (s->damaged || s->want_idr)))
+		while (!s->w.stop && !(s->active && s->fb && !s->blank && s->consumers &&
+					(s->damaged || s->want_idr)))
 			pthread_cond_wait(&s->w.cond, &s->w.lock);
 		if (s->w.stop)
 			break;

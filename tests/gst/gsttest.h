@@ -4,10 +4,7 @@
 #define HFE_GSTTEST_H
 
 #include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-#include <gst/gst.h>
+#include <sys/types.h>
 
 /*
  * Make sure an element of the hfe plugin (e.g. "vsockenc") is available.
@@ -17,29 +14,32 @@
  * blacklists it: in that case $GST_PLUGIN_PATH/libgsthfe.so is loaded
  * in-process here. Call after gst_init().
  */
-static inline bool gsttest_have_feature(const char *feature)
-{
-	GstPluginFeature *f = gst_registry_lookup_feature(gst_registry_get(), feature);
-	const char *dir = getenv("GST_PLUGIN_PATH");
+bool gsttest_have_feature(const char *feature);
 
-	if (!f && dir) {
-		gchar *path = g_build_filename(dir, "libgsthfe.so", NULL);
-		GError *err = NULL;
-		GstPlugin *p = gst_plugin_load_file(path, &err);
-		if (p)
-			gst_object_unref(p);
-		else
-			fprintf(stderr, "loading %s: %s\n", path, err ? err->message : "?");
-		g_clear_error(&err);
-		g_free(path);
-		f = gst_registry_lookup_feature(gst_registry_get(), feature);
-	}
-	if (!f) {
-		fprintf(stderr, "%s not found (GST_PLUGIN_PATH=%s)\n", feature, dir ? dir : "");
-		return false;
-	}
-	gst_object_unref(f);
-	return true;
-}
+/*
+ * The start of the vsockenc tests: SIGPIPE ignored, gst_init, GLib
+ * criticals and warnings fatal, $HFE_DAEMON set, `feature` available.
+ * False (with the reason on stderr) when the test cannot run.
+ */
+bool gsttest_init(int *argc, char ***argv, const char *feature);
+
+/* A connected unix stream socket, or -1. */
+int gsttest_connect_unix(const char *path);
+
+/* The real daemon ($HFE_DAEMON) on a unix socket. */
+struct gsttest_daemon {
+	pid_t pid;
+	char sock[200];
+	char addr[220]; /* "unix:" sock */
+	char log[220];
+	const char *extra[8]; /* more arguments, NULL-ended */
+};
+
+/* dir/name.sock, logging to dir/name.log; extra empty; not started. */
+void gsttest_daemon_init(struct gsttest_daemon *d, const char *dir, const char *name);
+/* Start (or restart) the daemon; wait until it accepts (up to 10 s). */
+bool gsttest_daemon_start(struct gsttest_daemon *d);
+/* Send sig, wait up to 5 s (then SIGKILL). */
+void gsttest_daemon_stop(struct gsttest_daemon *d, int sig);
 
 #endif

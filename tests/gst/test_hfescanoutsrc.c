@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <string.h>
@@ -172,13 +173,28 @@ static gboolean wait_buffers(struct seen *s, guint n, guint timeout_ms)
 	return TRUE;
 }
 
-static GstElement *launch(const char *desc)
+/* The pipeline of the printf-style description (the test cannot go on
+ * without it); s (optional) watches the pad of its element named "src". */
+static GstElement *launch(struct seen *s, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static GstElement *launch(struct seen *s, const char *fmt, ...)
 {
+	va_list ap;
 	GError *gerr = NULL;
+
+	va_start(ap, fmt);
+	gchar *desc = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
 	GstElement *p = gst_parse_launch(desc, &gerr);
 	if (!p) {
 		fprintf(stderr, "cannot build '%s': %s\n", desc, gerr ? gerr->message : "?");
 		g_clear_error(&gerr);
+	}
+	g_free(desc);
+	REQUIRE(p);
+	if (s) {
+		seen_init(s);
+		watch_src(p, s);
 	}
 	return p;
 }
@@ -374,17 +390,12 @@ static int keyframe_after(struct seen *s, guint before, guint timeout_ms)
 static void test_stream(void)
 {
 	printf("scanout 0: decode, keyframes, timestamps, background\n");
-	gchar *desc = g_strdup_printf(
+	struct seen s;
+	GstElement *p = launch(&s,
 		"hfescanoutsrc name=src address=%s scanout=0 bitrate=3000 ! h264parse ! "
 		"avdec_h264 ! video/x-raw,format=I420 ! appsink name=sink sync=false "
 		"max-buffers=5 drop=true",
 		sock_addr);
-	GstElement *p = launch(desc);
-	g_free(desc);
-	REQUIRE(p);
-	struct seen s;
-	seen_init(&s);
-	watch_src(p, &s);
 	GstElement *sink = gst_bin_get_by_name(GST_BIN(p), "sink");
 	REQUIRE(sink);
 
@@ -462,14 +473,9 @@ static void test_stream(void)
 static void test_static_and_stop(void)
 {
 	printf("scanout 1 (static %ux%u): cropped SPS, stop while waiting\n", STATIC_W, STATIC_H);
-	gchar *desc = g_strdup_printf("hfescanoutsrc name=src address=%s scanout=1 timeout=20000 "
-				      "! fakesink sync=false", sock_addr);
-	GstElement *p = launch(desc);
-	g_free(desc);
-	REQUIRE(p);
 	struct seen s;
-	seen_init(&s);
-	watch_src(p, &s);
+	GstElement *p = launch(&s, "hfescanoutsrc name=src address=%s scanout=1 timeout=20000 "
+				   "! fakesink sync=false", sock_addr);
 	CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
 	/* A static screen still gives its current picture as an IDR at start. */
 	CHECK(wait_buffers(&s, 1, 5000));
@@ -495,14 +501,9 @@ static void test_static_and_stop(void)
 static void test_pause_resume(void)
 {
 	printf("scanout 0: pause and resume\n");
-	gchar *desc = g_strdup_printf("hfescanoutsrc name=src address=%s scanout=0 ! fakesink "
-				      "sync=false", sock_addr);
-	GstElement *p = launch(desc);
-	g_free(desc);
-	REQUIRE(p);
 	struct seen s;
-	seen_init(&s);
-	watch_src(p, &s);
+	GstElement *p = launch(&s, "hfescanoutsrc name=src address=%s scanout=0 ! fakesink "
+				   "sync=false", sock_addr);
 	CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
 	CHECK(wait_buffers(&s, 10, 5000));
 	gst_element_set_state(p, GST_STATE_PAUSED);
@@ -622,14 +623,9 @@ static int hostile_once(const char *addr, int listen_fd, const guint8 *sps, gsiz
 {
 	struct hostile host = { listen_fd, sps, len };
 	GThread *t = g_thread_new("hostile", hostile_thread, &host);
-	gchar *desc = g_strdup_printf("hfescanoutsrc name=src address=%s timeout=2000 ! fakesink",
-				      addr);
-	GstElement *p = launch(desc);
-	g_free(desc);
-	REQUIRE(p);
 	struct seen s;
-	seen_init(&s);
-	watch_src(p, &s);
+	GstElement *p = launch(&s, "hfescanoutsrc name=src address=%s timeout=2000 ! fakesink",
+			       addr);
 	gst_element_set_state(p, GST_STATE_PLAYING);
 	int result = -1;
 	GstBus *bus = gst_element_get_bus(p);
@@ -724,14 +720,9 @@ static void test_hostile_sps(const char *dir)
 static void test_keepalive(void)
 {
 	printf("keep-alive: quiet host is fine, hung host is an error\n");
-	gchar *desc = g_strdup_printf("hfescanoutsrc name=src address=%s scanout=1 timeout=150 "
-				      "! fakesink sync=false", sock_addr);
-	GstElement *p = launch(desc);
-	g_free(desc);
-	REQUIRE(p);
 	struct seen s;
-	seen_init(&s);
-	watch_src(p, &s);
+	GstElement *p = launch(&s, "hfescanoutsrc name=src address=%s scanout=1 timeout=150 "
+				   "! fakesink sync=false", sock_addr);
 	CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
 	CHECK(wait_buffers(&s, 1, 5000));
 	gchar *err = wait_error(p, 800); /* several idle timeouts, each a PING */
@@ -753,10 +744,7 @@ static void test_keepalive(void)
 static void test_absent_scanout(void)
 {
 	printf("scanout 7 (absent): clean error\n");
-	gchar *desc = g_strdup_printf("hfescanoutsrc address=%s scanout=7 ! fakesink", sock_addr);
-	GstElement *p = launch(desc);
-	g_free(desc);
-	REQUIRE(p);
+	GstElement *p = launch(NULL, "hfescanoutsrc address=%s scanout=7 ! fakesink", sock_addr);
 	guint64 t0 = tu_now_ns();
 	GstStateChangeReturn r = gst_element_set_state(p, GST_STATE_PLAYING);
 	gchar *err = wait_error(p, 5000);
@@ -773,14 +761,9 @@ static void test_absent_scanout(void)
 static void test_host_gone(void)
 {
 	printf("daemon killed mid-stream: error naming the address\n");
-	gchar *desc = g_strdup_printf("hfescanoutsrc name=src address=%s scanout=0 ! fakesink "
-				      "sync=false", sock_addr);
-	GstElement *p = launch(desc);
-	g_free(desc);
-	REQUIRE(p);
 	struct seen s;
-	seen_init(&s);
-	watch_src(p, &s);
+	GstElement *p = launch(&s, "hfescanoutsrc name=src address=%s scanout=0 ! fakesink "
+				   "sync=false", sock_addr);
 	CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
 	CHECK(wait_buffers(&s, 5, 5000));
 	tu_kill_wait(daemon_pid, SIGKILL, 2000);

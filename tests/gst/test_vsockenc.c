@@ -29,7 +29,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <unistd.h>
@@ -50,72 +49,7 @@
 #define FRAME_NS (GST_SECOND / 30)
 #define MIN_PSNR 35.0
 
-static const char *daemon_bin;
 static char *tmp_dir;
-
-/* ---- the daemon ---- */
-
-struct daemon {
-	pid_t pid;
-	char sock[200];
-	char addr[220];
-	char log[220];
-	const char *extra[8];
-};
-
-static int connect_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -1;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-		return fd;
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
-
-/* Start (or restart) the daemon on d->sock; wait until it accepts. */
-static bool daemon_start(struct daemon *d)
-{
-	const char *argv[16] = { daemon_bin, "--listen", d->addr };
-	int n = 3;
-
-	for (int i = 0; d->extra[i] && n < 15; i++)
-		argv[n++] = d->extra[i];
-	argv[n] = NULL;
-	d->pid = tu_spawn(argv, d->log);
-	if (d->pid < 0)
-		return false;
-	for (int i = 0; i < 400; i++) {
-		int fd = connect_unix(d->sock);
-		if (fd >= 0) {
-			close(fd);
-			return true;
-		}
-		usleep(25000);
-	}
-	fprintf(stderr, "daemon on %s did not come up (log %s)\n", d->sock, d->log);
-	return false;
-}
-
-static void daemon_init(struct daemon *d, const char *name)
-{
-	memset(d, 0, sizeof(*d));
-	snprintf(d->sock, sizeof(d->sock), "%s/%s.sock", tmp_dir, name);
-	snprintf(d->addr, sizeof(d->addr), "unix:%s", d->sock);
-	snprintf(d->log, sizeof(d->log), "%s/%s.log", tmp_dir, name);
-}
-
-static void daemon_stop(struct daemon *d, int sig)
-{
-	if (d->pid > 0)
-		tu_kill_wait(d->pid, sig, 5000);
-	d->pid = -1;
-}
 
 /* ---- frames ---- */
 
@@ -244,6 +178,13 @@ static void set_caps(GstHarness *h, GstVideoFormat f, guint w, guint hh)
 							G_TYPE_INT, (gint)w, "height", G_TYPE_INT,
 							(gint)hh, "framerate", GST_TYPE_FRACTION,
 							30, 1, NULL));
+}
+
+/* Announce f at w x hh on the harness and describe frames of it in info. */
+static void set_format(GstHarness *h, GstVideoInfo *info, GstVideoFormat f, guint w, guint hh)
+{
+	set_caps(h, f, w, hh);
+	info_for(info, f, w, hh);
 }
 
 /* Every output buffer still queued in the harness, appended to out. */
@@ -381,6 +322,20 @@ static char *msg_text(GstMessage *m, GQuark *domain, gint *code)
 	return s;
 }
 
+/* msg_text of the first message of `types` on bus within timeout_ms, or NULL. */
+static char *bus_wait_text(GstBus *bus, GstMessageType types, int timeout_ms, GQuark *domain,
+			   gint *code)
+{
+	GstMessage *m = bus_wait(bus, types, timeout_ms);
+	char *text = NULL;
+
+	if (m) {
+		text = msg_text(m, domain, code);
+		gst_message_unref(m);
+	}
+	return text;
+}
+
 /* ---- tests ---- */
 
 static void test_default_address(void)
@@ -472,18 +427,16 @@ static void check_unreachable(const char *addr, int timeout_ms, int max_ms)
 	CHECKF(r == GST_STATE_CHANGE_FAILURE, "%s: state change %d", addr, r);
 	CHECKF(ms <= max_ms, "%s: took %d ms (timeout %d)", addr, ms, timeout_ms);
 
-	GstMessage *m = bus_wait(bus, GST_MESSAGE_ERROR, 1000);
-	CHECKF(m != NULL, "%s: no error on the bus", addr);
-	if (m) {
-		GQuark domain;
-		gint code;
-		char *text = msg_text(m, &domain, &code);
+	GQuark domain;
+	gint code;
+	char *text = bus_wait_text(bus, GST_MESSAGE_ERROR, 1000, &domain, &code);
+	CHECKF(text != NULL, "%s: no error on the bus", addr);
+	if (text) {
 		CHECKF(domain == GST_RESOURCE_ERROR && code == GST_RESOURCE_ERROR_OPEN_READ_WRITE,
 		       "%s: error %s/%d", addr, g_quark_to_string(domain), code);
 		CHECKF(strstr(text, addr) != NULL, "error does not name %s: %s", addr, text);
 		printf("  %s -> %s (%d ms)\n", addr, text, ms);
 		g_free(text);
-		gst_message_unref(m);
 	}
 	gst_element_set_state(e, GST_STATE_NULL);
 	gst_object_unref(e);
@@ -530,7 +483,7 @@ static bool push_eos(GstHarness *h)
 	return gst_harness_push_event(h, gst_event_new_eos());
 }
 
-static void test_caps(struct daemon *dm)
+static void test_caps(struct gsttest_daemon *dm)
 {
 	GstBus *bus;
 	GstVideoInfo info;
@@ -552,8 +505,7 @@ static void test_caps(struct daemon *dm)
 	       "sink formats %" GST_PTR_FORMAT, sinkcaps);
 	gst_caps_unref(sinkcaps);
 
-	set_caps(h, GST_VIDEO_FORMAT_I420, 320, 240);
-	info_for(&info, GST_VIDEO_FORMAT_I420, 320, 240);
+	set_format(h, &info, GST_VIDEO_FORMAT_I420, 320, 240);
 	CHECK(push_frames(h, &info, 0, 3, NULL) == GST_FLOW_OK);
 	CHECK(push_eos(h));
 	CHECK(gst_harness_buffers_in_queue(h) == 3);
@@ -598,8 +550,7 @@ static void test_caps(struct daemon *dm)
 		h = enc_new(dm->addr, &bus, "profile", cases[i].prop, NULL);
 		if (cases[i].downstream)
 			gst_harness_set_sink_caps_str(h, cases[i].downstream);
-		set_caps(h, GST_VIDEO_FORMAT_NV12, 320, 240);
-		info_for(&info, GST_VIDEO_FORMAT_NV12, 320, 240);
+		set_format(h, &info, GST_VIDEO_FORMAT_NV12, 320, 240);
 		CHECK(push_frames(h, &info, 0, 2, NULL) == GST_FLOW_OK);
 		CHECK(push_eos(h));
 		out = gst_pad_get_current_caps(h->sinkpad);
@@ -626,19 +577,17 @@ static void test_caps(struct daemon *dm)
 	gst_caps_unref(odd);
 	GstFlowReturn fr = gst_harness_push(h, gst_buffer_new_allocate(NULL, 321 * 240 * 2, NULL));
 	CHECKF(fr == GST_FLOW_NOT_NEGOTIATED, "odd size: %s", gst_flow_get_name(fr));
-	GstMessage *m = bus_wait(bus, GST_MESSAGE_ERROR, 1000);
-	CHECK(m != NULL);
-	if (m) {
-		char *text = msg_text(m, NULL, NULL);
+	char *text = bus_wait_text(bus, GST_MESSAGE_ERROR, 1000, NULL, NULL);
+	CHECK(text != NULL);
+	if (text) {
 		CHECKF(strstr(text, "321x240") != NULL, "odd size error: %s", text);
 		g_free(text);
-		gst_message_unref(m);
 	}
 	enc_free(h, bus);
 }
 
 /* A plain stream: everything about the output buffers. */
-static void test_stream(struct daemon *dm)
+static void test_stream(struct gsttest_daemon *dm)
 {
 	const guint n = 40;
 	GstBus *bus;
@@ -647,8 +596,7 @@ static void test_stream(struct daemon *dm)
 
 	printf("stream: SPS/PPS first, count, PTS/DTS, EOS drain, decode\n");
 	GstHarness *h = enc_new(dm->addr, &bus, "max-inflight", "4", NULL);
-	set_caps(h, GST_VIDEO_FORMAT_I420, 640, 480);
-	info_for(&info, GST_VIDEO_FORMAT_I420, 640, 480);
+	set_format(h, &info, GST_VIDEO_FORMAT_I420, 640, 480);
 	CHECK(push_frames(h, &info, 0, n, refs) == GST_FLOW_OK);
 	guint before_eos = gst_harness_buffers_in_queue(h);
 	CHECK(push_eos(h));
@@ -730,7 +678,7 @@ static void keyframes_of(GPtrArray *bufs, GString *out)
 	}
 }
 
-static void test_force_key_unit(struct daemon *dm)
+static void test_force_key_unit(struct gsttest_daemon *dm)
 {
 	GstBus *bus;
 	GstVideoInfo info;
@@ -739,8 +687,7 @@ static void test_force_key_unit(struct daemon *dm)
 
 	printf("force-key-unit events and key-int-max\n");
 	GstHarness *h = enc_new(dm->addr, &bus, NULL);
-	set_caps(h, GST_VIDEO_FORMAT_BGRx, 320, 240);
-	info_for(&info, GST_VIDEO_FORMAT_BGRx, 320, 240);
+	set_format(h, &info, GST_VIDEO_FORMAT_BGRx, 320, 240);
 	CHECK(push_frames(h, &info, 0, 10, refs) == GST_FLOW_OK);
 	CHECK(gst_harness_push_event(h, gst_video_event_new_downstream_force_key_unit(
 						GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE,
@@ -796,7 +743,7 @@ static double avg_size(GPtrArray *bufs, guint from, guint to)
 	return to > from ? (double)sum / (to - from) : 0;
 }
 
-static void test_bitrate(struct daemon *dm)
+static void test_bitrate(struct gsttest_daemon *dm)
 {
 	GstBus *bus;
 	GstVideoInfo info;
@@ -804,8 +751,7 @@ static void test_bitrate(struct daemon *dm)
 
 	printf("bitrate change while PLAYING\n");
 	GstHarness *h = enc_new(dm->addr, &bus, "bitrate", "6000", NULL);
-	set_caps(h, GST_VIDEO_FORMAT_I420, 640, 480);
-	info_for(&info, GST_VIDEO_FORMAT_I420, 640, 480);
+	set_format(h, &info, GST_VIDEO_FORMAT_I420, 640, 480);
 	CHECK(push_frames(h, &info, 0, 45, NULL) == GST_FLOW_OK);
 	g_object_set(h->element, "bitrate", 300u, NULL);
 	CHECK(push_frames(h, &info, 45, n - 45, NULL) == GST_FLOW_OK);
@@ -829,7 +775,7 @@ static void test_bitrate(struct daemon *dm)
 	enc_free(h, bus);
 }
 
-static void test_resolution(struct daemon *dm)
+static void test_resolution(struct gsttest_daemon *dm)
 {
 	GstBus *bus;
 	GstVideoInfo small, big;
@@ -838,8 +784,7 @@ static void test_resolution(struct daemon *dm)
 
 	printf("resolution change mid-stream\n");
 	GstHarness *h = enc_new(dm->addr, &bus, "max-inflight", "3", NULL);
-	set_caps(h, GST_VIDEO_FORMAT_NV12, 320, 240);
-	info_for(&small, GST_VIDEO_FORMAT_NV12, 320, 240);
+	set_format(h, &small, GST_VIDEO_FORMAT_NV12, 320, 240);
 	info_for(&big, GST_VIDEO_FORMAT_NV12, 640, 360);
 	CHECK(push_frames(h, &small, 0, 10, refs) == GST_FLOW_OK);
 	set_caps(h, GST_VIDEO_FORMAT_NV12, 640, 360);
@@ -882,7 +827,7 @@ static void test_resolution(struct daemon *dm)
 	enc_free(h, bus);
 }
 
-static void test_flush(struct daemon *dm)
+static void test_flush(struct gsttest_daemon *dm)
 {
 	GstBus *bus;
 	GstVideoInfo info;
@@ -890,8 +835,7 @@ static void test_flush(struct daemon *dm)
 
 	printf("flushing drops frames in flight\n");
 	GstHarness *h = enc_new(dm->addr, &bus, "max-inflight", "4", NULL);
-	set_caps(h, GST_VIDEO_FORMAT_I420, 1280, 720);
-	info_for(&info, GST_VIDEO_FORMAT_I420, 1280, 720);
+	set_format(h, &info, GST_VIDEO_FORMAT_I420, 1280, 720);
 	CHECK(push_frames(h, &info, 0, 4, NULL) == GST_FLOW_OK);
 	CHECK(gst_harness_push_event(h, gst_event_new_flush_start()));
 	CHECK(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
@@ -923,8 +867,8 @@ static void test_flush(struct daemon *dm)
 }
 
 /* Frames in other memory layouts than the default. */
-static void run_layout(struct daemon *dm, const char *what, GstVideoFormat f, guint w, guint hh,
-		       const gint *strides, gboolean dmabuf)
+static void run_layout(struct gsttest_daemon *dm, const char *what, GstVideoFormat f, guint w,
+		       guint hh, const gint *strides, gboolean dmabuf)
 {
 	GstBus *bus;
 	GstVideoInfo info;
@@ -980,7 +924,7 @@ static void run_layout(struct daemon *dm, const char *what, GstVideoFormat f, gu
 	enc_free(h, bus);
 }
 
-static void test_layouts(struct daemon *dm)
+static void test_layouts(struct gsttest_daemon *dm)
 {
 	printf("memory layouts\n");
 	/* GStreamer's I420 chroma stride for width 98 is 52, the wire's 50: repacked. */
@@ -1007,24 +951,21 @@ static void test_layouts(struct daemon *dm)
 #endif
 }
 
-static void test_encoder_hint(struct daemon *dm)
+static void test_encoder_hint(struct gsttest_daemon *dm)
 {
 	GstBus *bus;
 	GstVideoInfo info;
 
 	printf("encoder hint\n");
 	GstHarness *h = enc_new(dm->addr, &bus, "encoder", "h264_nvenc", NULL);
-	set_caps(h, GST_VIDEO_FORMAT_I420, 320, 240);
-	info_for(&info, GST_VIDEO_FORMAT_I420, 320, 240);
+	set_format(h, &info, GST_VIDEO_FORMAT_I420, 320, 240);
 	CHECK(push_frames(h, &info, 0, 3, NULL) == GST_FLOW_OK);
 	CHECK(push_eos(h));
-	GstMessage *m = bus_wait(bus, GST_MESSAGE_WARNING, 2000);
-	CHECK(m != NULL);
-	if (m) {
-		char *text = msg_text(m, NULL, NULL);
+	char *text = bus_wait_text(bus, GST_MESSAGE_WARNING, 2000, NULL, NULL);
+	CHECK(text != NULL);
+	if (text) {
 		CHECKF(strstr(text, "libx264") && strstr(text, "h264_nvenc"), "warning: %s", text);
 		g_free(text);
-		gst_message_unref(m);
 	}
 	CHECK(gst_harness_buffers_in_queue(h) == 3);
 	enc_free(h, bus);
@@ -1034,7 +975,7 @@ static void test_encoder_hint(struct daemon *dm)
 	set_caps(h, GST_VIDEO_FORMAT_I420, 320, 240);
 	CHECK(push_frames(h, &info, 0, 3, NULL) == GST_FLOW_OK);
 	CHECK(push_eos(h));
-	m = bus_wait(bus, GST_MESSAGE_WARNING | GST_MESSAGE_ERROR, 200);
+	GstMessage *m = bus_wait(bus, GST_MESSAGE_WARNING | GST_MESSAGE_ERROR, 200);
 	CHECK(m == NULL);
 	if (m)
 		gst_message_unref(m);
@@ -1046,20 +987,19 @@ static void test_encoder_hint(struct daemon *dm)
  * follows the measured round trip. */
 static void test_pipelining(void)
 {
-	struct daemon d;
+	struct gsttest_daemon d;
 	GstBus *bus;
 	GstVideoInfo info;
 
 	printf("pipelining against a slow host\n");
-	daemon_init(&d, "slow");
+	gsttest_daemon_init(&d, tmp_dir, "slow");
 	d.extra[0] = "--preset";
 	d.extra[1] = "veryslow";
 	d.extra[2] = "--threads";
 	d.extra[3] = "1";
-	REQUIRE(daemon_start(&d));
+	REQUIRE(gsttest_daemon_start(&d));
 	GstHarness *h = enc_new(d.addr, &bus, "max-inflight", "3", "timeout", "60000", NULL);
-	set_caps(h, GST_VIDEO_FORMAT_I420, 1920, 1080);
-	info_for(&info, GST_VIDEO_FORMAT_I420, 1920, 1080);
+	set_format(h, &info, GST_VIDEO_FORMAT_I420, 1920, 1080);
 	GstBuffer *frames[6];
 	for (guint i = 0; i < 6; i++)
 		frames[i] = make_frame(&info, FALSE, i, NULL);
@@ -1104,25 +1044,24 @@ static void test_pipelining(void)
 	gst_query_unref(q);
 	free_bufs(bufs);
 	enc_free(h, bus);
-	daemon_stop(&d, SIGTERM);
+	gsttest_daemon_stop(&d, SIGTERM);
 }
 
 static void test_host_killed(void)
 {
-	struct daemon d;
+	struct gsttest_daemon d;
 	GstBus *bus;
 	GstVideoInfo info;
 	GstFlowReturn r = GST_FLOW_OK;
 
 	printf("host killed mid-stream\n");
-	daemon_init(&d, "killed");
-	REQUIRE(daemon_start(&d));
+	gsttest_daemon_init(&d, tmp_dir, "killed");
+	REQUIRE(gsttest_daemon_start(&d));
 	GstHarness *h = enc_new(d.addr, &bus, "max-inflight", "3", NULL);
-	set_caps(h, GST_VIDEO_FORMAT_I420, 320, 240);
-	info_for(&info, GST_VIDEO_FORMAT_I420, 320, 240);
+	set_format(h, &info, GST_VIDEO_FORMAT_I420, 320, 240);
 	CHECK(push_frames(h, &info, 0, 10, NULL) == GST_FLOW_OK);
 	CHECK(wait_out(h, 10, 5000));
-	daemon_stop(&d, SIGKILL);
+	gsttest_daemon_stop(&d, SIGKILL);
 
 	uint64_t t0 = tu_now_ns();
 	guint i;
@@ -1135,41 +1074,38 @@ static void test_host_killed(void)
 	printf("  flow error after %u more frames, %d ms\n", i - 10, ms);
 	CHECKF(ms < 3000, "took %d ms to notice", ms);
 
-	GstMessage *m = bus_wait(bus, GST_MESSAGE_ERROR, 1000);
-	CHECK(m != NULL);
-	if (m) {
-		GQuark domain;
-		char *text = msg_text(m, &domain, NULL);
+	GQuark domain;
+	char *text = bus_wait_text(bus, GST_MESSAGE_ERROR, 1000, &domain, NULL);
+	CHECK(text != NULL);
+	if (text) {
 		CHECKF(domain == GST_RESOURCE_ERROR, "domain %s", g_quark_to_string(domain));
 		CHECKF(strstr(text, d.addr) != NULL, "error does not name %s: %s", d.addr, text);
 		printf("  %s\n", text);
 		g_free(text);
-		gst_message_unref(m);
 	}
 	enc_free(h, bus);
 }
 
 static void test_reconnect(void)
 {
-	struct daemon d;
+	struct gsttest_daemon d;
 	GstBus *bus;
 	GstVideoInfo info;
 	const guint n = 400;
 	struct tu_yuv *refs = g_new0(struct tu_yuv, n);
 
 	printf("reconnect=true: host restarted mid-stream\n");
-	daemon_init(&d, "restarted");
-	REQUIRE(daemon_start(&d));
+	gsttest_daemon_init(&d, tmp_dir, "restarted");
+	REQUIRE(gsttest_daemon_start(&d));
 	GstHarness *h = enc_new(d.addr, &bus, "reconnect", "true", NULL);
-	set_caps(h, GST_VIDEO_FORMAT_I420, 320, 240);
-	info_for(&info, GST_VIDEO_FORMAT_I420, 320, 240);
+	set_format(h, &info, GST_VIDEO_FORMAT_I420, 320, 240);
 	CHECK(push_frames(h, &info, 0, 10, refs) == GST_FLOW_OK);
 	CHECK(wait_out(h, 10, 5000));
 	GPtrArray *bufs = new_bufs();
 	pull_all(h, bufs);
 	CHECK(bufs->len == 10);
 
-	daemon_stop(&d, SIGKILL);
+	gsttest_daemon_stop(&d, SIGKILL);
 	/* Frames keep coming while the host is away: no errors, they are dropped. */
 	guint i = 10;
 	for (; i < 30; i++) {
@@ -1178,7 +1114,7 @@ static void test_reconnect(void)
 	}
 	pull_all(h, bufs);
 	guint before_restart = bufs->len;
-	REQUIRE(daemon_start(&d));
+	REQUIRE(gsttest_daemon_start(&d));
 
 	/* Until output resumes (backoff is at most 5 s). */
 	uint64_t end = tu_now_ns() + 15 * (uint64_t)1000000000;
@@ -1211,15 +1147,13 @@ static void test_reconnect(void)
 	decode_all(bufs, refs, n, "across a reconnect", NULL, NULL);
 
 	/* Bus: a warning naming the address, then the reconnection. */
-	GstMessage *m = bus_wait(bus, GST_MESSAGE_WARNING, 1000);
-	CHECK(m != NULL);
-	if (m) {
-		char *text = msg_text(m, NULL, NULL);
+	char *text = bus_wait_text(bus, GST_MESSAGE_WARNING, 1000, NULL, NULL);
+	CHECK(text != NULL);
+	if (text) {
 		CHECKF(strstr(text, d.addr) && strstr(text, "reconnecting"), "warning: %s", text);
 		g_free(text);
-		gst_message_unref(m);
 	}
-	m = bus_wait(bus, GST_MESSAGE_INFO, 1000);
+	GstMessage *m = bus_wait(bus, GST_MESSAGE_INFO, 1000);
 	CHECK(m != NULL);
 	if (m)
 		gst_message_unref(m);
@@ -1231,22 +1165,14 @@ static void test_reconnect(void)
 	free_bufs(bufs);
 	free_refs(refs, n);
 	enc_free(h, bus);
-	daemon_stop(&d, SIGTERM);
+	gsttest_daemon_stop(&d, SIGTERM);
 }
 
 int main(int argc, char **argv)
 {
-	struct daemon dmain;
+	struct gsttest_daemon dmain;
 
-	signal(SIGPIPE, SIG_IGN);
-	gst_init(&argc, &argv);
-	g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING);
-	daemon_bin = getenv("HFE_DAEMON");
-	if (!daemon_bin) {
-		fprintf(stderr, "HFE_DAEMON is not set (run through meson test)\n");
-		return 1;
-	}
-	if (!gsttest_have_feature("vsockenc"))
+	if (!gsttest_init(&argc, &argv, "vsockenc"))
 		return 1;
 	tmp_dir = tu_mkdtemp("test_vsockenc");
 	REQUIRE(tmp_dir);
@@ -1255,12 +1181,12 @@ int main(int argc, char **argv)
 	test_virtgpu();
 	test_unreachable();
 
-	daemon_init(&dmain, "main");
+	gsttest_daemon_init(&dmain, tmp_dir, "main");
 	dmain.extra[0] = "--max-width";
 	dmain.extra[1] = "1920";
 	dmain.extra[2] = "--max-height";
 	dmain.extra[3] = "1088";
-	REQUIRE(daemon_start(&dmain));
+	REQUIRE(gsttest_daemon_start(&dmain));
 	test_caps(&dmain);
 	test_stream(&dmain);
 	test_force_key_unit(&dmain);
@@ -1269,7 +1195,7 @@ int main(int argc, char **argv)
 	test_flush(&dmain);
 	test_layouts(&dmain);
 	test_encoder_hint(&dmain);
-	daemon_stop(&dmain, SIGTERM);
+	gsttest_daemon_stop(&dmain, SIGTERM);
 
 	test_pipelining();
 	test_host_killed();

@@ -16,9 +16,6 @@
  */
 #include <signal.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <gst/app/gstappsink.h>
 #include <gst/gst.h>
@@ -33,21 +30,6 @@ struct pic {
 	GstClockTime pts;
 	struct tu_yuv yuv;
 };
-
-static int connect_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -1;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-		return fd;
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
 
 /* All samples of an appsink (after EOS) as plain I420 pictures. */
 static GArray *collect(GstElement *sink)
@@ -172,16 +154,7 @@ static void run_case(const char *addr, const char *format, guint w, guint h, gui
 
 int main(int argc, char **argv)
 {
-	const char *daemon_bin = getenv("HFE_DAEMON");
-
-	signal(SIGPIPE, SIG_IGN);
-	gst_init(&argc, &argv);
-	g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING);
-	if (!daemon_bin) {
-		fprintf(stderr, "HFE_DAEMON is not set (run through meson test)\n");
-		return 1;
-	}
-	if (!gsttest_have_feature("vsockenc"))
+	if (!gsttest_init(&argc, &argv, "vsockenc"))
 		return 1;
 	const char *needed[] = { "videotestsrc", "h264parse", "avdec_h264",
 				 "videoconvert", "appsink", "tee", "queue" };
@@ -196,37 +169,25 @@ int main(int argc, char **argv)
 
 	char *dir = tu_mkdtemp("test_vsockenc_pipeline");
 	REQUIRE(dir);
-	char sock[256], addr[300], log[300];
-	snprintf(sock, sizeof(sock), "%s/hfe.sock", dir);
-	snprintf(addr, sizeof(addr), "unix:%s", sock);
-	snprintf(log, sizeof(log), "%s/daemon.log", dir);
-	const char *args[] = { daemon_bin, "--listen", addr, NULL };
-	pid_t pid = tu_spawn(args, log);
-	REQUIRE(pid > 0);
-	int fd = -1;
-	for (int i = 0; i < 400 && fd < 0; i++) {
-		fd = connect_unix(sock);
-		if (fd < 0)
-			usleep(25000);
-	}
-	REQUIRE(fd >= 0);
-	close(fd);
+	struct gsttest_daemon d;
+	gsttest_daemon_init(&d, dir, "daemon");
+	REQUIRE(gsttest_daemon_start(&d));
 
 	printf("every input format, decoded and compared\n");
 	const char *formats[] = { "BGRx", "BGRA", "RGBx", "RGBA", "NV12", "I420" };
 	for (guint i = 0; i < G_N_ELEMENTS(formats); i++)
-		run_case(addr, formats[i], 320, 240, 30);
+		run_case(d.addr, formats[i], 320, 240, 30);
 	/* Sizes whose GStreamer layout differs from the wire layout, and HD. */
-	run_case(addr, "I420", 98, 50, 20);
-	run_case(addr, "NV12", 98, 50, 20);
-	run_case(addr, "BGRx", 1280, 720, 20);
-	run_case(addr, "NV12", 1920, 1080, 10);
+	run_case(d.addr, "I420", 98, 50, 20);
+	run_case(d.addr, "NV12", 98, 50, 20);
+	run_case(d.addr, "BGRx", 1280, 720, 20);
+	run_case(d.addr, "NV12", 1920, 1080, 10);
 
-	tu_kill_wait(pid, SIGTERM, 5000);
+	gsttest_daemon_stop(&d, SIGTERM);
 	if (!tu_failures)
 		tu_rm_rf(dir);
 	else
-		fprintf(stderr, "daemon log kept in %s\n", log);
+		fprintf(stderr, "daemon log kept in %s\n", d.log);
 	free(dir);
 	gst_deinit();
 	return tu_finish("test_vsockenc_pipeline");

@@ -34,7 +34,8 @@ struct hfe_stream_params {
 
 /* An encoded access unit, shared by every subscriber it is sent to. */
 struct hfe_stream_au {
-	int64_t pts_ns; /* CLOCK_MONOTONIC time of the newest damage it contains */
+	int64_t pts_ns; /* CLOCK_MONOTONIC time of the oldest damage it contains
+			 * (what update -> bitstream latency is measured from) */
 	uint32_t width, height;
 	bool keyframe;
 	const uint8_t *data;
@@ -59,8 +60,9 @@ void hfe_stream_free(struct hfe_stream *s);
 
 /* ---- frame source side ---- */
 
-/* A new surface size (also the first call). Everything is damaged and the
- * next access unit is an IDR with new parameter sets. */
+/* A new surface size (also the first call). The next access unit is an IDR
+ * with new parameter sets, encoded once the source's first update after the
+ * resize has brought pixels (no black frame in between). */
 int hfe_stream_resize(struct hfe_stream *s, uint32_t width, uint32_t height,
 		      struct hfe_err *err);
 /* Copy a damaged rectangle. `pixels` points at the rectangle's top-left
@@ -81,6 +83,10 @@ void hfe_stream_disable(struct hfe_stream *s);
 
 /* ---- consumer side ---- */
 
+/* How many consumers (subscribers) the stream has. With none, damage keeps
+ * accumulating but nothing is encoded: an unwatched display costs no encoder
+ * time. The hub keeps this up to date. */
+void hfe_stream_set_consumers(struct hfe_stream *s, unsigned n);
 /* Make the next access unit an IDR, encoding the current picture even if
  * nothing changed (a new subscriber, KEYFRAME_REQ, a resync after drops). */
 void hfe_stream_request_keyframe(struct hfe_stream *s);

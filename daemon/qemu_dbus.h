@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Frame source for stock QEMU (>= 7.0) started with `-display dbus,p2p=yes
+ * -qmp unix:PATH,server=on,wait=off`: the daemon attaches over QMP
+ * (getfd + add_client @dbus-display), registers a display listener on each
+ * wanted console and feeds what QEMU sends (Scanout, Update, Disable, the
+ * cursor) into one scanout stream per console. It reattaches whenever QEMU
+ * comes back (a restart, a late start). See docs/architecture.md, "Frame
+ * source: QEMU -display dbus".
+ *
+ * Threads: a control thread per VM with its own GMainContext (QMP, D-Bus set-up,
+ * reattach timer); the pixel messages are handled as they are read, on GDBus's
+ * I/O thread, so nothing queues between QEMU's socket and the stream.
+ */
+#ifndef HFE_QEMU_DBUS_H
+#define HFE_QEMU_DBUS_H
+
+#include <stdint.h>
+
+#include "hfe/stream.h"
+#include "hfe/wire.h"
+
+struct hfe_qemu_dbus_config {
+	const char *name;          /* for logs, e.g. "vm1" */
+	const char *qmp_path;      /* QEMU's -qmp unix socket */
+	const uint32_t *consoles;  /* /org/qemu/Display1/Console_N to capture */
+	unsigned n_consoles;       /* 1..HFE_MAX_SCANOUTS */
+	uint32_t max_width, max_height; /* larger surfaces are refused (stream disabled) */
+	unsigned retry_ms;         /* attach attempts while QEMU is away; 0: 500 */
+	/* Template of every console's stream; `notify` is called after each
+	 * encoded access unit, as with any stream. */
+	struct hfe_stream_params stream;
+};
+
+struct hfe_qemu_dbus;
+
+/* Creates the streams and starts the control thread, which attaches as
+ * soon as QEMU's QMP socket answers. NULL with err on failure. */
+struct hfe_qemu_dbus *hfe_qemu_dbus_start(const struct hfe_qemu_dbus_config *cfg,
+					  struct hfe_err *err);
+/* Stream of consoles[i] (owned by the source; valid until _stop). */
+struct hfe_stream *hfe_qemu_dbus_stream(struct hfe_qemu_dbus *q, unsigned i);
+/* Detach from QEMU, stop the thread, free the streams. NULL is ignored. */
+void hfe_qemu_dbus_stop(struct hfe_qemu_dbus *q);
+
+#endif
