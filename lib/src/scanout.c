@@ -119,12 +119,14 @@ int hfe_hub_handle(struct hfe_hub *hub, struct hfe_conn *conn, const struct hfe_
 	switch (msg->hdr.type) {
 	case HFE_MSG_SUBSCRIBE:
 		so = find_scanout(hub, msg->u.scanout_id);
+		/* Ask for the IDR before add_sub wakes an idle stream, so that
+		 * the first encode is that IDR and not one more after it. */
+		if (so)
+			hfe_stream_request_keyframe(so->stream);
 		out.hdr.type = HFE_MSG_SUBSCRIBE_RESP;
 		out.u.subscribe_resp.scanout_id = msg->u.scanout_id;
 		out.u.subscribe_resp.success = so && add_sub(hub, conn, so->id) == 0;
 		hfe_conn_send(conn, &out, NULL, 0);
-		if (out.u.subscribe_resp.success)
-			hfe_stream_request_keyframe(so->stream);
 		return 1;
 	case HFE_MSG_ENABLE_SCANOUT:
 	case HFE_MSG_DISABLE_SCANOUT: {
