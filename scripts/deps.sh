@@ -24,9 +24,9 @@ HFE_DEPS_TEST=(
 	busybox-static kmod cpio xz-utils qemu-system-x86
 	chromium nodejs
 )
-# Added for scripts/demo.sh.
+# Added for scripts/demo.sh: ffprobe, QEMU, and what tests/e2e/build-guest.sh packs the guest with.
 HFE_DEPS_DEMO=(
-	ffmpeg
+	ffmpeg qemu-system-x86 busybox-static kmod cpio xz-utils
 )
 
 # Print the packages a task needs, one per line (build is part of every task).

@@ -70,4 +70,4 @@ if [[ ! -f "$dir/node_modules/playwright-core/package.json" ]]; then
 fi
 
 export HFE_NPM_DIR="$dir"
-exec node "$here/viewer.test.mjs"
+exec node "$here/${1:-viewer.test.mjs}"
