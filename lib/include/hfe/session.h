@@ -56,7 +56,8 @@ unsigned hfe_session_inflight(struct hfe_session *s);
 
 /* Submit a validated frame: fr describes the pixels (format, size, stride)
  * at `pixels`. The session calls release(opaque) (from its worker thread)
- * once it no longer needs them, also when the submission fails. Returns 0,
+ * once it no longer needs them, also when the submission fails; release may
+ * be NULL when the caller keeps the pixels alive until the result. Returns 0,
  * or -1 when the session is full (caller bug: check can_submit). */
 int hfe_session_submit_frame(struct hfe_session *s, uint16_t session_id,
 			     const struct hfe_frame_request *fr, const uint8_t *pixels,
