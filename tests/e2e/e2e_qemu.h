@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The patched QEMU with the helix-frame-export module (qemu/), for the
+ * end-to-end tests that boot the guest under it: build it or find it in the
+ * cache (qemu/build.sh), and set up what it needs at run time (the project's
+ * libhfe on LD_LIBRARY_PATH, Debian's firmware directories).
+ *
+ * Environment (set by tests/e2e/meson.build):
+ *   HFE_QEMU_BUILD   qemu/build.sh
+ *   HFE_BUILD_ROOT   the project's build directory (its libhfe is linked and loaded)
+ *   HFE_E2E_QEMU_DIR use this build (DIR/bin/qemu-system-x86_64) instead of running
+ *                    build.sh
+ */
+#ifndef HFE_E2E_QEMU_H
+#define HFE_E2E_QEMU_H
+
+#include <limits.h>
+#include <stddef.h>
+
+struct e2e_qemu {
+	char dir[PATH_MAX];
+	char bin[PATH_MAX + 32]; /* DIR/bin/qemu-system-x86_64 */
+	char libdir[PATH_MAX];   /* the project build's lib/ (LD_LIBRARY_PATH) */
+	double build_ms;         /* time spent in build.sh (cache hit: < 1 s) */
+};
+
+/* The firmware search path arguments the self-built binary needs. */
+#define E2E_QEMU_FIRMWARE_ARGS "-L", "/usr/share/qemu", "-L", "/usr/share/seabios", "-L", \
+			       "/usr/lib/ipxe/qemu"
+
+/*
+ * Build the patched QEMU or find it in the cache (build.sh's progress goes
+ * to log_path), and point LD_LIBRARY_PATH at the project's libhfe for the
+ * QEMU processes started afterwards. 0, or -1 with a reason in err: a QEMU
+ * that cannot be built is a test failure.
+ */
+int e2e_qemu_get(struct e2e_qemu *q, const char *log_path, char *err, size_t errlen);
+
+/*
+ * Around e2e_vm_start of the patched QEMU in a sanitized test build: its
+ * libhfe is instrumented, so the sanitizer runtime must be preloaded into
+ * the uninstrumented QEMU. No-op in plain builds. e2e_qemu_env_end undoes it
+ * (so that other children do not get the preload).
+ */
+void e2e_qemu_env_begin(void);
+void e2e_qemu_env_end(void);
+/* The sanitizer runtime a process loading this build's libhfe must preload
+ * (sanitized builds): 0 with its path, -1 in plain builds. */
+int e2e_qemu_preload(char *path, size_t len);
+
+/* qom-get of an object property through QMP, as the reply's text after
+ * "return": (a number or a quoted string). 0, or -1 with err. */
+int e2e_qemu_qom_get(const char *qmp_sock, const char *path, const char *prop, char *out,
+		     size_t len, char *err, size_t errlen);
+
+#endif

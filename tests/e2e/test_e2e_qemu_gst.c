@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Pull mode from inside the guest through GStreamer, served by the QEMU
+ * module (qemu/, issue 4): the second guest run of the issue.
+ *
+ * The patched QEMU boots the test guest with the host's root shared
+ * read-only over 9p (-virtfs local,path=/,mount_tag=hostroot,...) and the
+ * module listening on the unix socket the guest's virtserialport connects
+ * to. In the guest, hfe-guest-qemu mounts the host's root, chroots into it
+ * and runs the host's own gst-launch-1.0 with the project's plugin:
+ *   videotestsrc ! video/x-raw,format=BGRx,... ! vsockenc address=serial:... !
+ *   multifilesink
+ * and forwards every access unit. Here the host renders the same
+ * videotestsrc frames itself (gst-launch-1.0 ... ! filesink) and checks:
+ * one AU per frame, the first an IDR with SPS/PPS, each decoding to the
+ * size with PSNR >= 35 dB against its frame (through the independent
+ * reference conversion of test_util.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "e2e_harness.h"
+#include "e2e_qemu.h"
+#include "test_util.h"
+
+#define W 640
+#define H 480
+#define FRAMES 30
+#define MIN_PSNR 35.0
+#define PATTERN "smpte"
+
+/* The reference: the same videotestsrc frames, rendered on the host. */
+static uint8_t *render_reference(const char *workdir)
+{
+	char path[PATH_MAX + 32], loc[PATH_MAX + 64], num[32], caps[128], log[PATH_MAX + 32];
+	size_t size = (size_t)W * H * 4 * FRAMES;
+	uint8_t *buf = NULL;
+	struct stat st;
+	FILE *f;
+	int status;
+
+	snprintf(path, sizeof(path), "%s/reference.bgrx", workdir);
+	snprintf(loc, sizeof(loc), "location=%s", path);
+	snprintf(num, sizeof(num), "num-buffers=%d", FRAMES);
+	snprintf(caps, sizeof(caps), "video/x-raw,format=BGRx,width=%d,height=%d,framerate=30/1",
+		 W, H);
+	snprintf(log, sizeof(log), "%s/reference.log", workdir);
+	const char *const argv[] = { "gst-launch-1.0", "-q", "videotestsrc", num,
+				     "pattern=" PATTERN, "horizontal-speed=4", "!", caps, "!",
+				     "filesink", loc, NULL };
+	pid_t pid = tu_spawn(argv, log);
+
+	if (pid < 0 || tu_wait(pid, 60000, &status) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		fprintf(stderr, "cannot render the reference with the host's gst-launch-1.0 (see "
+			"%s)\n", log);
+		return NULL;
+	}
+	if (stat(path, &st) < 0 || (size_t)st.st_size != size) {
+		fprintf(stderr, "reference %s: %lld bytes, want %zu\n", path,
+			(long long)st.st_size, size);
+		return NULL;
+	}
+	f = fopen(path, "rb");
+	buf = malloc(size);
+	if (!f || !buf || fread(buf, 1, size, f) != size) {
+		free(buf);
+		buf = NULL;
+	}
+	if (f)
+		fclose(f);
+	return buf;
+}
+
+static void check_aus(const struct e2e_rec *const *aus, int n, const uint8_t *ref)
+{
+	struct tu_decoder *dec = tu_decoder_new();
+	uint8_t *rgb = malloc((size_t)W * H * 3);
+	double worst = 1e9;
+	int pics = 0, errors = 0, bad = 0;
+	struct tu_nals nals;
+
+	REQUIRE(dec && rgb);
+	CHECKF(n == FRAMES, "%d AUs for %d frames", n, FRAMES);
+	if (n > 0)
+		CHECKF(tu_nal_parse(aus[0]->data, aus[0]->h.len, &nals) > 0 && nals.has_sps &&
+			       nals.has_pps && nals.has_idr,
+		       "the first AU is not an IDR with SPS/PPS");
+	for (int i = 0; i < n && i < FRAMES; i++) {
+		struct tu_yuv pic, want;
+		const uint8_t *bgrx = ref + (size_t)i * W * H * 4;
+		double v[3];
+		int r = tu_decoder_decode(dec, aus[i]->data, aus[i]->h.len, &pic, NULL);
+
+		if (r < 0) {
+			errors++;
+			continue;
+		}
+		if (r == 0)
+			continue;
+		pics++;
+		for (size_t p = 0; p < (size_t)W * H; p++) {
+			rgb[3 * p] = bgrx[4 * p + 2];
+			rgb[3 * p + 1] = bgrx[4 * p + 1];
+			rgb[3 * p + 2] = bgrx[4 * p];
+		}
+		tu_ref_rgb_to_yuv(rgb, W, H, &want);
+		if (tu_psnr_yuv(&pic, &want, v) < 0) {
+			bad++;
+		} else {
+			double m = v[0] < v[1] ? v[0] : v[1];
+
+			m = m < v[2] ? m : v[2];
+			worst = m < worst ? m : worst;
+			CHECKF(m >= MIN_PSNR, "frame %d: PSNR Y %.1f U %.1f V %.1f dB", i, v[0],
+			       v[1], v[2]);
+		}
+		tu_yuv_free(&want);
+		tu_yuv_free(&pic);
+	}
+	CHECKF(errors == 0, "%d AUs failed to decode", errors);
+	CHECKF(pics == n, "%d pictures from %d AUs", pics, n);
+	CHECKF(bad == 0, "%d pictures are not %ux%u", bad, W, H);
+	printf("vsockenc in the guest: %d AUs, %d pictures %ux%u, worst PSNR %.1f dB\n", n, pics, W,
+	       H, worst);
+	free(rgb);
+	tu_decoder_free(dec);
+}
+
+int main(void)
+{
+	uint64_t t0 = e2e_now_ns();
+	char *workdir = tu_mkdtemp("hfe-e2e-qemu-gst");
+	char err[1024], log[PATH_MAX + 32], sock[PATH_MAX + 32], object[PATH_MAX + 96];
+	char append[3 * PATH_MAX + 256], line[512] = "", gstline[512] = "";
+	const char *plugin = getenv("HFE_GST_PLUGIN");
+	const struct e2e_rec *rec, *end = NULL, **aus = NULL;
+	struct e2e_guest g;
+	struct e2e_qemu q;
+	uint8_t *ref;
+	int n_aus = 0, st;
+
+	REQUIRE(workdir);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("test_e2e_qemu_gst: work directory %s\n", workdir);
+	if (!plugin || !*plugin || access(plugin, R_OK) < 0) {
+		fprintf(stderr, "test_e2e_qemu_gst: FAIL: the GStreamer plugin is not built "
+			"(HFE_GST_PLUGIN='%s'; needs libgstreamer-plugins-base1.0-dev)\n",
+			plugin ? plugin : "");
+		free(workdir);
+		return 1;
+	}
+	ref = render_reference(workdir);
+	if (!ref) {
+		fprintf(stderr, "test_e2e_qemu_gst: FAIL: no reference frames\n");
+		free(workdir);
+		return 1;
+	}
+	snprintf(log, sizeof(log), "%s/qemu-build.log", workdir);
+	if (e2e_qemu_get(&q, log, err, sizeof(err)) < 0) {
+		fprintf(stderr, "test_e2e_qemu_gst: FAIL: cannot build the patched QEMU: %s\n",
+			err);
+		free(ref);
+		free(workdir);
+		return 1;
+	}
+	snprintf(log, sizeof(log), "%s/build-guest.log", workdir);
+	if (e2e_guest_get(&g, log, err, sizeof(err)) < 0) {
+		fprintf(stderr, "test_e2e_qemu_gst: FAIL: cannot get the test guest: %s\n", err);
+		free(ref);
+		free(workdir);
+		return 1;
+	}
+
+	snprintf(sock, sizeof(sock), "%s/hfe.sock", workdir);
+	snprintf(object, sizeof(object), "helix-frame-export,id=hfe0,listen=unix:%s", sock);
+	const char *const extra[] = {
+		E2E_QEMU_FIRMWARE_ARGS, "-object", object, "-virtfs",
+		"local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+		NULL,
+	};
+	/* A sanitized plugin needs its runtime preloaded into gst-launch too. */
+	char rt[PATH_MAX] = "", preload[PATH_MAX + 32] = "";
+
+	if (e2e_qemu_preload(rt, sizeof(rt)) == 0)
+		snprintf(preload, sizeof(preload), " hfe.gst_preload=%s", rt);
+	snprintf(append, sizeof(append),
+		 "hfe.mode=gst hfe.extra=1 hfe.frames=%d hfe.size=%dx%d hfe.gst_plugin=%s "
+		 "hfe.gst_libpath=%s hfe.gst_pattern=" PATTERN "%s", FRAMES, W, H, plugin, q.libdir,
+		 preload);
+	struct e2e_vm_config cfg = {
+		.qemu = q.bin, .append = append, .hfe_sock = sock, .qmp = true, .mem_mb = 1024,
+		.extra_args = extra, .timeout_ms = 400000,
+	};
+	e2e_qemu_env_begin();
+	struct e2e_vm *vm = e2e_vm_start(&g, workdir, "gst", &cfg, err, sizeof(err));
+	e2e_qemu_env_end();
+	if (!vm) {
+		fprintf(stderr, "test_e2e_qemu_gst: FAIL: cannot start QEMU: %s\n", err);
+		free(ref);
+		free(workdir);
+		return 1;
+	}
+	CHECKF(e2e_vm_wait_line(vm, "result=", line, sizeof(line), 360000) == 1,
+	       "no result line from the guest");
+	CHECKF(!strcmp(line, "result=ok"), "guest says: %s", line);
+	if (e2e_vm_wait_line(vm, "gst frames=", gstline, sizeof(gstline), 1000) == 1)
+		printf("guest: %s\n", gstline);
+	for (size_t i = 0; e2e_vm_record(vm, i, &rec, 30000) == 1; i++) {
+		if (rec->h.kind == E2E_REC_AU) {
+			const struct e2e_rec **a = realloc(aus, (n_aus + 1) * sizeof(*a));
+
+			REQUIRE(a);
+			aus = a;
+			aus[n_aus++] = rec;
+		} else if (rec->h.kind == E2E_REC_END) {
+			end = rec;
+			break;
+		}
+	}
+	CHECKF(end && !strncmp((const char *)end->data, "result=ok", 9), "END: %s",
+	       end ? (const char *)end->data : "(none)");
+	check_aus(aus, n_aus, ref);
+	st = e2e_vm_wait_exit(vm, 30000);
+	CHECKF(st == 0, "QEMU did not exit cleanly (status 0x%x)", st);
+	if (tu_failures)
+		e2e_vm_dump_console(vm, 40);
+	free(aus);
+	free(ref);
+	e2e_vm_free(vm);
+	printf("test_e2e_qemu_gst: total %.1f s\n", (e2e_now_ns() - t0) / 1e9);
+	if (tu_failures || getenv("HFE_E2E_KEEP"))
+		printf("test_e2e_qemu_gst: kept %s\n", workdir);
+	else
+		tu_rm_rf(workdir);
+	free(workdir);
+	return tu_finish("test_e2e_qemu_gst");
+}

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Resource mode of the QEMU module (qemu/, issue 4) from inside a real
+ * guest: zero-copy frames named by their virtio-gpu resource id.
+ *
+ * The patched QEMU boots the test guest with -vga none -device
+ * virtio-gpu-pci and -object helix-frame-export on the unix socket its
+ * virtserialport chardev connects to. In the guest, hfe-guest-qemu
+ * creates a DRM dumb buffer, gets its resource id with
+ * DRM_IOCTL_VIRTGPU_RESOURCE_INFO, and for each pattern frame draws into
+ * the buffer, transfers it to the host's resource and sends a FRAME_REQUEST
+ * naming the resource without pixels; it forwards the access units. Here:
+ * one AU per frame, in order (pts), the first an IDR with SPS/PPS, each
+ * decoding to the buffer's size with PSNR >= 35 dB against its pattern frame
+ * (the pattern code is shared with the guest); an unknown id got
+ * RESOURCE_NOT_FOUND and a wrong size INVALID_MSG without losing the
+ * connection.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "e2e_harness.h"
+#include "e2e_pattern.h"
+#include "e2e_qemu.h"
+#include "test_util.h"
+
+#define W 640
+#define H 480
+#define FRAMES 12
+#define MIN_PSNR 35.0
+#define FRAME_NS (1000000000 / 30) /* the guest's pts step */
+
+static void check_aus(const struct e2e_rec *const *aus, int n)
+{
+	struct tu_decoder *dec = tu_decoder_new();
+	uint8_t *rgb = malloc((size_t)W * H * 3);
+	double worst = 1e9;
+	int pics = 0, errors = 0, bad = 0;
+	struct tu_nals nals;
+
+	REQUIRE(dec && rgb);
+	CHECKF(n == FRAMES, "%d AUs for %d resource frames", n, FRAMES);
+	if (n > 0)
+		CHECKF(tu_nal_parse(aus[0]->data, aus[0]->h.len, &nals) > 0 && nals.has_sps &&
+			       nals.has_pps && nals.has_idr,
+		       "the first AU is not an IDR with SPS/PPS");
+	for (int i = 0; i < n; i++) {
+		struct tu_yuv pic, want;
+		double v[3];
+		int r = tu_decoder_decode(dec, aus[i]->data, aus[i]->h.len, &pic, NULL);
+
+		CHECKF(aus[i]->h.value == (int64_t)i * FRAME_NS, "AU %d has pts %lld, want %lld", i,
+		       (long long)aus[i]->h.value, (long long)i * FRAME_NS);
+		if (r < 0) {
+			errors++;
+			continue;
+		}
+		if (r == 0)
+			continue;
+		pics++;
+		e2e_pattern_rgb(rgb, W, H, (uint32_t)i);
+		tu_ref_rgb_to_yuv(rgb, W, H, &want);
+		if (tu_psnr_yuv(&pic, &want, v) < 0) {
+			bad++;
+		} else {
+			double m = v[0] < v[1] ? v[0] : v[1];
+
+			m = m < v[2] ? m : v[2];
+			if (m < worst)
+				worst = m;
+			CHECKF(m >= MIN_PSNR, "frame %d: PSNR Y %.1f U %.1f V %.1f dB", i, v[0],
+			       v[1], v[2]);
+		}
+		tu_yuv_free(&want);
+		tu_yuv_free(&pic);
+	}
+	CHECKF(errors == 0, "%d AUs failed to decode", errors);
+	CHECKF(pics == n, "%d pictures from %d AUs", pics, n);
+	CHECKF(bad == 0, "%d pictures are not %ux%u", bad, W, H);
+	printf("resource frames: %d AUs, %d pictures %ux%u, worst PSNR %.1f dB (min of Y/U/V)\n", n,
+	       pics, W, H, worst);
+	free(rgb);
+	tu_decoder_free(dec);
+}
+
+int main(void)
+{
+	uint64_t t0 = e2e_now_ns();
+	char *workdir = tu_mkdtemp("hfe-e2e-qemu-res");
+	char err[1024], log[PATH_MAX + 32], sock[PATH_MAX + 32], object[PATH_MAX + 96];
+	char append[256], line[512] = "", stats[2048] = "", resline[512] = "";
+	const struct e2e_rec *rec, *end = NULL, **aus = NULL;
+	struct e2e_guest g;
+	struct e2e_qemu q;
+	int n_aus = 0, st;
+
+	REQUIRE(workdir);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("test_e2e_qemu_resource: work directory %s\n", workdir);
+	snprintf(log, sizeof(log), "%s/qemu-build.log", workdir);
+	if (e2e_qemu_get(&q, log, err, sizeof(err)) < 0) {
+		fprintf(stderr, "test_e2e_qemu_resource: FAIL: cannot build the patched QEMU: %s\n",
+			err);
+		free(workdir);
+		return 1;
+	}
+	printf("patched QEMU: %s (build.sh took %.1f s)\n", q.bin, q.build_ms / 1000);
+	snprintf(log, sizeof(log), "%s/build-guest.log", workdir);
+	if (e2e_guest_get(&g, log, err, sizeof(err)) < 0) {
+		fprintf(stderr, "test_e2e_qemu_resource: FAIL: cannot get the test guest: %s\n",
+			err);
+		free(workdir);
+		return 1;
+	}
+
+	snprintf(sock, sizeof(sock), "%s/hfe.sock", workdir);
+	snprintf(object, sizeof(object), "helix-frame-export,id=hfe0,listen=unix:%s", sock);
+	const char *const extra[] = { E2E_QEMU_FIRMWARE_ARGS, "-object", object, NULL };
+	snprintf(append, sizeof(append), "hfe.mode=resource hfe.frames=%d hfe.size=%dx%d", FRAMES,
+		 W, H);
+	struct e2e_vm_config cfg = {
+		.qemu = q.bin, .append = append, .hfe_sock = sock, .qmp = true,
+		.extra_args = extra, .timeout_ms = 240000,
+	};
+	e2e_qemu_env_begin();
+	struct e2e_vm *vm = e2e_vm_start(&g, workdir, "resource", &cfg, err, sizeof(err));
+	e2e_qemu_env_end();
+	if (!vm) {
+		fprintf(stderr, "test_e2e_qemu_resource: FAIL: cannot start QEMU: %s\n", err);
+		free(workdir);
+		return 1;
+	}
+	if (e2e_vm_wait_line(vm, "resource frames=", resline, sizeof(resline), 180000) == 1) {
+		e2e_qemu_qom_get(e2e_vm_qmp_path(vm), "/objects/hfe0", "stats", stats,
+				 sizeof(stats), err, sizeof(err));
+		printf("guest: %s\nmodule stats: %s\n", resline, stats);
+	}
+	CHECKF(strstr(resline, "unknown=RESOURCE_NOT_FOUND") != NULL,
+	       "an unknown resource id did not get RESOURCE_NOT_FOUND: %s", resline);
+	CHECKF(strstr(resline, "wrong_size=INVALID_MSG") != NULL,
+	       "a wrong size did not get INVALID_MSG: %s", resline);
+	CHECKF(e2e_kv_num(stats, "resources", -1) == FRAMES,
+	       "module stats: %.0f resource frames lent, want %d",
+	       e2e_kv_num(stats, "resources", -1), FRAMES);
+	CHECKF(e2e_vm_wait_line(vm, "result=", line, sizeof(line), 60000) == 1,
+	       "no result line from the guest");
+	CHECKF(!strcmp(line, "result=ok"), "guest says: %s", line);
+	for (size_t i = 0; e2e_vm_record(vm, i, &rec, 30000) == 1; i++) {
+		if (rec->h.kind == E2E_REC_AU) {
+			const struct e2e_rec **a = realloc(aus, (n_aus + 1) * sizeof(*a));
+
+			REQUIRE(a);
+			aus = a;
+			aus[n_aus++] = rec;
+		} else if (rec->h.kind == E2E_REC_END) {
+			end = rec;
+			break;
+		}
+	}
+	CHECKF(end && !strncmp((const char *)end->data, "result=ok", 9), "END: %s",
+	       end ? (const char *)end->data : "(none)");
+	check_aus(aus, n_aus);
+	st = e2e_vm_wait_exit(vm, 30000);
+	CHECKF(st == 0, "QEMU did not exit cleanly (status 0x%x)", st);
+	if (tu_failures)
+		e2e_vm_dump_console(vm, 40);
+	free(aus);
+	e2e_vm_free(vm);
+	printf("test_e2e_qemu_resource: total %.1f s\n", (e2e_now_ns() - t0) / 1e9);
+	if (tu_failures || getenv("HFE_E2E_KEEP"))
+		printf("test_e2e_qemu_resource: kept %s\n", workdir);
+	else
+		tu_rm_rf(workdir);
+	free(workdir);
+	return tu_finish("test_e2e_qemu_resource");
+}
