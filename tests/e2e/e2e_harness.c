@@ -131,6 +131,75 @@ static void describe_status(int st, char *buf, size_t len)
 		snprintf(buf, len, "status 0x%x", st);
 }
 
+/* ---- build scripts ---- */
+
+int e2e_run_dir_script(const char *script, const char *opt, const char *val,
+		       const char *log_path, char *dir, size_t dirlen, char *err, size_t errlen)
+{
+	char buf[PATH_MAX + 64], last[PATH_MAX] = "";
+	size_t n = 0;
+	ssize_t r;
+	int fds[2], status;
+
+	if (pipe(fds) < 0) {
+		set_err(err, errlen, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	/* stdout (the directory) through a pipe, stderr (progress) to the log. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		int lf = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fds[1], 1);
+		if (lf >= 0)
+			dup2(lf, 2);
+		close(fds[0]);
+		execl("/bin/bash", "bash", script, opt, val, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	if (pid < 0) {
+		close(fds[0]);
+		set_err(err, errlen, "fork: %s", strerror(errno));
+		return -1;
+	}
+	while ((r = read(fds[0], buf + n, sizeof(buf) - 1 - n)) > 0 || (r < 0 && errno == EINTR)) {
+		if (r > 0)
+			n += (size_t)r;
+		if (n == sizeof(buf) - 1)
+			n = 0; /* only the last line matters */
+	}
+	close(fds[0]);
+	buf[n] = '\0';
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	/* The last non-empty line is the directory. */
+	for (char *s = strtok(buf, "\n"); s; s = strtok(NULL, "\n"))
+		snprintf(last, sizeof(last), "%s", s);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !last[0]) {
+		char how[64], reason[600] = "";
+		FILE *f = log_path ? fopen(log_path, "r") : NULL;
+
+		/* The last ERROR line of the log says why. */
+		if (f) {
+			char line[600];
+
+			while (fgets(line, sizeof(line), f))
+				if (strstr(line, "ERROR"))
+					snprintf(reason, sizeof(reason), "%s", line);
+			fclose(f);
+			reason[strcspn(reason, "\n")] = '\0';
+		}
+		describe_status(status, how, sizeof(how));
+		set_err(err, errlen, "%s failed (%s): %s; its messages are in %s", script, how,
+			reason[0] ? reason : "no reason printed", log_path ? log_path : "stderr");
+		return -1;
+	}
+	snprintf(dir, dirlen, "%s", last);
+	return 0;
+}
+
 /* ---- guest ---- */
 
 int e2e_guest_get(struct e2e_guest *g, const char *log_path, char *err, size_t errlen)
@@ -145,63 +214,14 @@ int e2e_guest_get(struct e2e_guest *g, const char *log_path, char *err, size_t e
 	if (prebuilt && *prebuilt) {
 		snprintf(g->dir, sizeof(g->dir), "%s", prebuilt);
 	} else {
-		int fds[2], status;
-		char buf[PATH_MAX + 64], last[PATH_MAX] = "";
-		size_t n = 0;
-		ssize_t r;
-
 		if (!script || !tool) {
 			set_err(err, errlen, "HFE_E2E_BUILD_GUEST and HFE_E2E_GUEST_TOOL are not set "
 				"(run through meson test, or see docs/e2e.md)");
 			return -1;
 		}
-		if (pipe(fds) < 0) {
-			set_err(err, errlen, "pipe: %s", strerror(errno));
+		if (e2e_run_dir_script(script, "--tool", tool, log_path, g->dir, sizeof(g->dir), err,
+				       errlen) < 0)
 			return -1;
-		}
-		/* stdout (the directory) through a pipe, stderr (progress) to the log. */
-		pid_t pid = fork();
-
-		if (pid == 0) {
-			int lf = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
-
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			dup2(fds[1], 1);
-			if (lf >= 0)
-				dup2(lf, 2);
-			close(fds[0]);
-			execl("/bin/bash", "bash", script, "--tool", tool, (char *)NULL);
-			_exit(127);
-		}
-		close(fds[1]);
-		if (pid < 0) {
-			close(fds[0]);
-			set_err(err, errlen, "fork: %s", strerror(errno));
-			return -1;
-		}
-		while ((r = read(fds[0], buf + n, sizeof(buf) - 1 - n)) > 0 ||
-		       (r < 0 && errno == EINTR)) {
-			if (r > 0)
-				n += (size_t)r;
-			if (n == sizeof(buf) - 1)
-				n = 0; /* only the last line matters */
-		}
-		close(fds[0]);
-		buf[n] = '\0';
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
-		/* The last non-empty line is the directory. */
-		for (char *s = strtok(buf, "\n"); s; s = strtok(NULL, "\n"))
-			snprintf(last, sizeof(last), "%s", s);
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !last[0]) {
-			char how[64];
-
-			describe_status(status, how, sizeof(how));
-			set_err(err, errlen, "%s failed (%s); its messages are in %s", script, how,
-				log_path ? log_path : "stderr");
-			return -1;
-		}
-		snprintf(g->dir, sizeof(g->dir), "%s", last);
 	}
 	g->build_ms = ms_since(t0);
 	snprintf(g->kernel, sizeof(g->kernel), "%s/vmlinux", g->dir);

@@ -41,6 +41,12 @@ struct e2e_guest {
 	double build_ms;            /* time spent in build-guest.sh (cache hit: ~2 s) */
 };
 
+/* Run `bash script opt val`: its last stdout line names a directory (copied to
+ * dir), its stderr goes to log_path. -1 with err (naming the log's last ERROR
+ * line) if it fails. Used for the guest builder and qemu/build.sh. */
+int e2e_run_dir_script(const char *script, const char *opt, const char *val,
+		       const char *log_path, char *dir, size_t dirlen, char *err, size_t errlen);
+
 /* Build the guest or find it in the cache (runs $HFE_E2E_BUILD_GUEST, its
  * output goes to log_path when not NULL). 0, or -1 with a reason in err. */
 int e2e_guest_get(struct e2e_guest *g, const char *log_path, char *err, size_t errlen);

@@ -3,14 +3,11 @@
 #include "e2e_qemu.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -31,68 +28,8 @@ static void set_err(char *err, size_t len, const char *fmt, ...)
 static int run_build(const char *script, const char *hfe_build, const char *log_path, char *dir,
 		     size_t dirlen, char *err, size_t errlen)
 {
-	char buf[4096], last[PATH_MAX] = "";
-	size_t n = 0;
-	ssize_t r;
-	int fds[2], status;
-	pid_t pid;
-
-	if (pipe(fds) < 0) {
-		set_err(err, errlen, "pipe: %s", strerror(errno));
-		return -1;
-	}
-	pid = fork();
-	if (pid == 0) {
-		int lf = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fds[1], 1);
-		if (lf >= 0)
-			dup2(lf, 2);
-		close(fds[0]);
-		execl("/bin/bash", "bash", script, "--hfe-build", hfe_build, (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
-	if (pid < 0) {
-		close(fds[0]);
-		set_err(err, errlen, "fork: %s", strerror(errno));
-		return -1;
-	}
-	while ((r = read(fds[0], buf + n, sizeof(buf) - 1 - n)) > 0 || (r < 0 && errno == EINTR)) {
-		if (r > 0)
-			n += (size_t)r;
-		if (n == sizeof(buf) - 1)
-			n = 0; /* only the last line matters */
-	}
-	close(fds[0]);
-	buf[n] = '\0';
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	for (char *s = strtok(buf, "\n"); s; s = strtok(NULL, "\n"))
-		snprintf(last, sizeof(last), "%s", s);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !last[0]) {
-		char reason[600] = "";
-		FILE *f = log_path ? fopen(log_path, "r") : NULL;
-
-		/* The last ERROR line of the log says why. */
-		if (f) {
-			char line[600];
-
-			while (fgets(line, sizeof(line), f))
-				if (strstr(line, "ERROR"))
-					snprintf(reason, sizeof(reason), "%s", line);
-			fclose(f);
-			reason[strcspn(reason, "\n")] = '\0';
-		}
-		set_err(err, errlen, "%s failed (%s%d): %s; its messages are in %s", script,
-			WIFEXITED(status) ? "exit code " : "signal ",
-			WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
-			reason[0] ? reason : "no reason printed", log_path ? log_path : "stderr");
-		return -1;
-	}
-	snprintf(dir, dirlen, "%s", last);
-	return 0;
+	return e2e_run_dir_script(script, "--hfe-build", hfe_build, log_path, dir, dirlen, err,
+				  errlen);
 }
 
 int e2e_qemu_get(struct e2e_qemu *q, const char *log_path, char *err, size_t errlen)
