@@ -50,6 +50,8 @@ static void usage(FILE *f)
 		"      --test-scanout ID:WxH[@FPS]  serve scanout ID from the built-in moving test\n"
 		"                            source (repeatable; default 30 fps; 0 = static)\n"
 		"      --max-fps N           encode each scanout at most N times a second (60)\n"
+		"      --no-patch-frames     run the encoder for every change (default: small\n"
+		"                            changes go out as patch frames of raw macroblocks)\n"
 		"\n"
 		"Limits:\n"
 		"      --max-clients N       connections at once (default 64)\n"
@@ -128,7 +130,7 @@ static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 enum {
 	OPT_FPS = 256, OPT_PROFILE, OPT_PRESET, OPT_TUNE, OPT_THREADS, OPT_MAX_CLIENTS,
 	OPT_MAX_WIDTH, OPT_MAX_HEIGHT, OPT_MAX_PAYLOAD, OPT_MAX_INFLIGHT, OPT_MAX_QUEUE,
-	OPT_STALL, OPT_SHUTDOWN, OPT_TEST_SCANOUT, OPT_MAX_FPS, OPT_QEMU, OPT_CONSOLE,
+	OPT_STALL, OPT_SHUTDOWN, OPT_TEST_SCANOUT, OPT_MAX_FPS, OPT_NO_PATCH, OPT_QEMU, OPT_CONSOLE,
 };
 
 static int bad(const char *opt, const char *val, const char *want)
@@ -191,6 +193,7 @@ int main(int argc, char **argv)
 		{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN },
 		{ "test-scanout", required_argument, NULL, OPT_TEST_SCANOUT },
 		{ "max-fps", required_argument, NULL, OPT_MAX_FPS },
+		{ "no-patch-frames", no_argument, NULL, OPT_NO_PATCH },
 		{ "qemu", required_argument, NULL, OPT_QEMU },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -345,6 +348,9 @@ int main(int argc, char **argv)
 			if (parse_uint(optarg, 1, 240, &v) < 0)
 				return bad("--max-fps", optarg, "1..240");
 			cfg.max_fps = (uint32_t)v;
+			break;
+		case OPT_NO_PATCH:
+			cfg.no_patch_frames = true;
 			break;
 		case 'v':
 			hfe_log_set_level(HFE_LOG_DEBUG);

@@ -109,7 +109,7 @@ struct console {
 	atomic_uint_fast64_t damage_px; /* pushed since the last encode (for the log) */
 
 	/* stream worker thread only (on_encoded) */
-	uint64_t seen_bytes, seen_keys;
+	uint64_t seen_bytes, seen_keys, seen_patches;
 
 	/* control thread only */
 	GCancellable *cancel; /* this attempt's set-up of the listener */
@@ -240,12 +240,13 @@ static void push(struct console *c, const struct hfe_rect *r, unsigned n)
 			draw |= overlap(&r[i], &cb);
 	if (draw)
 		cursor_draw(c, &cb);
-	hfe_stream_update_rects(c->stream, r, n, c->shadow, c->stride, HFE_FMT_XRGB8888);
-	if (draw)
-		cursor_erase(c, &cb);
+	/* Counted first: a patch frame can be out before the update returns. */
 	for (unsigned i = 0; i < n; i++)
 		px += (uint64_t)r[i].w * r[i].h;
 	atomic_fetch_add(&c->damage_px, px);
+	hfe_stream_update_rects(c->stream, r, n, c->shadow, c->stride, HFE_FMT_XRGB8888);
+	if (draw)
+		cursor_erase(c, &cb);
 }
 
 static void surface_off(struct console *c)
@@ -529,10 +530,14 @@ static void on_encoded(void *opaque)
 	hfe_stream_get_stats(c->stream, &st);
 	/* One line per access unit at debug level: what a change costs. */
 	hfe_debug("%s: encoded #%llu %s %llu bytes in %u us, damage %llu px", c->tag,
-		  (unsigned long long)st.frames_encoded, st.keyframes != c->seen_keys ? "IDR" : "P",
+		  (unsigned long long)st.frames_encoded,
+		  st.keyframes != c->seen_keys        ? "IDR"
+		  : st.frames_patched != c->seen_patches ? "patch"
+							 : "P",
 		  (unsigned long long)(st.bytes_out - c->seen_bytes), st.encode_us_last,
 		  (unsigned long long)px);
 	c->seen_keys = st.keyframes;
+	c->seen_patches = st.frames_patched;
 	c->seen_bytes = st.bytes_out;
 	if (c->q->sp.notify)
 		c->q->sp.notify(c->q->sp.opaque);
@@ -1074,12 +1079,18 @@ static void log_console_stats(struct console *c, const char *reason)
 	pthread_mutex_unlock(&c->lock);
 	hfe_stream_get_stats(c->stream, &st);
 	hfe_info("%s: detached (%s): %llu messages, %.1f MiB from QEMU, %.0f us each to take; "
-		 "%llu updates, %llu encoded (%llu coalesced), %llu IDR, %llu bytes out, "
-		 "encode max %u us",
+		 "%llu updates, %llu frames (%llu coalesced), %llu IDR, %llu patch frames "
+		 "(%.0f us each; encoder %.0f us each), %llu bytes out, max %u us",
 		 c->tag, reason, (unsigned long long)msgs, bytes / 1048576.0,
 		 msgs ? (double)busy / (double)msgs : 0.0,
 		 (unsigned long long)st.updates, (unsigned long long)st.frames_encoded,
 		 (unsigned long long)st.updates_coalesced, (unsigned long long)st.keyframes,
+		 (unsigned long long)st.frames_patched,
+		 st.frames_patched ? (double)st.patch_us_total / (double)st.frames_patched : 0.0,
+		 st.frames_encoded > st.frames_patched
+			 ? (double)st.encoder_us_total /
+				   (double)(st.frames_encoded - st.frames_patched)
+			 : 0.0,
 		 (unsigned long long)st.bytes_out, st.encode_us_max);
 }
 

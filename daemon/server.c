@@ -269,7 +269,8 @@ static int setup_test_scanouts(struct server *srv)
 	for (unsigned i = 0; i < cfg->n_test_scanouts; i++) {
 		const struct hfe_test_scanout *t = &cfg->test_scanouts[i];
 		struct hfe_stream_params sp = { .enc = cfg->host.enc, .max_fps = cfg->max_fps,
-						.notify = wake_loop, .opaque = srv };
+						.notify = wake_loop, .opaque = srv,
+						.no_patch_frames = cfg->no_patch_frames };
 		struct hfe_stream *st = hfe_stream_new(&sp, &err);
 		if (!st) {
 			hfe_error("test scanout %u: %s", t->id, err.msg);
@@ -320,7 +321,8 @@ static int setup_vms(struct server *srv)
 			.n_consoles = vm->n_consoles, .max_width = cfg->host.limits.max_width,
 			.max_height = cfg->host.limits.max_height,
 			.stream = { .enc = cfg->host.enc, .max_fps = cfg->max_fps,
-				    .notify = wake_loop, .opaque = srv },
+				    .notify = wake_loop, .opaque = srv,
+				    .no_patch_frames = cfg->no_patch_frames },
 		};
 		struct hfe_err err;
 

@@ -40,6 +40,7 @@ struct hfe_server_config {
 	struct hfe_test_scanout test_scanouts[HFE_MAX_SCANOUTS];
 	unsigned n_test_scanouts;
 	uint32_t max_fps; /* scanout streams: encode at most this often */
+	bool no_patch_frames; /* scanout streams: every change through the encoder */
 };
 
 void hfe_server_config_default(struct hfe_server_config *cfg);

@@ -82,6 +82,9 @@ void hfe_host_free(struct hfe_host *h)
 		return;
 	hfe_hub_free(h->hub);
 	free(h);
+	/* Closed peers' encoders may still be finishing a frame; their release
+	 * callbacks belong to our owner, who is about to go. */
+	hfe_session_wait_detached();
 }
 
 struct hfe_hub *hfe_host_hub(struct hfe_host *h) { return h->hub; }
@@ -113,7 +116,9 @@ void hfe_peer_free(struct hfe_peer *p, const char *reason)
 	if (!p)
 		return;
 	hfe_hub_drop_conn(p->host->hub, p->conn);
-	hfe_session_free(p->session); /* joins the worker before the conn goes */
+	/* The conn holds no pixels of the session's jobs (payloads are taken),
+	 * so the worker may finish its current encode after we are gone. */
+	hfe_session_detach(p->session);
 	hfe_info("%s closed: %s; %llu frames replied, %llu bytes in, %llu out", p->name,
 		 reason ? reason : "closed", (unsigned long long)p->frames_out,
 		 (unsigned long long)hfe_conn_bytes_received(p->conn),

@@ -56,6 +56,7 @@ struct hfe_session {
 	unsigned working; /* jobs taken by the worker and not yet turned into results */
 	struct hfe_stats stats;
 	uint64_t encode_us_total;
+	bool detached; /* the owner let go: the worker frees the session */
 
 	/* worker only */
 	const struct hfe_encoder_ops *ops;
@@ -69,7 +70,20 @@ struct hfe_session {
 	int64_t next_index;
 };
 
+/* Detached sessions still running (hfe_session_wait_detached). */
+static pthread_mutex_t detached_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t detached_cond = PTHREAD_COND_INITIALIZER;
+static unsigned detached_live;
+
 /* ---- results (worker side) ---- */
+
+/* Tell the owner a result or a free slot is there (lock held, so that once
+ * hfe_session_detach has set stop no notify can still be on its way). */
+static void notify_locked(struct hfe_session *s)
+{
+	if (s->p.notify && !s->w.stop)
+		s->p.notify(s->p.opaque);
+}
 
 /* Publish a result for a job the worker had taken; the job leaves `working`
  * and enters `results` atomically so the in-flight count never dips. */
@@ -80,9 +94,8 @@ static void push_result(struct hfe_session *s, const struct hfe_session_result *
 	s->results[(s->res_head + s->res_count) % RING] = *r;
 	s->res_count++;
 	s->working--;
+	notify_locked(s);
 	pthread_mutex_unlock(&s->w.lock);
-	if (s->p.notify)
-		s->p.notify(s->p.opaque);
 }
 
 static void push_error(struct hfe_session *s, uint16_t sid, int32_t code, const char *msg)
@@ -268,10 +281,9 @@ static void do_config(struct hfe_session *s, struct job *j)
 	if (!j->reply) {
 		pthread_mutex_lock(&s->w.lock);
 		s->working--;
-		pthread_mutex_unlock(&s->w.lock);
 		/* No result, but a slot freed: the owner may be waiting for room. */
-		if (s->p.notify)
-			s->p.notify(s->p.opaque);
+		notify_locked(s);
+		pthread_mutex_unlock(&s->w.lock);
 		return;
 	}
 	struct hfe_session_result r = { .kind = HFE_RESULT_CONFIG, .session_id = j->session_id };
@@ -286,6 +298,24 @@ static void do_config(struct hfe_session *s, struct job *j)
 	snprintf(r.config.encoder, sizeof(r.config.encoder), "%s",
 		 s->enc ? s->ops->name(s->enc) : s->want.name);
 	push_result(s, &r);
+}
+
+/* Everything but the thread: queued jobs, results, the encoder. */
+static void destroy(struct hfe_session *s)
+{
+	for (unsigned i = 0; i < s->job_count; i++) {
+		struct job *j = &s->jobs[(s->job_head + i) % RING];
+		if (j->release)
+			j->release(j->opaque);
+	}
+	for (unsigned i = 0; i < s->res_count; i++)
+		hfe_session_result_release(&s->results[(s->res_head + i) % RING]);
+	if (s->enc)
+		s->ops->close(s->enc);
+	free(s->conv_buf);
+	pthread_cond_destroy(&s->w.cond);
+	pthread_mutex_destroy(&s->w.lock);
+	free(s);
 }
 
 static void *worker(void *arg)
@@ -322,7 +352,15 @@ static void *worker(void *arg)
 			j.release(j.opaque);
 		pthread_mutex_lock(&s->w.lock);
 	}
+	bool detached = s->detached;
 	pthread_mutex_unlock(&s->w.lock);
+	if (detached) {
+		destroy(s);
+		pthread_mutex_lock(&detached_lock);
+		detached_live--;
+		pthread_cond_broadcast(&detached_cond);
+		pthread_mutex_unlock(&detached_lock);
+	}
 	return NULL;
 }
 
@@ -356,19 +394,37 @@ void hfe_session_free(struct hfe_session *s)
 {
 	if (!s)
 		return;
-	hfe_worker_stop(&s->w);
+	pthread_mutex_lock(&s->w.lock);
+	s->w.stop = true;
+	pthread_cond_signal(&s->w.cond);
+	pthread_mutex_unlock(&s->w.lock);
+	pthread_join(s->w.thread, NULL);
+	destroy(s);
+}
 
-	for (unsigned i = 0; i < s->job_count; i++) {
-		struct job *j = &s->jobs[(s->job_head + i) % RING];
-		if (j->release)
-			j->release(j->opaque);
-	}
-	for (unsigned i = 0; i < s->res_count; i++)
-		hfe_session_result_release(&s->results[(s->res_head + i) % RING]);
-	if (s->enc)
-		s->ops->close(s->enc);
-	free(s->conv_buf);
-	free(s);
+void hfe_session_detach(struct hfe_session *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&detached_lock);
+	detached_live++;
+	pthread_mutex_unlock(&detached_lock);
+	pthread_t thread = s->w.thread;
+	pthread_mutex_lock(&s->w.lock);
+	s->w.stop = true;
+	s->detached = true;
+	pthread_cond_signal(&s->w.cond);
+	pthread_mutex_unlock(&s->w.lock);
+	/* From here on the worker owns s (it may already be gone). */
+	pthread_detach(thread);
+}
+
+void hfe_session_wait_detached(void)
+{
+	pthread_mutex_lock(&detached_lock);
+	while (detached_live)
+		pthread_cond_wait(&detached_cond, &detached_lock);
+	pthread_mutex_unlock(&detached_lock);
 }
 
 static unsigned inflight_locked(const struct hfe_session *s)

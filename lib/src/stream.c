@@ -3,11 +3,17 @@
  * Scanout stream: latest picture + accumulated damage, encoded on a worker
  * thread at its own pace. See hfe/stream.h.
  *
- * The source writes into `fb` (32-bit BGRx, host-owned) under the lock and
- * grows the damage box. The worker, also under the lock, converts just the
- * damaged box into its persistent encoder-format picture, then encodes with
- * the lock released. Sources therefore wait at most for one box conversion,
- * never for an encode.
+ * Two locks, so that the owner's event loop (a QEMU main loop) never waits
+ * for pixel work:
+ *  - fb_lock guards the pixels of `fb` (32-bit BGRx, host-owned). Sources
+ *    copy into it, the worker converts the damaged box out of it into its
+ *    persistent encoder-format picture. Sources wait at most for one box
+ *    conversion, never for an encode.
+ *  - w.lock guards the small state: damage box, flags, the output ring,
+ *    statistics. It is only ever held for a few field updates, so
+ *    hfe_stream_poll/request_keyframe/get_stats return at once.
+ * Lock order: fb_lock, then w.lock. The encoder is opened, closed and run
+ * with neither held.
  */
 #include "hfe/stream.h"
 
@@ -17,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h264_splice.h"
 #include "hfe/image.h"
 #include "hfe/log.h"
 #include "worker.h"
@@ -37,12 +44,15 @@ struct hfe_stream {
 	struct hfe_stream_params p;
 	const struct hfe_encoder_ops *ops;
 	struct hfe_worker w;
+	pthread_mutex_t fb_lock;
+
+	/* written under both locks, read under either */
+	uint8_t *fb; /* pixels under fb_lock */
+	uint32_t fb_stride, width, height;
 
 	/* under w.lock */
 	bool active;
 	bool resized; /* size changed since the worker last looked */
-	uint8_t *fb;
-	uint32_t fb_stride, width, height;
 	struct box damage;
 	bool damaged;
 	int64_t damage_ns; /* time of the first damage not yet encoded */
@@ -62,6 +72,15 @@ struct hfe_stream {
 	struct hfe_image pic_img;
 	int64_t index;
 	uint64_t last_encode_ns;
+	/* patch frames (h264_splice.h); splice NULL = every change is encoded */
+	struct h264_splicer *splice;
+	uint8_t *mb_changed; /* macroblocks changed since the encoder's last frame */
+	uint32_t mb_w, mb_h, mb_changed_count, patch_max_mbs;
+	uint8_t *ref_pic;  /* the picture as of the encoder's last frame (pic layout) */
+	struct hfe_image ref_img;
+	struct box ref_stale; /* where pic may differ from ref_pic */
+	bool ref_stale_set;
+	int64_t enc_inflight; /* frames inside the encoder: no patch may overtake them */
 };
 
 /* ---- access units ---- */
@@ -102,8 +121,9 @@ int hfe_stream_resize(struct hfe_stream *s, uint32_t width, uint32_t height, str
 			    height);
 		return -1;
 	}
+	pthread_mutex_lock(&s->fb_lock);
 	pthread_mutex_lock(&s->w.lock);
-	free(s->fb);
+	uint8_t *old = s->fb;
 	s->fb = fb;
 	s->fb_stride = stride;
 	s->width = ew;
@@ -118,6 +138,8 @@ int hfe_stream_resize(struct hfe_stream *s, uint32_t width, uint32_t height, str
 	s->want_idr = true;
 	pthread_cond_signal(&s->w.cond);
 	pthread_mutex_unlock(&s->w.lock);
+	pthread_mutex_unlock(&s->fb_lock);
+	free(old);
 	return 0;
 }
 
@@ -147,33 +169,44 @@ static bool rgb32(uint32_t format)
 	       format == HFE_FMT_XBGR8888 || format == HFE_FMT_ABGR8888;
 }
 
-/* Copy one rectangle into fb and grow the damage box (lock held). */
-static void update_locked(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
-			  const uint8_t *pixels, uint32_t stride, uint32_t format)
+/* Copy one rectangle into fb (fb_lock held). Returns false when nothing of
+ * it is on the surface; else *out is the clipped rectangle. */
+static bool copy_locked(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
+			const uint8_t *pixels, uint32_t stride, uint32_t format, struct box *out)
 {
 	if (!s->fb || x >= s->width || y >= s->height || !w || !h)
-		return;
+		return false;
 	if (w > s->width - x)
 		w = s->width - x;
 	if (h > s->height - y)
 		h = s->height - y;
 	copy_rows(s->fb + (size_t)y * s->fb_stride + (size_t)x * 4, s->fb_stride, pixels, stride, w,
 		  h, format);
-	s->blank = false;
+	*out = (struct box){ x, y, x + w, y + h };
+	return true;
+}
 
-	struct box *d = &s->damage;
-	if (!s->damaged) {
-		*d = (struct box){ x, y, x + w, y + h };
-		s->damage_ns = (int64_t)hfe_mono_ns();
-		s->damaged = true;
-	} else {
+/* Grow the damage box by rectangles already copied (w.lock held). */
+static void damage_locked(struct hfe_stream *s, const struct box *b, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct box *d = &s->damage;
+		s->blank = false;
+		s->stats.updates++;
+		if (!s->damaged) {
+			*d = b[i];
+			s->damage_ns = (int64_t)hfe_mono_ns();
+			s->damaged = true;
+			continue;
+		}
 		s->stats.updates_coalesced++;
-		d->x0 = x < d->x0 ? x : d->x0;
-		d->y0 = y < d->y0 ? y : d->y0;
-		d->x1 = x + w > d->x1 ? x + w : d->x1;
-		d->y1 = y + h > d->y1 ? y + h : d->y1;
+		d->x0 = b[i].x0 < d->x0 ? b[i].x0 : d->x0;
+		d->y0 = b[i].y0 < d->y0 ? b[i].y0 : d->y0;
+		d->x1 = b[i].x1 > d->x1 ? b[i].x1 : d->x1;
+		d->y1 = b[i].y1 > d->y1 ? b[i].y1 : d->y1;
 	}
-	s->stats.updates++;
+	if (n)
+		pthread_cond_signal(&s->w.cond);
 }
 
 void hfe_stream_update(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
@@ -181,10 +214,14 @@ void hfe_stream_update(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t w,
 {
 	if (!rgb32(format))
 		return;
-	pthread_mutex_lock(&s->w.lock);
-	update_locked(s, x, y, w, h, pixels, stride, format);
-	pthread_cond_signal(&s->w.cond);
-	pthread_mutex_unlock(&s->w.lock);
+	struct box b;
+	pthread_mutex_lock(&s->fb_lock);
+	if (copy_locked(s, x, y, w, h, pixels, stride, format, &b)) {
+		pthread_mutex_lock(&s->w.lock);
+		damage_locked(s, &b, 1);
+		pthread_mutex_unlock(&s->w.lock);
+	}
+	pthread_mutex_unlock(&s->fb_lock);
 }
 
 void hfe_stream_update_rects(struct hfe_stream *s, const struct hfe_rect *rects, unsigned n,
@@ -192,16 +229,30 @@ void hfe_stream_update_rects(struct hfe_stream *s, const struct hfe_rect *rects,
 {
 	if (!rgb32(format))
 		return;
-	pthread_mutex_lock(&s->w.lock);
+	struct box boxes[16];
+	unsigned nb = 0;
+	pthread_mutex_lock(&s->fb_lock);
 	for (unsigned i = 0; i < n; i++) {
 		const struct hfe_rect *r = &rects[i];
 		if (r->x >= s->width || r->y >= s->height)
 			continue;
-		update_locked(s, r->x, r->y, r->w, r->h,
-			      surface + (size_t)r->y * stride + (size_t)r->x * 4, stride, format);
+		struct box b;
+		if (!copy_locked(s, r->x, r->y, r->w, r->h,
+				 surface + (size_t)r->y * stride + (size_t)r->x * 4, stride, format,
+				 &b))
+			continue;
+		if (nb == 16) { /* report in batches; still one encode sees them all */
+			pthread_mutex_lock(&s->w.lock);
+			damage_locked(s, boxes, nb);
+			pthread_mutex_unlock(&s->w.lock);
+			nb = 0;
+		}
+		boxes[nb++] = b;
 	}
-	pthread_cond_signal(&s->w.cond);
+	pthread_mutex_lock(&s->w.lock);
+	damage_locked(s, boxes, nb);
 	pthread_mutex_unlock(&s->w.lock);
+	pthread_mutex_unlock(&s->fb_lock);
 }
 
 void hfe_stream_disable(struct hfe_stream *s)
@@ -261,8 +312,8 @@ void hfe_stream_get_stats(struct hfe_stream *s, struct hfe_stream_stats *st)
 
 /* ---- worker ---- */
 
-/* Convert the damaged box of fb into the encoder picture (lock held). The
- * box is widened to even coordinates so chroma stays aligned. */
+/* Convert the damaged box of fb into the encoder picture (fb_lock held).
+ * The box is widened to even coordinates so chroma stays aligned. */
 static void convert_damage(struct hfe_stream *s, struct box d)
 {
 	d.x0 &= ~1u;
@@ -273,6 +324,8 @@ static void convert_damage(struct hfe_stream *s, struct box d)
 		d.x1 = s->enc_w;
 	if (d.y1 > s->enc_h)
 		d.y1 = s->enc_h;
+	if (d.x0 >= d.x1 || d.y0 >= d.y1)
+		return;
 
 	struct hfe_image src = {
 		.format = HFE_FMT_XRGB8888,
@@ -294,6 +347,161 @@ static void convert_damage(struct hfe_stream *s, struct box d)
 	hfe_convert(&src, &dst);
 }
 
+/*
+ * Patch frames: a change no bigger than what an average frame may cost at
+ * the configured bitrate and frame rate (raw macroblocks are 384 bytes each)
+ * goes out as a patch frame instead of an encoder run. Changes accumulate
+ * until the encoder's next frame (patches are non-reference: each carries
+ * every change since that frame), so steady changes soon pass the limit and
+ * go to the encoder, which keeps the stream near its bitrate.
+ */
+static void setup_patches(struct hfe_stream *s, uint32_t w, uint32_t h)
+{
+	h264_splicer_free(s->splice);
+	s->splice = NULL;
+	free(s->mb_changed);
+	s->mb_changed = NULL;
+	free(s->ref_pic);
+	s->ref_pic = NULL;
+	if (s->p.no_patch_frames || hfe_encoder_codec(s->p.enc.name) != HFE_CODEC_H264)
+		return;
+	s->mb_w = (w + 15) / 16;
+	s->mb_h = (h + 15) / 16;
+	uint32_t mbs = s->mb_w * s->mb_h;
+	uint64_t bitrate = s->p.enc.bitrate ? s->p.enc.bitrate : 4000000u;
+	uint64_t fps_num = s->p.enc.fps_num ? s->p.enc.fps_num : 30;
+	uint64_t fps_den = s->p.enc.fps_den ? s->p.enc.fps_den : 1;
+	uint64_t per_frame = bitrate * fps_den / 8 / fps_num / 384;
+	uint32_t cap = mbs / 4 > 16 ? mbs / 4 : 16;
+	s->patch_max_mbs = per_frame < 16 ? 16 : per_frame > cap ? cap : (uint32_t)per_frame;
+	s->mb_changed = calloc(mbs, 1);
+	size_t pic_size = (size_t)s->pic_img.stride[0] * h * 3 / 2;
+	s->ref_pic = aligned_alloc(64, (pic_size + 63) & ~(size_t)63);
+	if (s->mb_changed && s->ref_pic) {
+		hfe_image_wrap(&s->ref_img, s->enc_fmt, w, h, s->pic_img.stride[0], s->ref_pic);
+		s->splice = h264_splicer_new();
+	}
+	s->mb_changed_count = 0;
+	s->ref_stale = (struct box){ 0, 0, w, h };
+	s->ref_stale_set = true;
+}
+
+/* Rows [y0, y0 + h) x columns [x0, x0 + w) of one plane: same bytes? */
+static bool same_block(const uint8_t *a, const uint8_t *b, size_t stride, uint32_t x0, uint32_t y0,
+		       uint32_t w, uint32_t h)
+{
+	for (uint32_t y = y0; y < y0 + h; y++)
+		if (memcmp(a + y * stride + x0, b + y * stride + x0, w))
+			return false;
+	return true;
+}
+
+/* Has macroblock (mx, my) of pic changed since the encoder's last frame? */
+static bool mb_differs(const struct hfe_stream *s, uint32_t mx, uint32_t my)
+{
+	const struct hfe_image *a = &s->pic_img, *b = &s->ref_img;
+	uint32_t x0 = mx * 16, y0 = my * 16;
+	uint32_t w = x0 + 16 <= a->width ? 16 : a->width - x0;
+	uint32_t h = y0 + 16 <= a->height ? 16 : a->height - y0;
+	if (!same_block(a->plane[0], b->plane[0], a->stride[0], x0, y0, w, h))
+		return true;
+	if (a->format == HFE_FMT_NV12)
+		return !same_block(a->plane[1], b->plane[1], a->stride[1], x0, y0 / 2, (w + 1) & ~1u,
+				   (h + 1) / 2);
+	for (int p = 1; p < 3; p++)
+		if (!same_block(a->plane[p], b->plane[p], a->stride[p], x0 / 2, y0 / 2, (w + 1) / 2,
+				(h + 1) / 2))
+			return true;
+	return false;
+}
+
+/* Re-evaluate the macroblocks of a damaged box against the encoder's last
+ * picture (damage reports are often bigger than the change: fbdev reports
+ * whole rows, some guests redraw unchanged pixels). False once more have
+ * changed since that frame than a patch frame may carry. */
+static bool mark_changed(struct hfe_stream *s, struct box d)
+{
+	uint32_t mx0 = d.x0 / 16, my0 = d.y0 / 16;
+	uint32_t mx1 = (d.x1 + 15) / 16, my1 = (d.y1 + 15) / 16;
+	if (mx1 > s->mb_w)
+		mx1 = s->mb_w;
+	if (my1 > s->mb_h)
+		my1 = s->mb_h;
+	for (uint32_t my = my0; my < my1; my++) {
+		uint8_t *row = s->mb_changed + (size_t)my * s->mb_w;
+		for (uint32_t mx = mx0; mx < mx1; mx++) {
+			uint8_t now = mb_differs(s, mx, my);
+			s->mb_changed_count += (uint32_t)now - row[mx];
+			row[mx] = now;
+		}
+	}
+	return s->mb_changed_count <= s->patch_max_mbs;
+}
+
+/* After an encoder frame: ref_pic catches up with pic where they may differ. */
+static void ref_catch_up(struct hfe_stream *s)
+{
+	if (!s->ref_stale_set)
+		return;
+	struct box d = s->ref_stale;
+	const struct hfe_image *a = &s->pic_img, *b = &s->ref_img;
+	d.x0 &= ~1u;
+	d.y0 &= ~1u;
+	d.x1 = d.x1 + 1 < a->width ? (d.x1 + 1) & ~1u : a->width;
+	d.y1 = d.y1 + 1 < a->height ? (d.y1 + 1) & ~1u : a->height;
+	for (uint32_t y = d.y0; y < d.y1; y++)
+		memcpy(b->plane[0] + (size_t)y * b->stride[0] + d.x0,
+		       a->plane[0] + (size_t)y * a->stride[0] + d.x0, d.x1 - d.x0);
+	for (uint32_t y = d.y0 / 2; y < (d.y1 + 1) / 2; y++) {
+		if (a->format == HFE_FMT_NV12) {
+			memcpy(b->plane[1] + (size_t)y * b->stride[1] + d.x0,
+			       a->plane[1] + (size_t)y * a->stride[1] + d.x0, d.x1 - d.x0);
+			continue;
+		}
+		for (int p = 1; p < 3; p++)
+			memcpy(b->plane[p] + (size_t)y * b->stride[p] + d.x0 / 2,
+			       a->plane[p] + (size_t)y * a->stride[p] + d.x0 / 2,
+			       (d.x1 - d.x0 + 1) / 2);
+	}
+	s->ref_stale_set = false;
+}
+
+static void grow_box(struct box *b, bool *set, struct box d)
+{
+	if (!*set) {
+		*b = d;
+		*set = true;
+		return;
+	}
+	b->x0 = d.x0 < b->x0 ? d.x0 : b->x0;
+	b->y0 = d.y0 < b->y0 ? d.y0 : b->y0;
+	b->x1 = d.x1 > b->x1 ? d.x1 : b->x1;
+	b->y1 = d.y1 > b->y1 ? d.y1 : b->y1;
+}
+
+static void publish(struct hfe_stream *s, struct hfe_packet *pkt, int64_t damage_ns,
+		    uint64_t encode_us, bool patch);
+
+/* Send the change as a patch frame if it is small enough. */
+static bool try_patch(struct hfe_stream *s, bool idr, bool damaged, struct box damage,
+		      int64_t damage_ns)
+{
+	uint32_t mb_w, mb_h;
+	if (s->splice && damaged)
+		grow_box(&s->ref_stale, &s->ref_stale_set, damage);
+	if (!s->splice || idr || !damaged || s->enc_inflight ||
+	    !h264_splicer_can_patch(s->splice, &mb_w, &mb_h) ||
+	    mb_w != s->mb_w || mb_h != s->mb_h || !mark_changed(s, damage))
+		return false;
+	uint64_t t0 = hfe_mono_ns();
+	struct hfe_packet pkt;
+	if (h264_splice_patch(s->splice, &s->pic_img, s->mb_changed, &pkt) < 0)
+		return false;
+	publish(s, &pkt, damage_ns, (hfe_mono_ns() - t0) / 1000u, true);
+	return true;
+}
+
+/* Worker only, no lock held: opening x264 takes milliseconds. */
 static int reopen_encoder(struct hfe_stream *s, uint32_t w, uint32_t h)
 {
 	struct hfe_err err;
@@ -312,6 +520,7 @@ static int reopen_encoder(struct hfe_stream *s, uint32_t w, uint32_t h)
 	s->enc_w = w;
 	s->enc_h = h;
 	s->enc_fmt = s->ops->input_format(s->enc);
+	s->enc_inflight = 0;
 	uint32_t stride = (w + 63u) & ~63u;
 	free(s->pic);
 	s->pic = aligned_alloc(64, ((size_t)stride * h * 3 / 2 + 63) & ~(size_t)63);
@@ -321,12 +530,14 @@ static int reopen_encoder(struct hfe_stream *s, uint32_t w, uint32_t h)
 		return -1;
 	}
 	hfe_image_wrap(&s->pic_img, s->enc_fmt, w, h, stride, s->pic);
-	hfe_info("scanout stream: %s %ux%u, max %u fps", s->ops->name(s->enc), w, h, s->p.max_fps);
+	setup_patches(s, w, h);
+	hfe_info("scanout stream: %s %ux%u, max %u fps%s", s->ops->name(s->enc), w, h,
+		 s->p.max_fps, s->splice ? ", patch frames for small changes" : "");
 	return 0;
 }
 
 static void publish(struct hfe_stream *s, struct hfe_packet *pkt, int64_t damage_ns,
-		    uint64_t encode_us)
+		    uint64_t encode_us, bool patch)
 {
 	struct au_box *b = calloc(1, sizeof(*b));
 	if (!b) {
@@ -368,9 +579,40 @@ static void publish(struct hfe_stream *s, struct hfe_packet *pkt, int64_t damage
 	s->stats.encode_us_last = (uint32_t)encode_us;
 	if (encode_us > s->stats.encode_us_max)
 		s->stats.encode_us_max = (uint32_t)encode_us;
+	s->stats.frames_patched += patch;
+	if (patch)
+		s->stats.patch_us_total += encode_us;
+	else
+		s->stats.encoder_us_total += encode_us;
 	pthread_mutex_unlock(&s->w.lock);
 	if (s->p.notify)
 		s->p.notify(s->p.opaque);
+}
+
+/* An encoder run; its output passes the splicer. */
+static void encode(struct hfe_stream *s, bool idr, int64_t damage_ns, uint64_t t0)
+{
+	struct hfe_err err;
+	if (s->splice) { /* the encoder's frame carries every change so far */
+		memset(s->mb_changed, 0, (size_t)s->mb_w * s->mb_h);
+		s->mb_changed_count = 0;
+		ref_catch_up(s);
+	}
+	if (s->ops->encode(s->enc, &s->pic_img, s->index++, idr, &err) < 0) {
+		hfe_warn("scanout stream: encode failed: %s", err.msg);
+		return;
+	}
+	s->enc_inflight++;
+	struct hfe_packet pkt;
+	while (s->ops->receive(s->enc, &pkt, &err) == 1) {
+		s->enc_inflight--;
+		if (s->splice && h264_splice_encoder_au(s->splice, &pkt) < 0) {
+			hfe_packet_release(&pkt);
+			hfe_warn("scanout stream: out of memory");
+			continue;
+		}
+		publish(s, &pkt, damage_ns, (hfe_mono_ns() - t0) / 1000u, false);
+	}
 }
 
 static void *worker(void *arg)
@@ -396,32 +638,44 @@ static void *worker(void *arg)
 		if (s->resized || !s->enc) {
 			s->resized = false;
 			uint32_t w = s->width, h = s->height;
-			if (reopen_encoder(s, w, h) < 0) {
+			pthread_mutex_unlock(&s->w.lock);
+			int rc = reopen_encoder(s, w, h);
+			pthread_mutex_lock(&s->w.lock);
+			if (rc < 0) {
 				s->active = false; /* until the next resize */
 				continue;
 			}
+			if (s->resized)
+				continue; /* resized again meanwhile: start over */
 			s->damage = (struct box){ 0, 0, w, h };
 			s->damaged = true;
 			s->want_idr = true;
 		}
-		bool idr = s->want_idr;
-		int64_t damage_ns = s->damaged ? s->damage_ns : (int64_t)now;
-		if (s->damaged)
-			convert_damage(s, s->damage);
+		bool idr = s->want_idr, damaged = s->damaged;
+		struct box damage = s->damage;
+		int64_t damage_ns = damaged ? s->damage_ns : (int64_t)now;
 		s->damaged = false;
 		s->want_idr = false;
 		pthread_mutex_unlock(&s->w.lock);
 
-		struct hfe_err err;
+		/* Sources may add damage meanwhile: it is encoded next time. A
+		 * resize meanwhile means this picture is stale: skip it. */
+		bool stale = false;
+		pthread_mutex_lock(&s->fb_lock);
+		if (s->width != s->enc_w || s->height != s->enc_h || !s->fb)
+			stale = true;
+		else if (damaged)
+			convert_damage(s, damage);
+		pthread_mutex_unlock(&s->fb_lock);
+		if (stale) {
+			pthread_mutex_lock(&s->w.lock);
+			continue;
+		}
+
 		uint64_t t0 = hfe_mono_ns();
 		s->last_encode_ns = t0;
-		if (s->ops->encode(s->enc, &s->pic_img, s->index++, idr, &err) < 0) {
-			hfe_warn("scanout stream: encode failed: %s", err.msg);
-		} else {
-			struct hfe_packet pkt;
-			while (s->ops->receive(s->enc, &pkt, &err) == 1)
-				publish(s, &pkt, damage_ns, (hfe_mono_ns() - t0) / 1000u);
-		}
+		if (!try_patch(s, idr, damaged, damage, damage_ns))
+			encode(s, idr, damage_ns, t0);
 		pthread_mutex_lock(&s->w.lock);
 	}
 	pthread_mutex_unlock(&s->w.lock);
@@ -441,7 +695,9 @@ struct hfe_stream *hfe_stream_new(const struct hfe_stream_params *p, struct hfe_
 	}
 	s->p = *p;
 	s->ops = p->ops ? p->ops : &hfe_encoder_lavc;
+	pthread_mutex_init(&s->fb_lock, NULL);
 	if (hfe_worker_start(&s->w, worker, s, "stream", err) < 0) {
+		pthread_mutex_destroy(&s->fb_lock);
 		free(s);
 		return NULL;
 	}
@@ -460,7 +716,11 @@ void hfe_stream_free(struct hfe_stream *s)
 	}
 	if (s->enc)
 		s->ops->close(s->enc);
+	h264_splicer_free(s->splice);
+	free(s->mb_changed);
+	free(s->ref_pic);
 	free(s->pic);
 	free(s->fb);
+	pthread_mutex_destroy(&s->fb_lock);
 	free(s);
 }

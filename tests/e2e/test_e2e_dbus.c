@@ -12,8 +12,9 @@
  *     full changes, then a small moving box, then a static hold. Checked:
  *     every AU decodes at the screen's size; each drawn frame arrives once,
  *     in order, with PSNR >= 35 dB against the expected picture; no AU and
- *     ~no daemon CPU while the screen is static; what a small change costs
- *     against a full one (damage volume, encode time, daemon CPU per frame);
+ *     ~no daemon CPU while the screen is static; that a small change costs
+ *     far less than a full one (damage volume; patch frames instead of
+ *     encoder runs: encode time and daemon CPU per frame);
  *     isolation (VM2's channel gets nothing of VM1, the default listener
  *     serves no scanout).
  *  2. QEMU restarts on the same QMP socket: the daemon reattaches. The guest
@@ -230,7 +231,7 @@ static bool wait_log(const char *path, long from, const char *s, int n, int time
 
 /* One line per access unit, from the D-Bus source's debug log. */
 struct enc {
-	bool idr;
+	bool idr, patch;
 	unsigned long long bytes, px;
 	unsigned us;
 };
@@ -247,6 +248,7 @@ static int parse_encodes(const char *text, struct enc *out, int max)
 		if (sscanf(p + sizeof(key) - 1, "%llu %7s %llu bytes in %u us, damage %llu px", &seq,
 			   type, &out[n].bytes, &out[n].us, &out[n].px) == 5) {
 			out[n].idr = !strcmp(type, "IDR");
+			out[n].patch = !strcmp(type, "patch");
 			n++;
 		}
 	}
@@ -472,7 +474,7 @@ static void check_costs(const char *log_text, double cpu_full, double cpu_small)
 {
 	struct enc *enc = calloc(4096, sizeof(*enc));
 	double full_us[512], small_us[512], full_px[512], small_px[512];
-	int nf = 0, ns = 0, n;
+	int nf = 0, ns = 0, n, patches = 0;
 
 	REQUIRE(enc);
 	n = parse_encodes(log_text, enc, 4096);
@@ -486,6 +488,7 @@ static void check_costs(const char *log_text, double cpu_full, double cpu_small)
 			   ns < 512) {
 			small_us[ns] = enc[i].us;
 			small_px[ns++] = (double)enc[i].px;
+			patches += enc[i].patch;
 		}
 	}
 	CHECKF(nf >= N_FULL - 1, "only %d full-screen encodes in the daemon's log", nf);
@@ -495,18 +498,20 @@ static void check_costs(const char *log_text, double cpu_full, double cpu_small)
 
 	printf("cost of a change (medians): full screen %.0f px from QEMU, encode %.0f us, daemon "
 	       "CPU %.1f ms/frame; small box %.0f px (%.1f %%), encode %.0f us (%.0f %%), daemon "
-	       "CPU %.1f ms/frame (%.0f %%)\n",
+	       "CPU %.1f ms/frame (%.0f %%); %d of %d small changes sent as patch frames\n",
 	       fp, fu, cpu_full, sp, 100 * sp / fp, su, 100 * su / fu, cpu_small,
-	       100 * cpu_small / cpu_full);
+	       100 * cpu_small / cpu_full, patches, ns);
 	/* What is copied over D-Bus, into the stream and converted is the damage. */
 	CHECKF(sp <= 0.15 * fp, "a small change moves %.0f px, a full one %.0f", sp, fp);
-	/* Not asserted: encode_us. x264 encodes whole frames, so a frame with a
-	 * few changed macroblocks costs most of a fully changed one (docs/
-	 * architecture.md), and encode_us is wall time, which the load of a
-	 * shared 2-core machine swings by 2x. The daemon's CPU time per frame
-	 * (everything: D-Bus, copies, conversion, encode) must not be higher. */
-	CHECKF(cpu_small <= 1.25 * cpu_full, "daemon CPU per small change %.1f ms, per full %.1f ms",
-	       cpu_small, cpu_full);
+	/* Small changes skip the encoder (patch frames; the dirty band of the
+	 * fbdev is full-width, so now and then the changes add up past the
+	 * limit and the encoder runs): far less time per change. encode_us is
+	 * wall time on a shared 2-core machine, hence the margins (seen: ~7 %
+	 * and ~22 %). */
+	CHECKF(patches >= ns / 2, "only %d of %d small changes were patch frames", patches, ns);
+	CHECKF(su <= 0.25 * fu, "a small change took %.0f us to encode, a full one %.0f us", su, fu);
+	CHECKF(cpu_small <= 0.6 * cpu_full,
+	       "daemon CPU per small change %.1f ms, per full %.1f ms", cpu_small, cpu_full);
 	free(enc);
 }
 

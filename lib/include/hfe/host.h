@@ -59,7 +59,8 @@ struct hfe_host;
 struct hfe_peer;
 
 struct hfe_host *hfe_host_new(const struct hfe_host_config *cfg);
-/* All peers must have been freed. */
+/* All peers must have been freed. Waits until the encoders of closed peers
+ * have finished their last frame (hfe_peer_free does not wait). */
 void hfe_host_free(struct hfe_host *h);
 /* Scanouts this host serves (add streams to it). */
 struct hfe_hub *hfe_host_hub(struct hfe_host *h);
@@ -70,7 +71,8 @@ void hfe_host_stop(struct hfe_host *h);
 
 /* A new connection; `name` is for logs. NULL on allocation failure. */
 struct hfe_peer *hfe_peer_new(struct hfe_host *h, const char *name, uint64_t now_ms);
-/* Logs the reason with the peer's counters. */
+/* Logs the reason with the peer's counters. Returns at once: an encode in
+ * progress finishes on its worker thread, which then frees itself. */
 void hfe_peer_free(struct hfe_peer *p, const char *reason);
 const char *hfe_peer_name(const struct hfe_peer *p);
 /* Refuse it at once (too many peers): queues ERROR BUSY; then close after

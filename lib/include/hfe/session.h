@@ -47,8 +47,19 @@ struct hfe_session_result {
 struct hfe_session;
 
 struct hfe_session *hfe_session_new(const struct hfe_session_params *p, struct hfe_err *err);
-/* Stops the worker after its current job; queued jobs and results are freed. */
+/* Stops the worker after its current job (waits for it); queued jobs and
+ * results are freed. */
 void hfe_session_free(struct hfe_session *s);
+/* The same without waiting, for event loops that must not block (a QEMU main
+ * loop; the worker may be in the middle of a 10 ms encode): the worker
+ * finishes its current job, then frees the session itself. Release callbacks
+ * of queued frames still run (on the worker thread); notify is never called
+ * again once this returns. Every submitted frame must have a release callback
+ * (pixels the caller frees right after this call would still be read). */
+void hfe_session_detach(struct hfe_session *s);
+/* Block until every detached session has freed itself (before exit, or
+ * before unloading the code that owns the release callbacks). */
+void hfe_session_wait_detached(void);
 
 bool hfe_session_can_submit(struct hfe_session *s);
 /* Jobs queued, being encoded, or finished and not yet collected. */

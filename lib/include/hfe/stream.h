@@ -30,6 +30,9 @@ struct hfe_stream_params {
 	uint32_t max_fps;                  /* pacing cap, 1..240 */
 	void (*notify)(void *opaque);      /* an access unit is ready (worker thread) */
 	void *opaque;
+	/* Small changes are normally sent as patch frames (see h264 splicing
+	 * in docs/architecture.md): no encoder run. true = always encode. */
+	bool no_patch_frames;
 };
 
 /* An encoded access unit, shared by every subscriber it is sent to. */
@@ -50,7 +53,9 @@ struct hfe_stream_stats {
 	uint64_t keyframes;
 	uint64_t frames_dropped; /* encoded but not collected in time (owner too slow) */
 	uint64_t bytes_out;
-	uint32_t encode_us_last, encode_us_max;
+	uint32_t encode_us_last, encode_us_max; /* encoder runs and patch frames */
+	uint64_t frames_patched; /* of frames_encoded: patch frames, no encoder run */
+	uint64_t patch_us_total, encoder_us_total; /* time spent building each kind */
 };
 
 struct hfe_stream;

@@ -1,0 +1,541 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * H.264 patch frames between encoder frames. See h264_splice.h; syntax
+ * element names below are those of ITU-T H.264 (7.3.2.1 SPS, 7.3.2.2 PPS,
+ * 7.3.3 slice header, 7.3.4 slice data, 7.3.5 macroblock layer).
+ */
+#include "h264_splice.h"
+
+#include <libavcodec/avcodec.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POC_LSB_BITS 16 /* log2_max_pic_order_cnt_lsb written into the SPS */
+#define MB_TYPE_P_I_PCM 30 /* I_PCM (25) after the 5 P macroblock types */
+
+enum { NAL_SLICE = 1, NAL_IDR = 5, NAL_SPS = 7, NAL_PPS = 8 };
+
+/* ---- bits out ---- */
+
+struct bw {
+	uint8_t *buf;
+	size_t cap, len;
+	uint64_t acc;  /* pending bits, the newest in the low end */
+	unsigned nacc; /* how many (< 8 between calls) */
+	bool oom;
+};
+
+static void bw_byte(struct bw *w, uint8_t b)
+{
+	if (w->len == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 256;
+		uint8_t *n = realloc(w->buf, cap);
+		if (!n) {
+			w->oom = true;
+			return;
+		}
+		w->buf = n;
+		w->cap = cap;
+	}
+	w->buf[w->len++] = b;
+}
+
+static void bw_bits(struct bw *w, unsigned n, uint32_t v)
+{
+	while (n) {
+		unsigned k = n > 24 ? 24 : n;
+		n -= k;
+		w->acc = (w->acc << k) | ((v >> n) & ((1u << k) - 1));
+		w->nacc += k;
+		while (w->nacc >= 8) {
+			w->nacc -= 8;
+			bw_byte(w, (uint8_t)(w->acc >> w->nacc));
+		}
+	}
+}
+
+static void bw_ue(struct bw *w, uint32_t v)
+{
+	uint64_t x = (uint64_t)v + 1;
+	unsigned len = 64 - (unsigned)__builtin_clzll(x);
+	bw_bits(w, len - 1, 0);
+	bw_bits(w, len, (uint32_t)x);
+}
+
+static void bw_se(struct bw *w, int32_t v)
+{
+	bw_ue(w, v > 0 ? 2u * (uint32_t)v - 1 : 2u * (uint32_t)-v);
+}
+
+static void bw_align_zero(struct bw *w) { bw_bits(w, (8 - w->nacc) % 8, 0); }
+
+static void bw_trailing(struct bw *w)
+{
+	bw_bits(w, 1, 1);
+	bw_align_zero(w);
+}
+
+/* Whole bytes at a byte-aligned position. */
+static void bw_bytes(struct bw *w, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		bw_byte(w, p[i]);
+}
+
+/* ---- bits in (an RBSP: emulation prevention already removed) ---- */
+
+struct br {
+	const uint8_t *p;
+	size_t nbits, pos;
+	bool err;
+};
+
+static uint32_t br_bits(struct br *r, unsigned n)
+{
+	uint32_t v = 0;
+	if (r->pos + n > r->nbits) {
+		r->err = true;
+		r->pos = r->nbits;
+		return 0;
+	}
+	for (unsigned i = 0; i < n; i++, r->pos++)
+		v = (v << 1) | ((r->p[r->pos >> 3] >> (7 - (r->pos & 7))) & 1u);
+	return v;
+}
+
+static uint32_t br_ue(struct br *r)
+{
+	unsigned zeros = 0;
+	while (!br_bits(r, 1)) {
+		if (r->err || ++zeros > 31) {
+			r->err = true;
+			return 0;
+		}
+	}
+	return zeros ? (uint32_t)((1ull << zeros) - 1 + br_bits(r, zeros)) : 0;
+}
+
+static int32_t br_se(struct br *r)
+{
+	uint32_t k = br_ue(r);
+	return (k & 1) ? (int32_t)((k + 1) / 2) : -(int32_t)(k / 2);
+}
+
+/* Copy the bits [r->pos, end) of r to w. */
+static void copy_bits(struct bw *w, struct br *r, size_t end)
+{
+	while (r->pos < end && !w->oom) {
+		unsigned n = end - r->pos > 24 ? 24 : (unsigned)(end - r->pos);
+		bw_bits(w, n, br_bits(r, n));
+	}
+}
+
+/* Position of the rbsp_stop_one_bit, or 0 if there is none. */
+static size_t rbsp_payload_end(const uint8_t *p, size_t n)
+{
+	while (n && !p[n - 1])
+		n--;
+	if (!n)
+		return 0;
+	return n * 8 - 1 - (size_t)__builtin_ctz(p[n - 1]);
+}
+
+/* ---- NAL units ---- */
+
+/* The next NAL unit of an Annex B buffer: [*nal, *nal + *len). */
+static bool next_nal(const uint8_t *buf, size_t size, size_t *off, const uint8_t **nal,
+		     size_t *len)
+{
+	size_t i = *off;
+	while (i + 3 <= size && !(buf[i] == 0 && buf[i + 1] == 0 && buf[i + 2] == 1))
+		i++;
+	if (i + 3 > size)
+		return false;
+	size_t start = i + 3, j = start;
+	while (j + 3 <= size && !(buf[j] == 0 && buf[j + 1] == 0 && buf[j + 2] <= 1))
+		j++;
+	size_t end = j + 3 <= size ? j : size;
+	while (end > start && buf[end - 1] == 0) /* zero_byte of the next start code */
+		end--;
+	*nal = buf + start;
+	*len = end - start;
+	*off = end;
+	return *len > 0;
+}
+
+/* Emulation prevention bytes out: the RBSP of a NAL payload. */
+static size_t unescape(const uint8_t *src, size_t n, uint8_t *dst)
+{
+	size_t o = 0;
+	unsigned zeros = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (zeros >= 2 && src[i] == 3) {
+			zeros = 0;
+			continue;
+		}
+		zeros = src[i] ? 0 : zeros + 1;
+		dst[o++] = src[i];
+	}
+	return o;
+}
+
+/* Start code, NAL header byte, then the RBSP with emulation prevention. */
+static void put_nal(struct bw *out, uint8_t header, const uint8_t *rbsp, size_t n)
+{
+	static const uint8_t start[4] = { 0, 0, 0, 1 };
+	bw_bytes(out, start, sizeof(start));
+	bw_byte(out, header);
+	unsigned zeros = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (zeros >= 2 && rbsp[i] <= 3) {
+			bw_byte(out, 3);
+			zeros = 0;
+		}
+		zeros = rbsp[i] ? 0 : zeros + 1;
+		bw_byte(out, rbsp[i]);
+	}
+}
+
+/* ---- the splicer ---- */
+
+struct h264_splicer {
+	/* from the current SPS / PPS */
+	bool sps_ok, pps_ok;
+	uint32_t sps_id, pps_id;
+	unsigned frame_num_bits;
+	unsigned in_poc_type, in_poc_lsb_bits;
+	uint32_t mb_w, mb_h;
+	int32_t pic_init_qp;
+	bool deblock_ctl;
+
+	/* stream state */
+	bool idr_seen;          /* since the current SPS: patches may follow */
+	uint32_t last_ref_frame_num;
+	uint32_t poc;           /* of the last picture sent (grows by 2) */
+
+	uint8_t *rbsp; /* scratch */
+	size_t rbsp_cap;
+};
+
+struct h264_splicer *h264_splicer_new(void) { return calloc(1, sizeof(struct h264_splicer)); }
+
+void h264_splicer_free(struct h264_splicer *sp)
+{
+	if (!sp)
+		return;
+	free(sp->rbsp);
+	free(sp);
+}
+
+static bool rewriting(const struct h264_splicer *sp) { return sp->sps_ok && sp->pps_ok; }
+
+bool h264_splicer_can_patch(const struct h264_splicer *sp, uint32_t *mb_w, uint32_t *mb_h)
+{
+	if (!rewriting(sp) || !sp->idr_seen)
+		return false;
+	*mb_w = sp->mb_w;
+	*mb_h = sp->mb_h;
+	return true;
+}
+
+static bool high_profile(uint32_t profile_idc)
+{
+	static const uint8_t ids[] = { 100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135 };
+	for (size_t i = 0; i < sizeof(ids); i++)
+		if (profile_idc == ids[i])
+			return true;
+	return false;
+}
+
+/* Where the picture order count fields of an SPS are. */
+struct sps_layout {
+	size_t poc_at, rest_at; /* pic_order_cnt_type, and what follows its fields */
+};
+
+/* SPS: learn the stream's layout. Returns whether it is one we can splice. */
+static bool parse_sps(struct h264_splicer *sp, struct br *r, struct sps_layout *lay)
+{
+	uint32_t profile = br_bits(r, 8);
+	br_bits(r, 16); /* constraint flags, level_idc */
+	sp->sps_id = br_ue(r);
+	bool ok = true;
+	if (high_profile(profile)) {
+		uint32_t chroma = br_ue(r);
+		if (chroma == 3)
+			br_bits(r, 1);
+		uint32_t depth_l = br_ue(r), depth_c = br_ue(r);
+		br_bits(r, 1); /* qpprime_y_zero_transform_bypass_flag */
+		uint32_t scaling = br_bits(r, 1);
+		/* raw samples are written as 8-bit 4:2:0; scaling lists would
+		 * need parsing to find what follows */
+		ok = chroma == 1 && !depth_l && !depth_c && !scaling;
+	}
+	sp->frame_num_bits = br_ue(r) + 4;
+	lay->poc_at = r->pos;
+	sp->in_poc_type = br_ue(r);
+	if (sp->in_poc_type == 0)
+		sp->in_poc_lsb_bits = br_ue(r) + 4;
+	else if (sp->in_poc_type != 2)
+		ok = false;
+	lay->rest_at = r->pos;
+	br_ue(r);      /* max_num_ref_frames */
+	br_bits(r, 1); /* gaps_in_frame_num_value_allowed_flag */
+	sp->mb_w = br_ue(r) + 1;
+	sp->mb_h = br_ue(r) + 1;
+	bool frame_mbs_only = br_bits(r, 1);
+	return ok && frame_mbs_only && !r->err && sp->frame_num_bits <= 16 && sp->mb_w <= 1024 &&
+	       sp->mb_h <= 1024 && sp->in_poc_lsb_bits <= 16;
+}
+
+/* The same SPS with pic_order_cnt_type 0 and our lsb size. */
+static void rewrite_sps(struct bw *out, uint8_t hdr, const uint8_t *rbsp, size_t n, size_t end,
+			const struct sps_layout *lay)
+{
+	struct br r = { .p = rbsp, .nbits = n * 8 };
+	struct bw body = { 0 };
+	copy_bits(&body, &r, lay->poc_at);
+	bw_ue(&body, 0);                /* pic_order_cnt_type */
+	bw_ue(&body, POC_LSB_BITS - 4); /* log2_max_pic_order_cnt_lsb_minus4 */
+	r.pos = lay->rest_at;
+	copy_bits(&body, &r, end);
+	bw_trailing(&body);
+	put_nal(out, hdr, body.buf, body.len);
+	out->oom |= body.oom;
+	free(body.buf);
+}
+
+/* PPS: only read (whether slices can be rewritten and patches written). */
+static void read_pps(struct h264_splicer *sp, struct br *r)
+{
+	sp->pps_ok = false;
+	sp->pps_id = br_ue(r);
+	uint32_t sps_id = br_ue(r);
+	bool cabac = br_bits(r, 1);
+	bool bottom_field_poc = br_bits(r, 1);
+	uint32_t slice_groups = br_ue(r);
+	br_ue(r); /* num_ref_idx_l0_default_active_minus1 */
+	br_ue(r); /* l1 */
+	bool weighted = br_bits(r, 1);
+	br_bits(r, 2); /* weighted_bipred_idc */
+	sp->pic_init_qp = 26 + br_se(r);
+	br_se(r); /* pic_init_qs_minus26 */
+	br_se(r); /* chroma_qp_index_offset */
+	sp->deblock_ctl = br_bits(r, 1);
+	br_bits(r, 1); /* constrained_intra_pred_flag */
+	bool redundant = br_bits(r, 1);
+	sp->pps_ok = !r->err && sps_id == sp->sps_id && !cabac && !bottom_field_poc &&
+		     !slice_groups && !weighted && !redundant;
+}
+
+/* Slice: pic_order_cnt_lsb in, frame_num noted. */
+static void splice_slice(struct h264_splicer *sp, struct bw *out, uint8_t hdr, struct br *r,
+			 size_t end)
+{
+	unsigned type = hdr & 0x1f;
+	br_ue(r); /* first_mb_in_slice */
+	br_ue(r); /* slice_type */
+	br_ue(r); /* pic_parameter_set_id */
+	uint32_t frame_num = br_bits(r, sp->frame_num_bits);
+	if (type == NAL_IDR)
+		br_ue(r); /* idr_pic_id */
+	size_t poc_at = r->pos;
+	if (sp->in_poc_type == 0)
+		br_bits(r, sp->in_poc_lsb_bits);
+	size_t rest_at = r->pos;
+	if (hdr & 0x60)
+		sp->last_ref_frame_num = frame_num;
+
+	struct br again = { .p = r->p, .nbits = r->nbits, .pos = 0 };
+	struct bw body = { 0 };
+	copy_bits(&body, &again, poc_at);
+	bw_bits(&body, POC_LSB_BITS, sp->poc & ((1u << POC_LSB_BITS) - 1));
+	again.pos = rest_at;
+	copy_bits(&body, &again, end);
+	bw_trailing(&body);
+	put_nal(out, hdr, body.buf, body.len);
+	out->oom |= body.oom;
+	free(body.buf);
+}
+
+static int packet_from(struct bw *w, struct hfe_packet *pkt, int64_t index, bool keyframe)
+{
+	AVPacket *av = av_packet_alloc();
+	if (!av || w->oom || av_new_packet(av, (int)w->len) < 0) {
+		av_packet_free(&av);
+		return -1;
+	}
+	memcpy(av->data, w->buf, w->len);
+	*pkt = (struct hfe_packet){ .data = av->data, .size = w->len, .frame_index = index,
+				    .keyframe = keyframe, .priv = av };
+	return 0;
+}
+
+static bool grow_scratch(struct h264_splicer *sp, size_t n)
+{
+	if (n <= sp->rbsp_cap)
+		return true;
+	uint8_t *b = realloc(sp->rbsp, n);
+	if (!b)
+		return false;
+	sp->rbsp = b;
+	sp->rbsp_cap = n;
+	return true;
+}
+
+int h264_splice_encoder_au(struct h264_splicer *sp, struct hfe_packet *pkt)
+{
+	const uint8_t *nal;
+	size_t len, off = 0;
+	struct sps_layout lay = { 0 };
+	bool have_sps = false;
+
+	if (!grow_scratch(sp, pkt->size))
+		return -1;
+	/* First the parameter sets: whether this stream can be spliced is
+	 * known only once both are read, and the SPS comes first. */
+	while (next_nal(pkt->data, pkt->size, &off, &nal, &len)) {
+		unsigned type = nal[0] & 0x1f;
+		if (type != NAL_SPS && type != NAL_PPS)
+			continue;
+		size_t n = unescape(nal + 1, len - 1, sp->rbsp);
+		struct br r = { .p = sp->rbsp, .nbits = n * 8 };
+		if (type == NAL_SPS) {
+			have_sps = true;
+			sp->sps_ok = parse_sps(sp, &r, &lay);
+			sp->pps_ok = false; /* a new SPS needs its PPS along */
+			sp->idr_seen = false;
+		} else {
+			read_pps(sp, &r);
+		}
+	}
+
+	struct bw out = { 0 };
+	bool any = false, poc_set = false;
+	off = 0;
+	while (next_nal(pkt->data, pkt->size, &off, &nal, &len)) {
+		uint8_t hdr = nal[0];
+		unsigned type = hdr & 0x1f;
+		bool slice = type == NAL_SLICE || type == NAL_IDR;
+		if (!rewriting(sp) || (type != NAL_SPS && !slice)) {
+			static const uint8_t start[4] = { 0, 0, 0, 1 };
+			bw_bytes(&out, start, sizeof(start));
+			bw_bytes(&out, nal, len);
+			continue;
+		}
+		size_t n = unescape(nal + 1, len - 1, sp->rbsp);
+		size_t end = rbsp_payload_end(sp->rbsp, n);
+		if (type == NAL_SPS && have_sps) {
+			rewrite_sps(&out, hdr, sp->rbsp, n, end, &lay);
+		} else if (slice) {
+			if (!poc_set) { /* one picture order count per access unit */
+				sp->poc = type == NAL_IDR ? 0 : sp->poc + 2;
+				poc_set = true;
+			}
+			struct br r = { .p = sp->rbsp, .nbits = n * 8 };
+			splice_slice(sp, &out, hdr, &r, end);
+		}
+		any = true;
+		if (type == NAL_IDR)
+			sp->idr_seen = true;
+	}
+	if (!any) {
+		free(out.buf);
+		return 0; /* nothing of ours in it: pass through as it is */
+	}
+	struct hfe_packet n;
+	int rc = packet_from(&out, &n, pkt->frame_index, pkt->keyframe);
+	free(out.buf);
+	if (rc < 0)
+		return -1;
+	hfe_packet_release(pkt);
+	*pkt = n;
+	return 0;
+}
+
+/* One macroblock's raw samples: 16x16 luma, 8x8 Cb, 8x8 Cr. Positions past
+ * the picture (the coded size is a multiple of 16; the decoder crops) repeat
+ * the last row/column. Zero is avoided: the original H.264 text forbade it
+ * in PCM samples. */
+static void pcm_samples(const struct hfe_image *pic, uint32_t mx, uint32_t my, uint8_t out[384])
+{
+	uint32_t w = pic->width, h = pic->height;
+	uint8_t *o = out;
+	for (uint32_t y = 0; y < 16; y++) {
+		uint32_t sy = my * 16 + y < h ? my * 16 + y : h - 1;
+		const uint8_t *row = pic->plane[0] + (size_t)sy * pic->stride[0];
+		for (uint32_t x = 0; x < 16; x++) {
+			uint32_t sx = mx * 16 + x < w ? mx * 16 + x : w - 1;
+			*o++ = row[sx] ? row[sx] : 1;
+		}
+	}
+	uint32_t cw = (w + 1) / 2, ch = (h + 1) / 2;
+	for (int c = 0; c < 2; c++) {
+		for (uint32_t y = 0; y < 8; y++) {
+			uint32_t sy = my * 8 + y < ch ? my * 8 + y : ch - 1;
+			for (uint32_t x = 0; x < 8; x++) {
+				uint32_t sx = mx * 8 + x < cw ? mx * 8 + x : cw - 1;
+				uint8_t v;
+				if (pic->format == HFE_FMT_NV12)
+					v = pic->plane[1][(size_t)sy * pic->stride[1] + 2 * sx + c];
+				else
+					v = pic->plane[1 + c][(size_t)sy * pic->stride[1 + c] + sx];
+				*o++ = v ? v : 1;
+			}
+		}
+	}
+}
+
+int h264_splice_patch(struct h264_splicer *sp, const struct hfe_image *pic, const uint8_t *changed,
+		      struct hfe_packet *pkt)
+{
+	if (!rewriting(sp) || !sp->idr_seen || pic->width > sp->mb_w * 16 ||
+	    pic->height > sp->mb_h * 16 || !pic->width || !pic->height)
+		return -1;
+	uint32_t mbs = sp->mb_w * sp->mb_h;
+	uint32_t poc = sp->poc + 2;
+
+	struct bw body = { 0 };
+	/* slice_header(): a P slice of a non-reference picture */
+	bw_ue(&body, 0);                /* first_mb_in_slice */
+	bw_ue(&body, 5);                /* slice_type: P, all slices */
+	bw_ue(&body, sp->pps_id);
+	bw_bits(&body, sp->frame_num_bits, (sp->last_ref_frame_num + 1) & ((1u << sp->frame_num_bits) - 1));
+	bw_bits(&body, POC_LSB_BITS, poc & ((1u << POC_LSB_BITS) - 1));
+	bw_bits(&body, 1, 1);           /* num_ref_idx_active_override_flag */
+	bw_ue(&body, 0);                /* num_ref_idx_l0_active_minus1: the last reference */
+	bw_bits(&body, 1, 0);           /* ref_pic_list_modification_flag_l0 */
+	/* QP 0: with it no edge is filtered even where deblocking cannot be
+	 * switched off, so skipped areas stay exact copies. */
+	bw_se(&body, -sp->pic_init_qp); /* slice_qp_delta */
+	if (sp->deblock_ctl)
+		bw_ue(&body, 1); /* disable_deblocking_filter_idc */
+
+	/* slice_data(): skip runs between raw macroblocks */
+	uint32_t run = 0;
+	uint8_t samples[384];
+	for (uint32_t i = 0; i < mbs; i++) {
+		if (!changed[i]) {
+			run++;
+			continue;
+		}
+		bw_ue(&body, run);
+		run = 0;
+		bw_ue(&body, MB_TYPE_P_I_PCM);
+		bw_align_zero(&body); /* pcm_alignment_zero_bit */
+		pcm_samples(pic, i % sp->mb_w, i / sp->mb_w, samples);
+		bw_bytes(&body, samples, sizeof(samples));
+	}
+	if (run)
+		bw_ue(&body, run);
+	bw_trailing(&body);
+
+	struct bw out = { 0 };
+	put_nal(&out, NAL_SLICE, body.buf, body.len); /* nal_ref_idc 0 */
+	out.oom |= body.oom;
+	free(body.buf);
+	int rc = packet_from(&out, pkt, -1, false);
+	free(out.buf);
+	if (rc == 0)
+		sp->poc = poc;
+	return rc;
+}

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Patch frames (lib/src/h264_splice.c) through a real scanout stream and
+ * libx264: small changes come out as non-reference pictures of raw
+ * macroblocks between the encoder's frames. Every access unit is decoded by
+ * libavcodec with errors fatal, and checked:
+ *  - against the source picture (reference colour conversion, PSNR);
+ *  - a patch frame must equal the encoder's last picture outside the
+ *    changed macroblocks (skipped = copied) and carry the change inside;
+ *  - changes keep accumulating into patches until the limit, then the
+ *    encoder takes over (and later patches start from its picture);
+ *  - keyframe requests still give IDRs; streams that cannot be spliced
+ *    (CABAC in High profile) get no patches and decode as before.
+ * The frame size, 640x360, is not a multiple of 16 (edge macroblocks).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hfe/stream.h"
+#include "test_util.h"
+
+#define W 640
+#define H 360
+#define MBW ((W + 15) / 16)
+#define MBH ((H + 15) / 16)
+
+static uint8_t rgb[W * H * 3];  /* the truth */
+static uint8_t xrgb[W * H * 4]; /* what the source hands the stream */
+
+static void to_xrgb(void)
+{
+	for (size_t i = 0; i < (size_t)W * H; i++) {
+		xrgb[4 * i] = rgb[3 * i + 2];
+		xrgb[4 * i + 1] = rgb[3 * i + 1];
+		xrgb[4 * i + 2] = rgb[3 * i];
+		xrgb[4 * i + 3] = 0xff;
+	}
+}
+
+struct run {
+	struct hfe_stream *s;
+	struct tu_decoder *dec;
+	struct tu_yuv last_ref; /* decoded picture of the encoder's last frame */
+	bool have_ref;
+	unsigned patches, encoded;
+};
+
+/* The next access unit, decoded. Returns 1 patch, 0 encoder frame, -1 none
+ * or undecodable. */
+static int next_au(struct run *r, struct tu_yuv *pic, bool *key)
+{
+	struct hfe_stream_au *au = NULL;
+	for (int i = 0; i < 1000 && hfe_stream_poll(r->s, &au) != 1; i++)
+		nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
+	if (!au)
+		return -1;
+	struct tu_nals nals;
+	int rc = tu_decoder_decode(r->dec, au->data, au->size, pic, &nals);
+	*key = au->keyframe;
+	bool patch = nals.count == 1 && nals.type[0] == TU_NAL_SLICE && !(nals.data[0][0] & 0x60);
+	hfe_stream_au_unref(au);
+	if (rc != 1)
+		return -1;
+	if (!patch) {
+		tu_yuv_free(&r->last_ref);
+		tu_yuv_alloc(&r->last_ref, pic->w, pic->h);
+		memcpy(r->last_ref.y, pic->y, (size_t)pic->w * pic->h);
+		memcpy(r->last_ref.u, pic->u, (size_t)pic->cw * pic->ch);
+		memcpy(r->last_ref.v, pic->v, (size_t)pic->cw * pic->ch);
+		r->have_ref = true;
+		r->encoded++;
+	} else {
+		r->patches++;
+	}
+	return patch;
+}
+
+static double psnr_y(const struct tu_yuv *a, const struct tu_yuv *b)
+{
+	double p[3];
+	if (tu_psnr_yuv(a, b, p) < 0)
+		return -1;
+	return p[0] < p[1] ? (p[0] < p[2] ? p[0] : p[2]) : (p[1] < p[2] ? p[1] : p[2]);
+}
+
+/* Macroblocks a patch must have left alone equal the reference exactly;
+ * the changed ones equal the truth closely (raw samples: only the colour
+ * conversion differs from the reference converter). */
+static void check_patch(const struct run *r, const struct tu_yuv *pic, const uint8_t *changed,
+			const char *what)
+{
+	struct tu_yuv truth;
+	tu_ref_rgb_to_yuv(rgb, W, H, &truth);
+	unsigned same_bad = 0, changed_bad = 0;
+	for (uint32_t my = 0; my < MBH; my++) {
+		for (uint32_t mx = 0; mx < MBW; mx++) {
+			uint32_t x0 = mx * 16, y0 = my * 16;
+			uint32_t w = x0 + 16 <= W ? 16 : W - x0, h = y0 + 16 <= H ? 16 : H - y0;
+			if (!changed[my * MBW + mx]) {
+				for (uint32_t y = 0; y < h; y++)
+					same_bad += memcmp(pic->y + (size_t)(y0 + y) * W + x0,
+							   r->last_ref.y + (size_t)(y0 + y) * W + x0,
+							   w) != 0;
+				continue;
+			}
+			double p = tu_psnr_plane(pic->y + (size_t)y0 * W + x0, W,
+						 truth.y + (size_t)y0 * W + x0, W, w, h);
+			changed_bad += p < 40.0;
+		}
+	}
+	CHECKF(same_bad == 0, "%s: %u rows of skipped macroblocks differ from the reference",
+	       what, same_bad);
+	CHECKF(changed_bad == 0, "%s: %u changed macroblocks below 40 dB", what, changed_bad);
+	tu_yuv_free(&truth);
+}
+
+static void check_truth(const struct tu_yuv *pic, double min_db, const char *what)
+{
+	struct tu_yuv truth;
+	tu_ref_rgb_to_yuv(rgb, W, H, &truth);
+	double p = psnr_y(pic, &truth);
+	CHECKF(p >= min_db, "%s: %.1f dB against the source (want >= %.0f)", what, p, min_db);
+	tu_yuv_free(&truth);
+}
+
+/* Paint a box of text-like strokes in a new colour and report it. */
+static void paint_box(struct run *r, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
+		      unsigned seed, uint8_t *changed)
+{
+	for (uint32_t j = y; j < y + h; j++)
+		for (uint32_t i = x; i < x + w; i++) {
+			uint8_t *p = rgb + ((size_t)j * W + i) * 3;
+			bool ink = ((i * 7 + j * 3 + seed * 11) % 9) < 3;
+			p[0] = ink ? (uint8_t)(seed * 37) : 250;
+			p[1] = ink ? (uint8_t)(seed * 91) : 248;
+			p[2] = ink ? (uint8_t)(200 - seed * 13) : 240;
+		}
+	to_xrgb();
+	hfe_stream_update(r->s, x, y, w, h, xrgb + ((size_t)y * W + x) * 4, W * 4,
+			  HFE_FMT_XRGB8888);
+	if (changed)
+		for (uint32_t my = y / 16; my <= (y + h - 1) / 16; my++)
+			for (uint32_t mx = x / 16; mx <= (x + w - 1) / 16; mx++)
+				changed[my * MBW + mx] = 1;
+}
+
+static void full_frame(struct run *r, unsigned n)
+{
+	tu_pattern_rgb(rgb, W, H, n);
+	to_xrgb();
+	hfe_stream_update(r->s, 0, 0, W, H, xrgb, W * 4, HFE_FMT_XRGB8888);
+}
+
+static struct hfe_stream *new_stream(uint8_t profile)
+{
+	struct hfe_stream_params p = { .max_fps = 60 };
+	struct hfe_err err;
+	hfe_encoder_params_default(&p.enc);
+	p.enc.profile = profile;
+	struct hfe_stream *s = hfe_stream_new(&p, &err);
+	REQUIRE(s != NULL);
+	REQUIRE(hfe_stream_resize(s, W, H, &err) == 0);
+	hfe_stream_set_consumers(s, 1);
+	return s;
+}
+
+static void test_patches(void)
+{
+	struct run r = { .s = new_stream(66), .dec = tu_decoder_new() };
+	REQUIRE(r.dec != NULL);
+	struct tu_yuv pic = { 0 };
+	uint8_t changed[MBW * MBH] = { 0 };
+	bool key;
+
+	full_frame(&r, 0);
+	CHECKF(next_au(&r, &pic, &key) == 0 && key, "the first access unit is an encoder IDR");
+	check_truth(&pic, 35, "IDR");
+	tu_yuv_free(&pic);
+
+	/* Two small changes: each a patch, the second carrying both. */
+	paint_box(&r, 100, 50, 24, 12, 1, changed);
+	CHECKF(next_au(&r, &pic, &key) == 1 && !key, "a small change is a patch frame");
+	check_patch(&r, &pic, changed, "patch 1");
+	check_truth(&pic, 35, "patch 1");
+	tu_yuv_free(&pic);
+	paint_box(&r, 600, 350, 40, 10, 2, changed); /* the cropped bottom-right edge */
+	CHECKF(next_au(&r, &pic, &key) == 1, "a second small change is a patch frame");
+	check_patch(&r, &pic, changed, "patch 2 (both changes)");
+	check_truth(&pic, 35, "patch 2");
+	tu_yuv_free(&pic);
+
+	/* A full change goes to the encoder; patches then start from it. */
+	full_frame(&r, 1);
+	CHECKF(next_au(&r, &pic, &key) == 0, "a full-screen change is an encoder frame");
+	check_truth(&pic, 35, "encoder frame after patches");
+	tu_yuv_free(&pic);
+	memset(changed, 0, sizeof(changed));
+	paint_box(&r, 300, 200, 8, 8, 3, changed);
+	CHECKF(next_au(&r, &pic, &key) == 1, "a patch after an encoder frame");
+	check_patch(&r, &pic, changed, "patch 3");
+	tu_yuv_free(&pic);
+
+	/* Steady small changes: patches until their sum passes the limit,
+	 * then an encoder frame. */
+	int kinds[40], n = 0, encoder_at = -1;
+	for (; n < 40 && encoder_at < 0; n++) {
+		paint_box(&r, 16 + (uint32_t)n * 15, 120, 14, 20, 4 + (unsigned)n, changed);
+		kinds[n] = next_au(&r, &pic, &key);
+		CHECKF(kinds[n] >= 0, "access unit %d decodes", n);
+		if (kinds[n] == 1)
+			check_patch(&r, &pic, changed, "steady patch");
+		else if (kinds[n] == 0)
+			encoder_at = n;
+		check_truth(&pic, 35, "steady changes");
+		tu_yuv_free(&pic);
+	}
+	CHECKF(encoder_at > 0 && encoder_at < 40,
+	       "accumulated changes go to the encoder (at change %d)", encoder_at);
+
+	hfe_stream_request_keyframe(r.s);
+	CHECKF(next_au(&r, &pic, &key) == 0 && key, "a keyframe request is an encoder IDR");
+	check_truth(&pic, 35, "IDR on request");
+	tu_yuv_free(&pic);
+	memset(changed, 0, sizeof(changed));
+	paint_box(&r, 0, 0, 10, 10, 9, changed);
+	CHECKF(next_au(&r, &pic, &key) == 1, "a patch right after an IDR");
+	check_patch(&r, &pic, changed, "patch after IDR");
+	tu_yuv_free(&pic);
+
+	struct hfe_stream_stats st;
+	hfe_stream_get_stats(r.s, &st);
+	CHECKF(st.frames_patched == r.patches && st.frames_encoded == r.patches + r.encoded,
+	       "stats: %llu patched of %llu, seen %u patches %u encoder frames",
+	       (unsigned long long)st.frames_patched, (unsigned long long)st.frames_encoded,
+	       r.patches, r.encoded);
+	printf("patch frames: %u, encoder frames: %u; avg build %.0f us vs encode %.0f us\n",
+	       r.patches, r.encoded, (double)st.patch_us_total / (st.frames_patched ? st.frames_patched : 1),
+	       (double)st.encoder_us_total / (r.encoded ? r.encoded : 1));
+	hfe_stream_free(r.s);
+	tu_decoder_free(r.dec);
+	tu_yuv_free(&r.last_ref);
+}
+
+/* High profile: CABAC, which patch frames do not speak. */
+static void test_unspliceable(void)
+{
+	struct run r = { .s = new_stream(100), .dec = tu_decoder_new() };
+	REQUIRE(r.dec != NULL);
+	struct tu_yuv pic = { 0 };
+	bool key;
+	full_frame(&r, 0);
+	CHECK(next_au(&r, &pic, &key) == 0 && key);
+	tu_yuv_free(&pic);
+	for (unsigned i = 0; i < 3; i++) {
+		paint_box(&r, 50 + i * 20, 50, 10, 10, i, NULL);
+		CHECKF(next_au(&r, &pic, &key) == 0, "CABAC stream: change %u is an encoder frame", i);
+		check_truth(&pic, 35, "CABAC stream");
+		tu_yuv_free(&pic);
+	}
+	struct hfe_stream_stats st;
+	hfe_stream_get_stats(r.s, &st);
+	CHECK(st.frames_patched == 0);
+	hfe_stream_free(r.s);
+	tu_decoder_free(r.dec);
+	tu_yuv_free(&r.last_ref);
+}
+
+int main(void)
+{
+	test_patches();
+	test_unspliceable();
+	return tu_finish("test_patch_frames");
+}
