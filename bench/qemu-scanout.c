@@ -28,8 +28,8 @@
  * zerolatency, no B-frames: the settings the host uses), and the frame rates
  * are compared: the problem this project removes. (The scanout runs draw the
  * e2e pattern, the GStreamer runs videotestsrc; both are full-screen motion.)
- * The guest tool must be hfe-guest-qemu (it has the gst mode) and
- * HFE_GST_PLUGIN the project's libgsthfe.so; --no-gst skips these runs.
+ * HFE_GST_PLUGIN must be the project's libgsthfe.so (the guest tool's gst mode
+ * loads it); --no-gst skips these runs.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,8 +56,9 @@ static double run_gst(const struct e2e_guest *g, const struct e2e_qemu *q, const
 		      const struct opts *op, uint32_t w, uint32_t h, const char *encoder)
 {
 	const char *plugin = getenv("HFE_GST_PLUGIN");
-	char tag[64], sock[PATH_MAX + 32], object[PATH_MAX + 96], append[3 * PATH_MAX + 256];
+	char tag[64], append[3 * PATH_MAX + 256];
 	char err[1024], line[512] = "", rt[PATH_MAX] = "", preload[PATH_MAX + 32] = "";
+	struct e2e_records recs;
 	double fps = -1;
 
 	if (!plugin || !*plugin) {
@@ -67,10 +68,8 @@ static double run_gst(const struct e2e_guest *g, const struct e2e_qemu *q, const
 	if (e2e_qemu_preload(rt, sizeof(rt)) == 0)
 		snprintf(preload, sizeof(preload), " hfe.gst_preload=%s", rt);
 	snprintf(tag, sizeof(tag), "gst-%s-%ux%u", encoder, w, h);
-	snprintf(sock, sizeof(sock), "%s/%s.sock", workdir, tag);
-	snprintf(object, sizeof(object), "helix-frame-export,id=hfe0,listen=unix:%s", sock);
 	const char *const extra[] = {
-		E2E_QEMU_FIRMWARE_ARGS, "-object", object, "-virtfs",
+		"-virtfs",
 		"local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
 		NULL,
 	};
@@ -79,12 +78,10 @@ static double run_gst(const struct e2e_guest *g, const struct e2e_qemu *q, const
 		 "hfe.gst_libpath=%s hfe.gst_encoder=%s%s", op->gst_frames, w, h, plugin, q->libdir,
 		 encoder, preload);
 	struct e2e_vm_config cfg = {
-		.qemu = q->bin, .append = append, .hfe_sock = sock, .mem_mb = 2048,
-		.extra_args = extra, .timeout_ms = 1800000,
+		.append = append, .mem_mb = 2048, .extra_args = extra, .timeout_ms = 1800000,
 	};
-	e2e_qemu_env_begin();
-	struct e2e_vm *vm = e2e_vm_start(g, workdir, tag, &cfg, err, sizeof(err));
-	e2e_qemu_env_end();
+	struct e2e_vm *vm = e2e_qemu_vm_start(q, g, workdir, tag, NULL, &cfg, NULL, 0, err,
+					      sizeof(err));
 	if (!vm) {
 		fprintf(stderr, "qemu-scanout: %s: cannot start QEMU: %s\n", tag, err);
 		return -1;
@@ -97,8 +94,9 @@ static double run_gst(const struct e2e_guest *g, const struct e2e_qemu *q, const
 		e2e_vm_dump_console(vm, 20);
 	}
 	e2e_vm_wait_line(vm, "result=", line, sizeof(line), 60000);
-	for (size_t i = 0; e2e_vm_record(vm, i, &(const struct e2e_rec *){ NULL }, 10000) == 1; i++)
-		;
+	/* Up to END: then the guest has its acknowledgement and powers off. */
+	e2e_records_collect(vm, &recs, 10000);
+	e2e_records_free(&recs);
 	e2e_vm_wait_exit(vm, 30000);
 	e2e_vm_free(vm);
 	return fps;
@@ -132,10 +130,10 @@ static double min3(const double v[3])
 static double run_size(const struct e2e_guest *g, const struct e2e_qemu *q, const char *workdir,
 		       const struct opts *op, uint32_t w, uint32_t h)
 {
-	char tag[32], sock[PATH_MAX + 32], object[PATH_MAX + 96], append[256], err[1024];
+	char tag[32], object_opts[32], append[256], err[1024];
 	char line[512] = "", stats[2048] = "";
-	const struct e2e_rec *rec;
-	int n = op->frames, n_aus = 0, shown = 0, n_lat = 0, errors = 0;
+	struct e2e_records recs;
+	int n = op->frames, n_aus, shown = 0, n_lat = 0, errors = 0;
 	int64_t *draw_t = calloc((size_t)n, sizeof(int64_t));
 	int64_t first_draw = -1, last_draw = -1, t_first_au = -1, t_last_au = -1;
 	double *lat = calloc((size_t)n, sizeof(double));
@@ -144,26 +142,21 @@ static double run_size(const struct e2e_guest *g, const struct e2e_qemu *q, cons
 	bool *have_want = calloc((size_t)n, sizeof(bool));
 	uint8_t *rgb = malloc((size_t)w * h * 3);
 	struct tu_decoder *dec = tu_decoder_new();
-	const struct e2e_rec **aus = NULL;
+	const struct e2e_rec **aus;
 	int last_drawn_before;
 
 	REQUIRE(draw_t && lat && seen && want && have_want && rgb && dec);
 	snprintf(tag, sizeof(tag), "%ux%u", w, h);
-	snprintf(sock, sizeof(sock), "%s/%s.sock", workdir, tag);
-	snprintf(object, sizeof(object), "helix-frame-export,id=hfe0,listen=unix:%s,max-fps=%d",
-		 sock, op->max_fps);
-	const char *const extra[] = { E2E_QEMU_FIRMWARE_ARGS, "-object", object, NULL };
+	snprintf(object_opts, sizeof(object_opts), "max-fps=%d", op->max_fps);
 	snprintf(append, sizeof(append),
 		 "hfe.mode=draw+subscribe hfe.scanout=0 hfe.frames=%d hfe.fps=%d hfe.hold=2000 "
 		 "hfe.fbio=%s", n, op->fps, op->fbio);
 	struct e2e_vm_config cfg = {
-		.qemu = q->bin, .append = append, .hfe_sock = sock, .fb_width = w,
-		.fb_height = h, .qmp = true, .extra_args = extra, .mem_mb = 1024,
+		.append = append, .fb_width = w, .fb_height = h, .qmp = true, .mem_mb = 1024,
 		.timeout_ms = 600000,
 	};
-	e2e_qemu_env_begin();
-	struct e2e_vm *vm = e2e_vm_start(g, workdir, tag, &cfg, err, sizeof(err));
-	e2e_qemu_env_end();
+	struct e2e_vm *vm = e2e_qemu_vm_start(q, g, workdir, tag, object_opts, &cfg, NULL, 0, err,
+					      sizeof(err));
 	if (!vm) {
 		fprintf(stderr, "qemu-scanout: %s: cannot start QEMU: %s\n", tag, err);
 		return -1;
@@ -178,22 +171,19 @@ static double run_size(const struct e2e_guest *g, const struct e2e_qemu *q, cons
 	e2e_qemu_qom_get(e2e_vm_qmp_path(vm), "/objects/hfe0", "stats", stats, sizeof(stats), err,
 			 sizeof(err));
 	e2e_vm_wait_line(vm, "result=", line, sizeof(line), 60000);
-	for (size_t i = 0; e2e_vm_record(vm, i, &rec, 30000) == 1; i++) {
-		if (rec->h.kind == E2E_REC_DRAW && rec->h.value >= 0 && rec->h.value < n) {
-			draw_t[rec->h.value] = rec->h.t_ns;
-			if (first_draw < 0)
-				first_draw = rec->h.t_ns;
-			last_draw = rec->h.t_ns;
-		} else if (rec->h.kind == E2E_REC_AU) {
-			const struct e2e_rec **a = realloc(aus, (n_aus + 1) * sizeof(*a));
+	e2e_records_collect(vm, &recs, 30000);
+	for (int i = 0; i < recs.n_draws; i++) {
+		const struct e2e_rec *rec = recs.draws[i];
 
-			REQUIRE(a);
-			aus = a;
-			aus[n_aus++] = rec;
-		} else if (rec->h.kind == E2E_REC_END) {
-			break;
-		}
+		if (rec->h.value < 0 || rec->h.value >= n)
+			continue;
+		draw_t[rec->h.value] = rec->h.t_ns;
+		if (first_draw < 0)
+			first_draw = rec->h.t_ns;
+		last_draw = rec->h.t_ns;
 	}
+	aus = recs.aus;
+	n_aus = recs.n_aus;
 
 	/* Match each AU with the newest drawn frames before it. */
 	for (int i = 0; i < n_aus; i++) {
@@ -255,7 +245,7 @@ static double run_size(const struct e2e_guest *g, const struct e2e_qemu *q, cons
 	for (int k = 0; k < n; k++)
 		if (have_want[k])
 			tu_yuv_free(&want[k]);
-	free(aus);
+	e2e_records_free(&recs);
 	free(draw_t);
 	free(lat);
 	free(seen);
@@ -270,7 +260,7 @@ int main(int argc, char **argv)
 {
 	struct opts op = { .sizes = "1280x800,1920x1080", .frames = 40, .fps = 10, .max_fps = 60,
 			   .gst_frames = 20, .fbio = "write", .gst = true };
-	char *workdir, err[1024], log[PATH_MAX + 32], *save = NULL;
+	char *workdir, err[1024], *save = NULL;
 	struct e2e_guest g;
 	struct e2e_qemu q;
 	int rc = 0;
@@ -309,14 +299,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	workdir = tu_mkdtemp("hfe-bench-qemu");
 	REQUIRE(workdir);
-	snprintf(log, sizeof(log), "%s/qemu-build.log", workdir);
-	if (e2e_qemu_get(&q, log, err, sizeof(err)) < 0) {
-		fprintf(stderr, "qemu-scanout: cannot build the patched QEMU: %s\n", err);
-		return 1;
-	}
-	snprintf(log, sizeof(log), "%s/build-guest.log", workdir);
-	if (e2e_guest_get(&g, log, err, sizeof(err)) < 0) {
-		fprintf(stderr, "qemu-scanout: cannot get the test guest: %s\n", err);
+	if (e2e_qemu_prepare(&q, &g, workdir, err, sizeof(err)) < 0) {
+		fprintf(stderr, "qemu-scanout: %s\n", err);
 		return 1;
 	}
 	printf("qemu-scanout: %d full-screen frames at %d fps per size, fbio=%s, module max-fps "

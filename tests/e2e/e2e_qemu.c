@@ -8,10 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include "e2e_harness.h"
 
 static void set_err(char *err, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -73,6 +72,117 @@ int e2e_qemu_get(struct e2e_qemu *q, const char *log_path, char *err, size_t err
 	/* Inherited by every QEMU started from now on. */
 	setenv("LD_LIBRARY_PATH", q->libdir, 1);
 	return 0;
+}
+
+int e2e_qemu_prepare(struct e2e_qemu *q, struct e2e_guest *g, const char *workdir, char *err,
+		     size_t errlen)
+{
+	char log[PATH_MAX + 32], why[1024];
+
+	snprintf(log, sizeof(log), "%s/qemu-build.log", workdir);
+	if (e2e_qemu_get(q, log, why, sizeof(why)) < 0) {
+		set_err(err, errlen, "cannot build the patched QEMU: %s", why);
+		return -1;
+	}
+	printf("patched QEMU: %s (build.sh took %.1f s)\n", q->bin, q->build_ms / 1000);
+	snprintf(log, sizeof(log), "%s/build-guest.log", workdir);
+	if (e2e_guest_get(g, log, why, sizeof(why)) < 0) {
+		set_err(err, errlen, "cannot get the test guest: %s", why);
+		return -1;
+	}
+	return 0;
+}
+
+#define MAX_EXTRA_ARGS 64
+
+struct e2e_vm *e2e_qemu_vm_start(const struct e2e_qemu *q, const struct e2e_guest *g,
+				 const char *workdir, const char *name, const char *object_opts,
+				 const struct e2e_vm_config *cfg, char *sock, size_t socklen,
+				 char *err, size_t errlen)
+{
+	static const char *const firmware[] = { E2E_QEMU_FIRMWARE_ARGS };
+	struct sockaddr_un sa;
+	char path[PATH_MAX + 32], object[PATH_MAX + 512];
+	const char *extra[MAX_EXTRA_ARGS + 1];
+	struct e2e_vm_config c = *cfg;
+	struct e2e_vm *vm;
+	size_t n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s-hfe.sock", workdir, name);
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		set_err(err, errlen, "socket path %s is too long for a unix socket", path);
+		return NULL;
+	}
+	snprintf(object, sizeof(object), "helix-frame-export,id=hfe0,listen=unix:%s%s%s", path,
+		 object_opts && *object_opts ? "," : "", object_opts ? object_opts : "");
+	for (size_t i = 0; i < sizeof(firmware) / sizeof(firmware[0]); i++)
+		extra[n++] = firmware[i];
+	extra[n++] = "-object";
+	extra[n++] = object;
+	for (size_t i = 0; cfg->extra_args && cfg->extra_args[i]; i++) {
+		if (n >= MAX_EXTRA_ARGS) {
+			set_err(err, errlen, "too many extra QEMU arguments");
+			return NULL;
+		}
+		extra[n++] = cfg->extra_args[i];
+	}
+	extra[n] = NULL;
+	c.qemu = q->bin;
+	c.hfe_sock = path;
+	c.extra_args = extra;
+	e2e_qemu_env_begin();
+	vm = e2e_vm_start(g, workdir, name, &c, err, errlen);
+	e2e_qemu_env_end();
+	if (vm && sock)
+		snprintf(sock, socklen, "%s", path);
+	return vm;
+}
+
+/* Append to a growing array of record pointers. */
+static int push_rec(const struct e2e_rec ***v, int *n, const struct e2e_rec *rec)
+{
+	const struct e2e_rec **grown;
+
+	/* Doubling: capacity is the next power of two at or above n. */
+	if ((*n & (*n - 1)) == 0) {
+		grown = realloc(*v, (size_t)(*n ? 2 * *n : 1) * sizeof(**v));
+		if (!grown)
+			return -1;
+		*v = grown;
+	}
+	(*v)[(*n)++] = rec;
+	return 0;
+}
+
+int e2e_records_collect(struct e2e_vm *vm, struct e2e_records *r, int timeout_ms)
+{
+	const struct e2e_rec *rec;
+
+	memset(r, 0, sizeof(*r));
+	for (size_t i = 0; e2e_vm_record(vm, i, &rec, timeout_ms) == 1; i++) {
+		int ok = 0;
+
+		if (rec->h.kind == E2E_REC_AU)
+			ok = push_rec(&r->aus, &r->n_aus, rec);
+		else if (rec->h.kind == E2E_REC_DRAW)
+			ok = push_rec(&r->draws, &r->n_draws, rec);
+		else if (rec->h.kind == E2E_REC_END)
+			r->end = rec;
+		if (ok < 0) {
+			fprintf(stderr, "e2e_records_collect: out of memory\n");
+			abort();
+		}
+		if (r->end)
+			break;
+	}
+	return r->end ? 0 : -1;
+}
+
+void e2e_records_free(struct e2e_records *r)
+{
+	free(r->aus);
+	free(r->draws);
+	memset(r, 0, sizeof(*r));
 }
 
 #if defined(__SANITIZE_ADDRESS__)

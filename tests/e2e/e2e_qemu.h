@@ -17,6 +17,8 @@
 #include <limits.h>
 #include <stddef.h>
 
+#include "e2e_harness.h"
+
 struct e2e_qemu {
 	char dir[PATH_MAX];
 	char bin[PATH_MAX + 32]; /* DIR/bin/qemu-system-x86_64 */
@@ -35,6 +37,46 @@ struct e2e_qemu {
  * that cannot be built is a test failure.
  */
 int e2e_qemu_get(struct e2e_qemu *q, const char *log_path, char *err, size_t errlen);
+
+/*
+ * What every module test needs first: the patched QEMU (e2e_qemu_get, log
+ * WORKDIR/qemu-build.log) and the test guest (e2e_guest_get, log
+ * WORKDIR/build-guest.log); prints which QEMU and how long build.sh took.
+ * 0, or -1 with err saying which of the two failed and why.
+ */
+int e2e_qemu_prepare(struct e2e_qemu *q, struct e2e_guest *g, const char *workdir, char *err,
+		     size_t errlen);
+
+/*
+ * Boot the guest under the patched QEMU with the module's object
+ *   -object helix-frame-export,id=hfe0,listen=unix:WORKDIR/NAME-hfe.sock[,OBJECT_OPTS]
+ * (QOM path /objects/hfe0) and the guest's HXFR port connected to that
+ * socket, so the guest talks to the module in its own QEMU; no daemon.
+ * cfg as for e2e_vm_start, but its qemu and hfe_sock are set here and its
+ * extra_args come after the firmware path and the object. The socket's
+ * path goes to sock when not NULL (for clients from the host). The
+ * sanitizer preload is handled (e2e_qemu_env_begin/end). NULL with err.
+ */
+struct e2e_vm *e2e_qemu_vm_start(const struct e2e_qemu *q, const struct e2e_guest *g,
+				 const char *workdir, const char *name, const char *object_opts,
+				 const struct e2e_vm_config *cfg, char *sock, size_t socklen,
+				 char *err, size_t errlen);
+
+/* What a guest run wrote to its out port, up to END. The records stay
+ * valid until e2e_vm_free. */
+struct e2e_records {
+	const struct e2e_rec **aus;   /* AU records, in arrival order */
+	int n_aus;
+	const struct e2e_rec **draws; /* DRAW records, in arrival order */
+	int n_draws;
+	const struct e2e_rec *end;    /* the END record; NULL if it never came */
+};
+
+/* Collect out-port records 0, 1, ... until END, waiting up to timeout_ms
+ * for each. 0 once END came, -1 if the stream stopped or timed out first
+ * (what came until then is kept). Free with e2e_records_free. */
+int e2e_records_collect(struct e2e_vm *vm, struct e2e_records *r, int timeout_ms);
+void e2e_records_free(struct e2e_records *r);
 
 /*
  * Around e2e_vm_start of the patched QEMU in a sanitized test build: its

@@ -6,7 +6,7 @@
  * The patched QEMU boots the test guest with the host's root shared
  * read-only over 9p (-virtfs local,path=/,mount_tag=hostroot,...) and the
  * module listening on the unix socket the guest's virtserialport connects
- * to. In the guest, hfe-guest-qemu mounts the host's root, chroots into it
+ * to. In the guest, hfe-guest (mode gst) mounts the host's root, chroots into it
  * and runs the host's own gst-launch-1.0 with the project's plugin:
  *   videotestsrc ! video/x-raw,format=BGRx,... ! vsockenc address=serial:... !
  *   multifilesink
@@ -135,14 +135,13 @@ int main(void)
 {
 	uint64_t t0 = e2e_now_ns();
 	char *workdir = tu_mkdtemp("hfe-e2e-qemu-gst");
-	char err[1024], log[PATH_MAX + 32], sock[PATH_MAX + 32], object[PATH_MAX + 96];
-	char append[3 * PATH_MAX + 256], line[512] = "", gstline[512] = "";
+	char err[1024], append[3 * PATH_MAX + 256], line[512] = "", gstline[512] = "";
 	const char *plugin = getenv("HFE_GST_PLUGIN");
-	const struct e2e_rec *rec, *end = NULL, **aus = NULL;
+	struct e2e_records recs;
 	struct e2e_guest g;
 	struct e2e_qemu q;
 	uint8_t *ref;
-	int n_aus = 0, st;
+	int st;
 
 	REQUIRE(workdir);
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -160,26 +159,16 @@ int main(void)
 		free(workdir);
 		return 1;
 	}
-	snprintf(log, sizeof(log), "%s/qemu-build.log", workdir);
-	if (e2e_qemu_get(&q, log, err, sizeof(err)) < 0) {
-		fprintf(stderr, "test_e2e_qemu_gst: FAIL: cannot build the patched QEMU: %s\n",
-			err);
-		free(ref);
-		free(workdir);
-		return 1;
-	}
-	snprintf(log, sizeof(log), "%s/build-guest.log", workdir);
-	if (e2e_guest_get(&g, log, err, sizeof(err)) < 0) {
-		fprintf(stderr, "test_e2e_qemu_gst: FAIL: cannot get the test guest: %s\n", err);
+	if (e2e_qemu_prepare(&q, &g, workdir, err, sizeof(err)) < 0) {
+		fprintf(stderr, "test_e2e_qemu_gst: FAIL: %s\n", err);
 		free(ref);
 		free(workdir);
 		return 1;
 	}
 
-	snprintf(sock, sizeof(sock), "%s/hfe.sock", workdir);
-	snprintf(object, sizeof(object), "helix-frame-export,id=hfe0,listen=unix:%s", sock);
+	/* The host's root, read only: the guest runs its gst-launch-1.0 in a chroot. */
 	const char *const extra[] = {
-		E2E_QEMU_FIRMWARE_ARGS, "-object", object, "-virtfs",
+		"-virtfs",
 		"local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
 		NULL,
 	};
@@ -193,12 +182,11 @@ int main(void)
 		 "hfe.gst_libpath=%s hfe.gst_pattern=" PATTERN "%s", FRAMES, W, H, plugin, q.libdir,
 		 preload);
 	struct e2e_vm_config cfg = {
-		.qemu = q.bin, .append = append, .hfe_sock = sock, .qmp = true, .mem_mb = 1024,
-		.extra_args = extra, .timeout_ms = 400000,
+		.append = append, .qmp = true, .mem_mb = 1024, .extra_args = extra,
+		.timeout_ms = 400000,
 	};
-	e2e_qemu_env_begin();
-	struct e2e_vm *vm = e2e_vm_start(&g, workdir, "gst", &cfg, err, sizeof(err));
-	e2e_qemu_env_end();
+	struct e2e_vm *vm = e2e_qemu_vm_start(&q, &g, workdir, "gst", NULL, &cfg, NULL, 0, err,
+					      sizeof(err));
 	if (!vm) {
 		fprintf(stderr, "test_e2e_qemu_gst: FAIL: cannot start QEMU: %s\n", err);
 		free(ref);
@@ -210,26 +198,15 @@ int main(void)
 	CHECKF(!strcmp(line, "result=ok"), "guest says: %s", line);
 	if (e2e_vm_wait_line(vm, "gst frames=", gstline, sizeof(gstline), 1000) == 1)
 		printf("guest: %s\n", gstline);
-	for (size_t i = 0; e2e_vm_record(vm, i, &rec, 30000) == 1; i++) {
-		if (rec->h.kind == E2E_REC_AU) {
-			const struct e2e_rec **a = realloc(aus, (n_aus + 1) * sizeof(*a));
-
-			REQUIRE(a);
-			aus = a;
-			aus[n_aus++] = rec;
-		} else if (rec->h.kind == E2E_REC_END) {
-			end = rec;
-			break;
-		}
-	}
-	CHECKF(end && !strncmp((const char *)end->data, "result=ok", 9), "END: %s",
-	       end ? (const char *)end->data : "(none)");
-	check_aus(aus, n_aus, ref);
+	e2e_records_collect(vm, &recs, 30000);
+	CHECKF(recs.end && !strncmp((const char *)recs.end->data, "result=ok", 9), "END: %s",
+	       recs.end ? (const char *)recs.end->data : "(none)");
+	check_aus(recs.aus, recs.n_aus, ref);
 	st = e2e_vm_wait_exit(vm, 30000);
 	CHECKF(st == 0, "QEMU did not exit cleanly (status 0x%x)", st);
 	if (tu_failures)
 		e2e_vm_dump_console(vm, 40);
-	free(aus);
+	e2e_records_free(&recs);
 	free(ref);
 	e2e_vm_free(vm);
 	printf("test_e2e_qemu_gst: total %.1f s\n", (e2e_now_ns() - t0) / 1e9);

@@ -5,8 +5,8 @@
  *
  * The patched QEMU boots the test guest with -vga none -device
  * virtio-gpu-pci and -object helix-frame-export on the unix socket its
- * virtserialport chardev connects to. In the guest, hfe-guest-qemu
- * creates a DRM dumb buffer, gets its resource id with
+ * virtserialport chardev connects to. In the guest, hfe-guest (mode
+ * resource) creates a DRM dumb buffer, gets its resource id with
  * DRM_IOCTL_VIRTGPU_RESOURCE_INFO, and for each pattern frame draws into
  * the buffer, transfers it to the host's resource and sends a FRAME_REQUEST
  * naming the resource without pixels; it forwards the access units. Here:
@@ -88,44 +88,26 @@ int main(void)
 {
 	uint64_t t0 = e2e_now_ns();
 	char *workdir = tu_mkdtemp("hfe-e2e-qemu-res");
-	char err[1024], log[PATH_MAX + 32], sock[PATH_MAX + 32], object[PATH_MAX + 96];
-	char append[256], line[512] = "", stats[2048] = "", resline[512] = "";
-	const struct e2e_rec *rec, *end = NULL, **aus = NULL;
+	char err[1024], append[256], line[512] = "", stats[2048] = "", resline[512] = "";
+	struct e2e_records recs;
 	struct e2e_guest g;
 	struct e2e_qemu q;
-	int n_aus = 0, st;
+	int st;
 
 	REQUIRE(workdir);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("test_e2e_qemu_resource: work directory %s\n", workdir);
-	snprintf(log, sizeof(log), "%s/qemu-build.log", workdir);
-	if (e2e_qemu_get(&q, log, err, sizeof(err)) < 0) {
-		fprintf(stderr, "test_e2e_qemu_resource: FAIL: cannot build the patched QEMU: %s\n",
-			err);
-		free(workdir);
-		return 1;
-	}
-	printf("patched QEMU: %s (build.sh took %.1f s)\n", q.bin, q.build_ms / 1000);
-	snprintf(log, sizeof(log), "%s/build-guest.log", workdir);
-	if (e2e_guest_get(&g, log, err, sizeof(err)) < 0) {
-		fprintf(stderr, "test_e2e_qemu_resource: FAIL: cannot get the test guest: %s\n",
-			err);
+	if (e2e_qemu_prepare(&q, &g, workdir, err, sizeof(err)) < 0) {
+		fprintf(stderr, "test_e2e_qemu_resource: FAIL: %s\n", err);
 		free(workdir);
 		return 1;
 	}
 
-	snprintf(sock, sizeof(sock), "%s/hfe.sock", workdir);
-	snprintf(object, sizeof(object), "helix-frame-export,id=hfe0,listen=unix:%s", sock);
-	const char *const extra[] = { E2E_QEMU_FIRMWARE_ARGS, "-object", object, NULL };
 	snprintf(append, sizeof(append), "hfe.mode=resource hfe.frames=%d hfe.size=%dx%d", FRAMES,
 		 W, H);
-	struct e2e_vm_config cfg = {
-		.qemu = q.bin, .append = append, .hfe_sock = sock, .qmp = true,
-		.extra_args = extra, .timeout_ms = 240000,
-	};
-	e2e_qemu_env_begin();
-	struct e2e_vm *vm = e2e_vm_start(&g, workdir, "resource", &cfg, err, sizeof(err));
-	e2e_qemu_env_end();
+	struct e2e_vm_config cfg = { .append = append, .qmp = true, .timeout_ms = 240000 };
+	struct e2e_vm *vm = e2e_qemu_vm_start(&q, &g, workdir, "resource", NULL, &cfg, NULL, 0,
+					      err, sizeof(err));
 	if (!vm) {
 		fprintf(stderr, "test_e2e_qemu_resource: FAIL: cannot start QEMU: %s\n", err);
 		free(workdir);
@@ -146,26 +128,15 @@ int main(void)
 	CHECKF(e2e_vm_wait_line(vm, "result=", line, sizeof(line), 60000) == 1,
 	       "no result line from the guest");
 	CHECKF(!strcmp(line, "result=ok"), "guest says: %s", line);
-	for (size_t i = 0; e2e_vm_record(vm, i, &rec, 30000) == 1; i++) {
-		if (rec->h.kind == E2E_REC_AU) {
-			const struct e2e_rec **a = realloc(aus, (n_aus + 1) * sizeof(*a));
-
-			REQUIRE(a);
-			aus = a;
-			aus[n_aus++] = rec;
-		} else if (rec->h.kind == E2E_REC_END) {
-			end = rec;
-			break;
-		}
-	}
-	CHECKF(end && !strncmp((const char *)end->data, "result=ok", 9), "END: %s",
-	       end ? (const char *)end->data : "(none)");
-	check_aus(aus, n_aus);
+	e2e_records_collect(vm, &recs, 30000);
+	CHECKF(recs.end && !strncmp((const char *)recs.end->data, "result=ok", 9), "END: %s",
+	       recs.end ? (const char *)recs.end->data : "(none)");
+	check_aus(recs.aus, recs.n_aus);
 	st = e2e_vm_wait_exit(vm, 30000);
 	CHECKF(st == 0, "QEMU did not exit cleanly (status 0x%x)", st);
 	if (tu_failures)
 		e2e_vm_dump_console(vm, 40);
-	free(aus);
+	e2e_records_free(&recs);
 	e2e_vm_free(vm);
 	printf("test_e2e_qemu_resource: total %.1f s\n", (e2e_now_ns() - t0) / 1e9);
 	if (tu_failures || getenv("HFE_E2E_KEEP"))

@@ -489,52 +489,37 @@ int main(void)
 {
 	uint64_t t0 = e2e_now_ns();
 	char *workdir = tu_mkdtemp("hfe-e2e-qemu");
-	char err[1024], log[PATH_MAX + 32], sock[PATH_MAX + 32], object[PATH_MAX + 96];
-	char append[256], line[512] = "", stats[2048] = "", glog[PATH_MAX + 32];
-	const struct e2e_rec *rec, *end = NULL, **aus = NULL;
+	char err[1024], sock[PATH_MAX + 32], append[256], line[512] = "", stats[2048] = "";
+	char glog[PATH_MAX + 32];
+	struct e2e_records recs;
 	struct e2e_guest g;
 	struct e2e_qemu q;
 	struct e2e_vm_times t;
 	int64_t last_draw_ns = 0;
-	int n_aus = 0, n_draw = 0, st;
+	int st;
 	unsigned long long stall_guest, stall_all;
 
 	REQUIRE(workdir);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("test_e2e_qemu_scanout: work directory %s\n", workdir);
-	snprintf(log, sizeof(log), "%s/qemu-build.log", workdir);
-	if (e2e_qemu_get(&q, log, err, sizeof(err)) < 0) {
-		fprintf(stderr, "test_e2e_qemu_scanout: FAIL: cannot build the patched QEMU: %s\n",
-			err);
-		free(workdir);
-		return 1;
-	}
-	printf("patched QEMU: %s (build.sh took %.1f s)\n", q.bin, q.build_ms / 1000);
-	snprintf(log, sizeof(log), "%s/build-guest.log", workdir);
-	if (e2e_guest_get(&g, log, err, sizeof(err)) < 0) {
-		fprintf(stderr, "test_e2e_qemu_scanout: FAIL: cannot get the test guest: %s\n",
-			err);
+	if (e2e_qemu_prepare(&q, &g, workdir, err, sizeof(err)) < 0) {
+		fprintf(stderr, "test_e2e_qemu_scanout: FAIL: %s\n", err);
 		free(workdir);
 		return 1;
 	}
 	make_expected();
 
-	snprintf(sock, sizeof(sock), "%s/hfe.sock", workdir);
-	snprintf(object, sizeof(object), "helix-frame-export,id=hfe0,listen=unix:%s,max-fps=60",
-		 sock);
 	snprintf(glog, sizeof(glog), "%s/guest-errors.log", workdir);
-	const char *const extra[] = { E2E_QEMU_FIRMWARE_ARGS, "-object", object, "-d",
-				      "guest_errors", "-D", glog, NULL };
+	const char *const extra[] = { "-d", "guest_errors", "-D", glog, NULL };
 	snprintf(append, sizeof(append),
 		 "hfe.mode=draw+subscribe hfe.scanout=0 hfe.frames=%d hfe.small=%d hfe.fps=%d "
 		 "hfe.hold=%d", N_FULL, N_SMALL, DRAW_FPS, HOLD_MS);
 	struct e2e_vm_config cfg = {
-		.qemu = q.bin, .append = append, .hfe_sock = sock, .fb_width = FB_W,
-		.fb_height = FB_H, .qmp = true, .extra_args = extra, .timeout_ms = 240000,
+		.append = append, .fb_width = FB_W, .fb_height = FB_H, .qmp = true,
+		.extra_args = extra, .timeout_ms = 240000,
 	};
-	e2e_qemu_env_begin();
-	struct e2e_vm *vm = e2e_vm_start(&g, workdir, "scanout", &cfg, err, sizeof(err));
-	e2e_qemu_env_end();
+	struct e2e_vm *vm = e2e_qemu_vm_start(&q, &g, workdir, "scanout", "max-fps=60", &cfg, sock,
+					      sizeof(sock), err, sizeof(err));
 	if (!vm) {
 		fprintf(stderr, "test_e2e_qemu_scanout: FAIL: cannot start QEMU: %s\n", err);
 		free(workdir);
@@ -557,27 +542,16 @@ int main(void)
 	CHECKF(e2e_vm_wait_line(vm, "result=", line, sizeof(line), 60000) == 1,
 	       "no result line from the guest");
 	CHECKF(!strcmp(line, "result=ok"), "guest says: %s", line);
-	for (size_t i = 0; e2e_vm_record(vm, i, &rec, 30000) == 1; i++) {
-		if (rec->h.kind == E2E_REC_AU) {
-			const struct e2e_rec **a = realloc(aus, (n_aus + 1) * sizeof(*a));
-
-			REQUIRE(a);
-			aus = a;
-			aus[n_aus++] = rec;
-		} else if (rec->h.kind == E2E_REC_DRAW) {
-			CHECKF(rec->h.value == n_draw, "DRAW record %d says frame %lld", n_draw,
-			       (long long)rec->h.value);
-			n_draw++;
-			last_draw_ns = rec->h.t_ns;
-		} else if (rec->h.kind == E2E_REC_END) {
-			end = rec;
-			break;
-		}
-	}
-	CHECKF(end && !strncmp((const char *)end->data, "result=ok", 9), "END: %s",
-	       end ? (const char *)end->data : "(none)");
-	CHECKF(n_draw == N_DRAW, "%d DRAW records, want %d", n_draw, N_DRAW);
-	check_stream(aus, n_aus, last_draw_ns);
+	e2e_records_collect(vm, &recs, 30000);
+	for (int i = 0; i < recs.n_draws; i++)
+		CHECKF(recs.draws[i]->h.value == i, "DRAW record %d says frame %lld", i,
+		       (long long)recs.draws[i]->h.value);
+	if (recs.n_draws)
+		last_draw_ns = recs.draws[recs.n_draws - 1]->h.t_ns;
+	CHECKF(recs.end && !strncmp((const char *)recs.end->data, "result=ok", 9), "END: %s",
+	       recs.end ? (const char *)recs.end->data : "(none)");
+	CHECKF(recs.n_draws == N_DRAW, "%d DRAW records, want %d", recs.n_draws, N_DRAW);
+	check_stream(recs.aus, recs.n_aus, last_draw_ns);
 
 	printf("main-loop stall (longest module callback): %llu us during the guest's run, %llu "
 	       "us with the host client too (target < 1000 us)\n", stall_guest, stall_all);
@@ -589,7 +563,7 @@ int main(void)
 	printf("boot %.0f ms to the guest tool, QEMU ran %.0f ms\n", t.tool_start_ms, t.exit_ms);
 	if (tu_failures)
 		e2e_vm_dump_console(vm, 40);
-	free(aus);
+	e2e_records_free(&recs);
 	e2e_vm_free(vm);
 	for (int k = 0; k < N_DRAW; k++)
 		tu_yuv_free(&expected[k]);

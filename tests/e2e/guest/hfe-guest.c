@@ -11,9 +11,13 @@
  *   subscribe  SUBSCRIBE to `scanout` and forward every access unit until
  *              `count` AUs, `duration` ms, or (with draw) the end of draw
  *   probe      print the result line at once (boot test, KVM probe)
+ *   resource   frames named by their virtio-gpu resource id (mode_resource.c)
+ *   gst        pull mode from the host's GStreamer in a chroot (mode_gst.c)
  * Access units and events go to the out port as e2e_out.h records; the
  * console only gets short "HFE-GUEST: ..." lines. Parameters come from the
- * kernel command line (hfe.KEY=VALUE) or from argv (KEY=VALUE).
+ * kernel command line (hfe.KEY=VALUE) or from argv (KEY=VALUE). This file is
+ * the program: parameters, the mode table, the helpers every mode uses
+ * (hfe-guest.h) and the modes pull, draw, subscribe and probe.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +28,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,26 +45,32 @@
 
 #include "../e2e_out.h"
 #include "../e2e_pattern.h"
+#include "hfe-guest.h"
 
 #define MODE_PULL 0x1u
 #define MODE_DRAW 0x2u
 #define MODE_SUBSCRIBE 0x4u
 #define MODE_PROBE 0x8u
+#define MODE_RESOURCE 0x10u
+#define MODE_GST 0x20u
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} mode_names[] = {
+	{ "pull", MODE_PULL },
+	{ "draw", MODE_DRAW },
+	{ "subscribe", MODE_SUBSCRIBE },
+	{ "probe", MODE_PROBE },
+	{ "resource", MODE_RESOURCE },
+	{ "gst", MODE_GST },
+};
 
 #define PREGEN_MAX (192u << 20) /* pull: pre-generate all frames up to this many bytes */
-#define IO_TIMEOUT_MS 30000
-
-struct opts {
-	unsigned modes;
-	uint32_t frames, w, h, format, inflight, scanout, count, fps, small;
-	uint32_t duration_ms, hold_ms, bitrate;
-	bool hello, fb_write;
-	char port[256], out[256];
-};
 
 /* ---- small helpers ---- */
 
-static int64_t now_ns(void)
+int64_t now_ns(void)
 {
 	struct timespec ts;
 
@@ -75,14 +86,12 @@ static void sleep_until(int64_t t_ns)
 		;
 }
 
-static double ms_of(int64_t ns)
+double ms_of(int64_t ns)
 {
 	return ns / 1e6;
 }
 
-/* One console line, prefixed so that the host can find it among kernel output. */
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
+void say(const char *fmt, ...)
 {
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	char line[512];
@@ -110,8 +119,8 @@ static double uptime_ms(void)
 	return up * 1000;
 }
 
-/* Wait for a device node (udev-less guest: /init makes the links). */
-static int wait_path(const char *path, int timeout_ms)
+/* Polled: the guest has no udev (/init makes the port links). */
+int wait_path(const char *path, int timeout_ms)
 {
 	int64_t end = now_ns() + (int64_t)timeout_ms * 1000000;
 	struct stat st;
@@ -125,14 +134,6 @@ static int wait_path(const char *path, int timeout_ms)
 }
 
 /* ---- the out port ---- */
-
-struct out {
-	int fd;
-	pthread_mutex_t lock;
-	uint32_t seq[E2E_REC_END + 1]; /* per kind */
-	uint64_t bytes;
-	bool failed;
-};
 
 static int write_all(int fd, struct iovec *iov, int n)
 {
@@ -157,9 +158,9 @@ static int write_all(int fd, struct iovec *iov, int n)
 	return 0;
 }
 
-/* One record (header + up to two payload pieces), written whole under the lock. */
-static int out_rec(struct out *o, uint16_t kind, uint16_t flags, int64_t value, const void *a,
-		   size_t alen, const void *b, size_t blen)
+/* Written whole under the lock: records of several threads never interleave. */
+int out_rec(struct out *o, uint16_t kind, uint16_t flags, int64_t value, const void *a,
+	    size_t alen, const void *b, size_t blen)
 {
 	struct e2e_rec_hdr h = {
 		.magic = E2E_REC_MAGIC, .kind = kind, .flags = flags,
@@ -184,9 +185,7 @@ static int out_rec(struct out *o, uint16_t kind, uint16_t flags, int64_t value, 
 	return r;
 }
 
-static int out_text(struct out *o, uint16_t kind, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int out_text(struct out *o, uint16_t kind, const char *fmt, ...)
+int out_text(struct out *o, uint16_t kind, const char *fmt, ...)
 {
 	char text[512];
 	va_list ap;
@@ -209,8 +208,8 @@ static bool out_wait_ack(struct out *o, int timeout_ms)
 	return read(o->fd, &c, 1) == 1;
 }
 
-/* Forward one FRAME_RESPONSE as an AU record (all its NAL units, in order). */
-static int forward_au(struct out *o, const struct hfe_msg *m, uint64_t *au_bytes)
+/* All the response's NAL units, in order, in one record. */
+int forward_au(struct out *o, const struct hfe_msg *m, uint64_t *au_bytes)
 {
 	const uint8_t *nal, *first = NULL;
 	size_t pos = 0, total = 0;
@@ -248,8 +247,8 @@ static int forward_au(struct out *o, const struct hfe_msg *m, uint64_t *au_bytes
 	return r;
 }
 
-static struct hfe_client *open_host(const struct opts *op, const char *who, char *why,
-				    size_t whylen)
+struct hfe_client *open_host(const struct opts *op, const char *who, char *why,
+			     size_t whylen)
 {
 	char addr[300];
 	struct hfe_err err = { 0 };
@@ -655,11 +654,42 @@ out:
 
 /* ---- parameters ---- */
 
+static unsigned mode_bit(const char *name)
+{
+	for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
+		if (!strcmp(name, mode_names[i].name))
+			return mode_names[i].bit;
+	return 0;
+}
+
+/* The gst mode's text parameters: where each one goes. */
+static char *gst_param(struct opts *op, const char *key, size_t *size)
+{
+	static const struct {
+		const char *key;
+		size_t off, size;
+	} params[] = {
+		{ "gst_plugin", offsetof(struct opts, gst_plugin), sizeof(op->gst_plugin) },
+		{ "gst_libpath", offsetof(struct opts, gst_libpath), sizeof(op->gst_libpath) },
+		{ "gst_preload", offsetof(struct opts, gst_preload), sizeof(op->gst_preload) },
+		{ "gst_pattern", offsetof(struct opts, gst_pattern), sizeof(op->gst_pattern) },
+		{ "gst_encoder", offsetof(struct opts, gst_encoder), sizeof(op->gst_encoder) },
+	};
+
+	for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++)
+		if (!strcmp(key, params[i].key)) {
+			*size = params[i].size;
+			return (char *)op + params[i].off;
+		}
+	return NULL;
+}
+
 static int set_opt(struct opts *op, const char *key, const char *val, char *why, size_t whylen)
 {
-	char *end;
+	char *end, *text;
 	unsigned long v = strtoul(val, &end, 10);
 	bool num = *val && !*end;
+	size_t size;
 
 	if (!strcmp(key, "mode")) {
 		char buf[64], *save = NULL;
@@ -667,17 +697,25 @@ static int set_opt(struct opts *op, const char *key, const char *val, char *why,
 		snprintf(buf, sizeof(buf), "%s", val);
 		op->modes = 0;
 		for (char *t = strtok_r(buf, "+", &save); t; t = strtok_r(NULL, "+", &save)) {
-			if (!strcmp(t, "pull"))
-				op->modes |= MODE_PULL;
-			else if (!strcmp(t, "draw"))
-				op->modes |= MODE_DRAW;
-			else if (!strcmp(t, "subscribe"))
-				op->modes |= MODE_SUBSCRIBE;
-			else if (!strcmp(t, "probe"))
-				op->modes |= MODE_PROBE;
-			else
+			unsigned bit = mode_bit(t);
+
+			if (!bit)
 				goto bad;
+			op->modes |= bit;
 		}
+		return 0;
+	}
+	/* /init's parameters (tests/e2e/guest/init), not ours. */
+	if (!strcmp(key, "extra") || !strcmp(key, "shell"))
+		return 0;
+	text = gst_param(op, key, &size);
+	if (text) {
+		/* They end up in a shell command line: no quotes. */
+		if (strlen(val) >= size || strpbrk(val, "'\"") ||
+		    (!strcmp(key, "gst_encoder") && strcmp(val, "vsockenc") &&
+		     strcmp(val, "x264enc")))
+			goto bad;
+		snprintf(text, size, "%s", val);
 		return 0;
 	}
 	if (!strcmp(key, "size")) {
@@ -786,6 +824,7 @@ int main(int argc, char **argv)
 		.inflight = 4, .fps = 10, .hold_ms = 3000, .hello = true,
 		.port = "/dev/virtio-ports/org.helix.hfe.0",
 		.out = "/dev/virtio-ports/org.helix.out.0",
+		.gst_pattern = "smpte", .gst_encoder = "vsockenc",
 	};
 	struct out o = { .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
 	struct draw_ctx draw = { .op = &op, .o = &o };
@@ -804,7 +843,8 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	if (!op.modes) {
-		snprintf(why, sizeof(why), "no mode (hfe.mode=pull|draw|subscribe|probe)");
+		snprintf(why, sizeof(why),
+			 "no mode (hfe.mode=pull|draw|subscribe|probe|resource|gst)");
 		goto done;
 	}
 	if (op.modes == MODE_PROBE) {
@@ -834,6 +874,10 @@ int main(int argc, char **argv)
 	} else if (rc == 0 && (op.modes & MODE_DRAW)) {
 		rc = run_draw(&op, &o, why, sizeof(why));
 	}
+	if (rc == 0 && (op.modes & MODE_RESOURCE))
+		rc = run_resource(&op, &o, why, sizeof(why));
+	if (rc == 0 && (op.modes & MODE_GST))
+		rc = run_gst(&op, &o, why, sizeof(why));
 	if (o.failed && rc == 0) {
 		snprintf(why, sizeof(why), "out port write failed");
 		rc = -1;
