@@ -21,12 +21,14 @@
 # damage (QEMU is run with -trace dbus_update), i.e. D-Bus transfer included.
 # QEMU's CPU is mostly the guest's own emulated work (TCG here), not the display path.
 #
-# Side by side with the QEMU module (issue 4; another engineer's part): set
-# HFE_BENCH_MODULE_QEMU to the patched qemu-system-x86_64 and the same workloads run
-# against `-object helix-frame-export,...` with no daemon (see boot_vm "module" below:
-# adjust its arguments there if the module's options change).
+# Side by side, in the same run, the same workloads go through the QEMU module (issue 4):
+# the patched qemu-system-x86_64 from qemu/build.sh (cached; built on first use) with
+# `-object helix-frame-export,...` and no daemon. After each module window the module's
+# longest main-loop callback (qom-get max-stall-us) is read over QMP. HFE_BENCH_MODULE_QEMU
+# = another patched binary, or "none" to skip the module half.
 #
-# Environment: HFE_BENCH_SIZES, HFE_BENCH_SECONDS, HFE_E2E_ACCEL (kvm|tcg; default tcg),
+# Environment: HFE_BENCH_SIZES, HFE_BENCH_SECONDS, HFE_BENCH_VARIANTS (default "dbus module"),
+# HFE_E2E_ACCEL (kvm|tcg; default tcg),
 # HFE_BENCH_DAEMON_ARGS (extra daemon options, e.g. "--max-fps 30"), HFE_BENCH_KEEP=1.
 set -euo pipefail
 
@@ -71,6 +73,34 @@ if [[ ! -x "$PROBE" ]]; then
 		-L"$BUILD/lib" -lhfe -lm -Wl,-rpath,"$BUILD/lib" || die "cannot build the probe"
 fi
 GUEST=$("$SRC/tests/e2e/build-guest.sh" --tool "$GUEST_TOOL") || die "cannot build the guest"
+MODULE_QEMU=${HFE_BENCH_MODULE_QEMU:-}
+if [[ -z "$MODULE_QEMU" ]]; then
+	dir=$("$SRC/qemu/build.sh" --hfe-build "$BUILD" | tail -n 1) ||
+		die "cannot build the patched QEMU (HFE_BENCH_MODULE_QEMU=none skips the module half)"
+	MODULE_QEMU=$dir/bin/qemu-system-x86_64
+fi
+[[ "$MODULE_QEMU" == none || -x "$MODULE_QEMU" ]] || die "no QEMU at $MODULE_QEMU"
+
+# qmp SOCKET COMMAND_JSON: run one QMP command, print what it returns.
+qmp() {
+	python3 - "$@" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.readline()
+for cmd in ('{"execute": "qmp_capabilities"}', sys.argv[2]):
+    f.write(cmd + "\n")
+    f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if "return" in r or "error" in r:
+            break
+print(r.get("return", r.get("error")))
+PY
+}
+STATS_GET='{"execute":"qom-get","arguments":{"path":"/objects/hfe0","property":"stats"}}'
+STALL_RESET='{"execute":"qom-set","arguments":{"path":"/objects/hfe0","property":"max-stall-us","value":0}}'
 
 # wait_for FILE REGEX SECONDS [N]: until FILE has more than N (default 0) matching lines.
 wait_for() {
@@ -106,13 +136,14 @@ boot_vm() {
 	module)
 		# shellcheck disable=SC2054
 		# The QEMU module serves the scanout itself (issue 4); no daemon involved.
-		qemu=$HFE_BENCH_MODULE_QEMU
+		qemu=$MODULE_QEMU
 		display=(-display none -L /usr/share/qemu -L /usr/share/seabios -L /usr/lib/ipxe/qemu
-			-object "helix-frame-export,id=hfe0,listen=unix:$WORK/module.sock")
+			-object "helix-frame-export,id=hfe0,listen=unix:$WORK/module.sock"
+			-qmp "unix:$WORK/module.qmp,server=on,wait=off")
 		HFE_ADDR=unix:$WORK/module.sock
 		;;
 	esac
-	"$qemu" -machine q35 -accel "$ACCEL" -m 512 "${display[@]}" -serial stdio -monitor none \
+	LD_LIBRARY_PATH=$BUILD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$qemu" -machine q35 -accel "$ACCEL" -m 512 "${display[@]}" -serial stdio -monitor none \
 		-no-reboot -nic none -kernel "$GUEST/vmlinux" -initrd "$GUEST/initrd.img" \
 		-append "console=ttyS0 panic=-1 quiet mitigations=off hfe.shell=1" \
 		-vga none -device "virtio-gpu-pci,xres=$w,yres=$h" -device virtio-serial-pci \
@@ -139,10 +170,18 @@ measure() {
 		pids+=(--pid "daemon=$DAEMON_PID")
 		trace=(--qemu-trace "$WORK/$variant-$size-trace.log")
 	fi
-	local out
+	local out stall=
+	if [[ "$variant" == module ]]; then # the window's own worst
+		qmp "$WORK/module.qmp" "$STALL_RESET" >/dev/null || true
+	fi
 	out=$("$PROBE" --connect "$HFE_ADDR" --warmup 2 --duration "$SECONDS_WIN" "${pids[@]}" \
 		"${trace[@]}") || die "$variant $size $load: probe failed"
-	echo "variant=$variant size=$size load=$load $out" | tee -a "$WORK/results.txt"
+	if [[ "$variant" == module ]]; then
+		# max_stall_us=N max_stall_in=WHERE max_stall_cpu_us=N max_stall_cpu_in=WHERE
+		stall=" $(qmp "$WORK/module.qmp" "$STATS_GET" | grep -oE 'max_stall[a-z_]*=[^ ]*' |
+			sed 's/^max_stall_us=/stall_us=/' | tr '\n' ' ')"
+	fi
+	echo "variant=$variant size=$size load=$load $out$stall" | tee -a "$WORK/results.txt"
 }
 
 run_size() {
@@ -180,23 +219,26 @@ wait_for "$WORK/daemon.log" 'listening on' 10 || die "the daemon did not start (
 echo "daemon: $DAEMON --qemu qmp:unix:$WORK/vm.qmp --listen unix:$WORK/vm.sock ${HFE_BENCH_DAEMON_ARGS:-}"
 
 for size in $SIZES; do
-	run_size dbus "$size"
-	if [[ -n "${HFE_BENCH_MODULE_QEMU:-}" ]]; then
-		run_size module "$size"
-	fi
+	for variant in ${HFE_BENCH_VARIANTS:-dbus module}; do
+		[[ "$variant" == module && "$MODULE_QEMU" == none ]] && continue
+		run_size "$variant" "$size"
+	done
 done
 
 echo
-printf '%-7s %-9s %-7s %7s %7s %15s %15s %9s %9s %11s %11s\n' variant size load fps \
-	upd/s "lat p50/p99" "qlat p50/p99" "qemu CPU" "hfe CPU" "qemu RSS" "hfe RSS"
+printf '%-7s %-9s %-7s %7s %7s %15s %15s %9s %9s %11s %11s %15s\n' variant size load fps \
+	upd/s "lat p50/p99" "qlat p50/p99" "qemu CPU" "hfe CPU" "qemu RSS" "hfe RSS" "stall wall/CPU"
 awk '
 function kv(k,   i, a) { for (i = 1; i <= NF; i++) { split($i, a, "="); if (a[1] == k) return a[2] } return "-" }
 {
-	printf "%-7s %-9s %-7s %7s %7s %15s %15s %8s%% %8s%% %8s MB %8s MB\n",
+	printf "%-7s %-9s %-7s %7s %7s %15s %15s %8s%% %8s%% %8s MB %8s MB %12s us\n",
 		kv("variant"), kv("size"), kv("load"), kv("fps"), kv("upd_per_s"),
 		kv("lat_p50_ms") "/" kv("lat_p99_ms") " ms", kv("qlat_p50_ms") "/" kv("qlat_p99_ms") " ms",
 		kv("cpu_qemu_pct"), kv("cpu_daemon_pct"),
 		(kv("hwm_qemu_kb") == "-" ? "-" : int(kv("hwm_qemu_kb") / 1024)),
-		(kv("hwm_daemon_kb") == "-" ? "-" : int(kv("hwm_daemon_kb") / 1024))
+		(kv("hwm_daemon_kb") == "-" ? "-" : int(kv("hwm_daemon_kb") / 1024)),
+		kv("stall_us") "/" kv("max_stall_cpu_us")
 }' "$WORK/results.txt"
-echo "(RSS = peak VmHWM of the process so far; daemon one process for all runs)"
+echo "(RSS = peak VmHWM of the process so far; daemon one process for all runs;"
+echo " stall = the module's longest main-loop callback in that window: wall clock / its"
+echo " thread's CPU time; which callback: max_stall_in in $WORK/results.txt)"
