@@ -37,6 +37,7 @@ BUILD=$(cd "${1:-$SRC/build}" && pwd)
 DAEMON=$BUILD/daemon/helix-frame-export
 GUEST_TOOL=$BUILD/tests/e2e/hfe-guest
 PROBE=$BUILD/bench/bench-dbus-scanout
+JITTER=$BUILD/bench/bench-loop-jitter
 SIZES=${HFE_BENCH_SIZES:-1280x800 1920x1080}
 SECONDS_WIN=${HFE_BENCH_SECONDS:-10}
 ACCEL=${HFE_E2E_ACCEL:-tcg}
@@ -65,6 +66,7 @@ die() {
 
 [[ -x "$DAEMON" ]] || die "no daemon at $DAEMON (build first: ninja -C $BUILD)"
 [[ -x "$GUEST_TOOL" ]] || die "no guest tool at $GUEST_TOOL"
+[[ -x "$JITTER" ]] || die "no $JITTER (build first: ninja -C $BUILD)"
 "$DAEMON" --help | grep -q -- '--qemu' || die "$DAEMON has no -display dbus support"
 if [[ ! -x "$PROBE" ]]; then
 	# Until bench/meson.build builds it: compile against the build's libhfe.
@@ -170,18 +172,23 @@ measure() {
 		pids+=(--pid "daemon=$DAEMON_PID")
 		trace=(--qemu-trace "$WORK/$variant-$size-trace.log")
 	fi
-	local out stall=
+	local out stall= ctl=
 	if [[ "$variant" == module ]]; then # the window's own worst
 		qmp "$WORK/module.qmp" "$STALL_RESET" >/dev/null || true
+		# the baseline: a do-nothing event loop on the same machine meanwhile
+		"$JITTER" $((SECONDS_WIN + 2)) >"$WORK/jitter.txt" &
 	fi
 	out=$("$PROBE" --connect "$HFE_ADDR" --warmup 2 --duration "$SECONDS_WIN" "${pids[@]}" \
 		"${trace[@]}") || die "$variant $size $load: probe failed"
 	if [[ "$variant" == module ]]; then
-		# max_stall_us=N max_stall_in=WHERE max_stall_cpu_us=N max_stall_cpu_in=WHERE
-		stall=" $(qmp "$WORK/module.qmp" "$STATS_GET" | grep -oE 'max_stall[a-z_]*=[^ ]*' |
+		wait $! || true
+		ctl=" $(cat "$WORK/jitter.txt")"
+		# the main-loop fields of the module's stats (qemu/README.md)
+		stall=" $(qmp "$WORK/module.qmp" "$STATS_GET" |
+			grep -oE '(max_stall[a-z_]*|blocked|max_blocked_[a-z]*|preempted|hist_us|hist_cpu_us)=[^ ]*' |
 			sed 's/^max_stall_us=/stall_us=/' | tr '\n' ' ')"
 	fi
-	echo "variant=$variant size=$size load=$load $out$stall" | tee -a "$WORK/results.txt"
+	echo "variant=$variant size=$size load=$load $out$stall$ctl" | tee -a "$WORK/results.txt"
 }
 
 run_size() {
@@ -226,19 +233,30 @@ for size in $SIZES; do
 done
 
 echo
-printf '%-7s %-9s %-7s %7s %7s %15s %15s %9s %9s %11s %11s %15s\n' variant size load fps \
-	upd/s "lat p50/p99" "qlat p50/p99" "qemu CPU" "hfe CPU" "qemu RSS" "hfe RSS" "stall wall/CPU"
+printf '%-7s %-9s %-7s %7s %7s %15s %15s %9s %9s %11s %11s %11s %17s %17s\n' variant size \
+	load fps upd/s "lat p50/p99" "qlat p50/p99" "qemu CPU" "hfe CPU" "qemu RSS" "hfe RSS" \
+	"stall max" ">=1ms module" ">=1ms baseline"
 awk '
 function kv(k,   i, a) { for (i = 1; i <= NF; i++) { split($i, a, "="); if (a[1] == k) return a[2] } return "-" }
+# callbacks of >= 1 ms in a hist_us (buckets <100/<250/<500/<1000/<2000/<5000/>=5000)
+function over1ms(h,   b, n, i, all) {
+	if (h == "-") return "-"
+	n = split(h, b, "/"); all = 0
+	for (i = 1; i <= n; i++) all += b[i]
+	return sprintf("%.3f%%", all ? 100 * (b[5] + b[6] + b[7]) / all : 0)
+}
 {
-	printf "%-7s %-9s %-7s %7s %7s %15s %15s %8s%% %8s%% %8s MB %8s MB %12s us\n",
+	printf "%-7s %-9s %-7s %7s %7s %15s %15s %8s%% %8s%% %8s MB %8s MB %8s us %17s %17s\n",
 		kv("variant"), kv("size"), kv("load"), kv("fps"), kv("upd_per_s"),
 		kv("lat_p50_ms") "/" kv("lat_p99_ms") " ms", kv("qlat_p50_ms") "/" kv("qlat_p99_ms") " ms",
 		kv("cpu_qemu_pct"), kv("cpu_daemon_pct"),
 		(kv("hwm_qemu_kb") == "-" ? "-" : int(kv("hwm_qemu_kb") / 1024)),
 		(kv("hwm_daemon_kb") == "-" ? "-" : int(kv("hwm_daemon_kb") / 1024)),
-		kv("stall_us") "/" kv("max_stall_cpu_us")
+		kv("stall_us"), over1ms(kv("hist_us")) "/" over1ms(kv("hist_cpu_us")),
+		over1ms(kv("ctl_hist_us")) "/" over1ms(kv("ctl_hist_cpu_us"))
 }' "$WORK/results.txt"
 echo "(RSS = peak VmHWM of the process so far; daemon one process for all runs;"
-echo " stall = the module's longest main-loop callback in that window: wall clock / its"
-echo " thread's CPU time; which callback: max_stall_in in $WORK/results.txt)"
+echo " stall max = the module's longest main-loop callback in that window (wall clock);"
+echo " >=1ms = share of its callbacks that took 1 ms or more, wall clock / CPU time; and the"
+echo " same for a do-nothing event loop (bench-loop-jitter) on the same machine meanwhile."
+echo " Per window in $WORK/results.txt: where, CPU time, blocked (waited) and preempted counts)"

@@ -2,8 +2,41 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "hfe/host.h"
+
+static atomic_bool background;
+
+void hfe_set_background_workers(bool on) { atomic_store(&background, on); }
+
+struct start {
+	void *(*fn)(void *);
+	void *arg;
+};
+
+/* Threads inherit a Linux thread's policy and nice value, so the encoder's
+ * own threads (x264's slice threads, created when it opens) follow. */
+static void *start_thread(void *opaque)
+{
+	struct start st = *(struct start *)opaque;
+	free(opaque);
+	if (atomic_load(&background)) {
+		struct sched_param sp = { .sched_priority = 0 };
+		pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+		if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0) {
+			/* best effort: the policy alone already helps */
+		}
+	}
+	return st.fn(st.arg);
+}
 
 uint64_t hfe_mono_ns(void)
 {
@@ -23,7 +56,14 @@ int hfe_worker_start(struct hfe_worker *w, void *(*fn)(void *), void *arg, const
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&w->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	int rc = pthread_create(&w->thread, NULL, fn, arg);
+	struct start *st = malloc(sizeof(*st));
+	int rc = ENOMEM;
+	if (st) {
+		*st = (struct start){ fn, arg };
+		rc = pthread_create(&w->thread, NULL, start_thread, st);
+		if (rc != 0)
+			free(st);
+	}
 	if (rc != 0) {
 		hfe_err_set(err, HFE_ERR_INTERNAL, "cannot start the %s thread: %s", what,
 			    strerror(rc));

@@ -117,6 +117,13 @@ void hfe_peer_shutdown_done(struct hfe_peer *p);
 /* Monotonic milliseconds, the clock hfe_peer_* expects. */
 uint64_t hfe_now_ms(void);
 
+/* For a host living inside another program's latency-critical event loop
+ * (QEMU's main loop): threads libhfe starts from now on — pull session and
+ * scanout stream workers, and the encoder threads they create — run as
+ * SCHED_BATCH at nice 10, so that on a busy machine they do not take the
+ * CPU from that loop. Off by default. */
+void hfe_set_background_workers(bool on);
+
 #ifdef __cplusplus
 }
 #endif
