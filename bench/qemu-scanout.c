@@ -79,6 +79,7 @@ static double run_gst(const struct e2e_guest *g, const struct e2e_qemu *q, const
 		 encoder, preload);
 	struct e2e_vm_config cfg = {
 		.append = append, .mem_mb = 2048, .extra_args = extra, .timeout_ms = 1800000,
+		.qmp = true,
 	};
 	struct e2e_vm *vm = e2e_qemu_vm_start(q, g, workdir, tag, NULL, &cfg, NULL, 0, err,
 					      sizeof(err));
@@ -87,8 +88,19 @@ static double run_gst(const struct e2e_guest *g, const struct e2e_qemu *q, const
 		return -1;
 	}
 	if (e2e_vm_wait_line(vm, "gst frames=", line, sizeof(line), 1700000) == 1) {
+		char stats[4096] = "";
 		fps = e2e_kv_num(line, "fps", -1);
 		printf("%-10s guest %s: %s\n", "", encoder, line);
+		/* Pull mode's frames cross the main loop (client reads): its stalls too. */
+		if (!strcmp(encoder, "vsockenc") &&
+		    e2e_qemu_qom_get(e2e_vm_qmp_path(vm), "/objects/hfe0", "stats", stats,
+				     sizeof(stats), err, sizeof(err)) == 0)
+			printf("%-10s module (pull): longest main-loop callback %.0f us wall, %.0f us "
+			       "CPU; blocked %.0f, preempted %.0f; stats %s\n", "",
+			       e2e_kv_num(stats + 1, "max_stall_us", -1),
+			       e2e_kv_num(stats, "max_stall_cpu_us", -1),
+			       e2e_kv_num(stats, "blocked", -1), e2e_kv_num(stats, "preempted", -1),
+			       stats);
 	} else {
 		fprintf(stderr, "qemu-scanout: %s: no result\n", tag);
 		e2e_vm_dump_console(vm, 20);
