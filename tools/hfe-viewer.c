@@ -92,6 +92,7 @@ struct recorder {
 	int64_t first_ns, last_ts, last_dur;
 	uint32_t width, height;
 	uint64_t frames, bytes;
+	unsigned parts; /* earlier sizes, each moved to its own file */
 };
 
 struct viewer {
@@ -313,11 +314,57 @@ static int recorder_open(struct recorder *r, const uint8_t *au, size_t n)
 	return 0;
 }
 
+/* Write the trailer and close the file (r->path stays). */
+static void recorder_finish(struct recorder *r)
+{
+	char eb[128];
+	int e = r->st && r->oc->pb ? av_write_trailer(r->oc) : 0;
+	if (e < 0)
+		say("recording to %s: finishing the MP4 failed: %s", r->path,
+		    av_err(e, eb, sizeof(eb)));
+	double secs = r->last_ts > 0 ? (double)r->last_ts * av_q2d(r->st->time_base) : 0;
+	if (r->oc->pb)
+		avio_closep(&r->oc->pb);
+	avformat_free_context(r->oc);
+	r->oc = NULL;
+	r->st = NULL;
+	if (e >= 0 && r->frames)
+		say("wrote %" PRIu64 " frames (%.1f s, %ux%u, %" PRIu64 " bytes) to %s", r->frames,
+		    secs, r->width, r->height, r->bytes, r->path);
+}
+
+/*
+ * The picture size changed (a VM switching modes, e.g. from QEMU's 640x480
+ * "not initialized" picture to the guest's desktop). An MP4 track has one
+ * size, so the part recorded so far moves to NAME-N-WxH.mp4 and NAME.mp4
+ * starts again at the new size: nothing is lost, and NAME.mp4 always holds
+ * the latest size.
+ */
+static void recorder_next_part(struct recorder *r)
+{
+	recorder_finish(r);
+	const char *dot = strrchr(r->path, '.');
+	size_t base = dot && !strchr(dot, '/') ? (size_t)(dot - r->path) : strlen(r->path);
+	char *part = g_strdup_printf("%.*s-%u-%ux%u%s", (int)base, r->path, ++r->parts, r->width,
+				     r->height, r->path + base);
+	if (rename(r->path, part) == 0)
+		say("picture size changed: the %ux%u part is %s; %s goes on at the new size",
+		    r->width, r->height, part, r->path);
+	else
+		say("picture size changed, and %s cannot be moved to %s (%s): it is overwritten",
+		    r->path, part, strerror(errno));
+	g_free(part);
+	r->frames = r->bytes = 0;
+}
+
 static void recorder_write(struct recorder *r, const uint8_t *au, size_t n, int64_t pts_ns,
 			   bool key)
 {
 	if (r->failed || n == 0 || n > INT_MAX)
 		return;
+	uint32_t w, h;
+	if (r->oc && key && probe_size(au, n, &w, &h) && (w != r->width || h != r->height))
+		recorder_next_part(r);
 	if (!r->oc) {
 		if (!key)
 			return; /* an MP4 starts with an IDR */
@@ -371,23 +418,10 @@ static void recorder_close(struct recorder *r)
 {
 	if (!r->path)
 		return;
-	if (r->oc) {
-		char eb[128];
-		int e = r->st && r->oc->pb ? av_write_trailer(r->oc) : 0;
-		if (e < 0)
-			say("recording to %s: finishing the MP4 failed: %s", r->path,
-			    av_err(e, eb, sizeof(eb)));
-		double secs = r->last_ts > 0 ? (double)r->last_ts * av_q2d(r->st->time_base) : 0;
-		if (r->oc->pb)
-			avio_closep(&r->oc->pb);
-		avformat_free_context(r->oc);
-		r->oc = NULL;
-		if (e >= 0 && r->frames)
-			say("wrote %" PRIu64 " frames (%.1f s, %ux%u, %" PRIu64 " bytes) to %s",
-			    r->frames, secs, r->width, r->height, r->bytes, r->path);
-	} else if (!r->failed) {
+	if (r->oc)
+		recorder_finish(r);
+	else if (!r->failed && !r->parts)
 		say("no keyframe arrived: nothing recorded, %s not written", r->path);
-	}
 	g_free(r->path);
 	r->path = NULL;
 }
