@@ -196,6 +196,15 @@ static void put_nal(struct bw *out, uint8_t header, const uint8_t *rbsp, size_t 
 	}
 }
 
+/* An RBSP body out as one NAL unit (trailing bits added here); frees it. */
+static void put_body(struct bw *out, uint8_t hdr, struct bw *body)
+{
+	bw_trailing(body);
+	put_nal(out, hdr, body->buf, body->len);
+	out->oom |= body->oom;
+	free(body->buf);
+}
+
 /* ---- the splicer ---- */
 
 struct h264_splicer {
@@ -298,10 +307,7 @@ static void rewrite_sps(struct bw *out, uint8_t hdr, const uint8_t *rbsp, size_t
 	bw_ue(&body, POC_LSB_BITS - 4); /* log2_max_pic_order_cnt_lsb_minus4 */
 	r.pos = lay->rest_at;
 	copy_bits(&body, &r, end);
-	bw_trailing(&body);
-	put_nal(out, hdr, body.buf, body.len);
-	out->oom |= body.oom;
-	free(body.buf);
+	put_body(out, hdr, &body);
 }
 
 /* PPS: only read (whether slices can be rewritten and patches written). */
@@ -351,10 +357,7 @@ static void splice_slice(struct h264_splicer *sp, struct bw *out, uint8_t hdr, s
 	bw_bits(&body, POC_LSB_BITS, sp->poc & ((1u << POC_LSB_BITS) - 1));
 	again.pos = rest_at;
 	copy_bits(&body, &again, end);
-	bw_trailing(&body);
-	put_nal(out, hdr, body.buf, body.len);
-	out->oom |= body.oom;
-	free(body.buf);
+	put_body(out, hdr, &body);
 }
 
 static int packet_from(struct bw *w, struct hfe_packet *pkt, int64_t index, bool keyframe)
@@ -527,12 +530,9 @@ int h264_splice_patch(struct h264_splicer *sp, const struct hfe_image *pic, cons
 	}
 	if (run)
 		bw_ue(&body, run);
-	bw_trailing(&body);
 
 	struct bw out = { 0 };
-	put_nal(&out, NAL_SLICE, body.buf, body.len); /* nal_ref_idc 0 */
-	out.oom |= body.oom;
-	free(body.buf);
+	put_body(&out, NAL_SLICE, &body); /* nal_ref_idc 0 */
 	int rc = packet_from(&out, pkt, -1, false);
 	free(out.buf);
 	if (rc == 0)

@@ -300,7 +300,7 @@ static void do_config(struct hfe_session *s, struct job *j)
 	push_result(s, &r);
 }
 
-/* Everything but the thread: queued jobs, results, the encoder. */
+/* Everything but the worker: queued jobs, results, the encoder; then s. */
 static void destroy(struct hfe_session *s)
 {
 	for (unsigned i = 0; i < s->job_count; i++) {
@@ -313,8 +313,6 @@ static void destroy(struct hfe_session *s)
 	if (s->enc)
 		s->ops->close(s->enc);
 	free(s->conv_buf);
-	pthread_cond_destroy(&s->w.cond);
-	pthread_mutex_destroy(&s->w.lock);
 	free(s);
 }
 
@@ -355,6 +353,7 @@ static void *worker(void *arg)
 	bool detached = s->detached;
 	pthread_mutex_unlock(&s->w.lock);
 	if (detached) {
+		hfe_worker_destroy(&s->w);
 		destroy(s);
 		pthread_mutex_lock(&detached_lock);
 		detached_live--;
@@ -394,11 +393,7 @@ void hfe_session_free(struct hfe_session *s)
 {
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->w.lock);
-	s->w.stop = true;
-	pthread_cond_signal(&s->w.cond);
-	pthread_mutex_unlock(&s->w.lock);
-	pthread_join(s->w.thread, NULL);
+	hfe_worker_stop(&s->w);
 	destroy(s);
 }
 
@@ -411,10 +406,9 @@ void hfe_session_detach(struct hfe_session *s)
 	pthread_mutex_unlock(&detached_lock);
 	pthread_t thread = s->w.thread;
 	pthread_mutex_lock(&s->w.lock);
-	s->w.stop = true;
-	s->detached = true;
-	pthread_cond_signal(&s->w.cond);
+	s->detached = true; /* before stop: the worker reads it once stopped */
 	pthread_mutex_unlock(&s->w.lock);
+	hfe_worker_signal_stop(&s->w);
 	/* From here on the worker owns s (it may already be gone). */
 	pthread_detach(thread);
 }

@@ -186,27 +186,33 @@ static bool copy_locked(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t w
 	return true;
 }
 
-/* Grow the damage box by rectangles already copied (w.lock held). */
-static void damage_locked(struct hfe_stream *s, const struct box *b, unsigned n)
+/* b grows to cover d (*set false: b is d). */
+static void grow_box(struct box *b, bool *set, struct box d)
 {
-	for (unsigned i = 0; i < n; i++) {
-		struct box *d = &s->damage;
-		s->blank = false;
-		s->stats.updates++;
-		if (!s->damaged) {
-			*d = b[i];
-			s->damage_ns = (int64_t)hfe_mono_ns();
-			s->damaged = true;
-			continue;
-		}
-		s->stats.updates_coalesced++;
-		d->x0 = b[i].x0 < d->x0 ? b[i].x0 : d->x0;
-		d->y0 = b[i].y0 < d->y0 ? b[i].y0 : d->y0;
-		d->x1 = b[i].x1 > d->x1 ? b[i].x1 : d->x1;
-		d->y1 = b[i].y1 > d->y1 ? b[i].y1 : d->y1;
+	if (!*set) {
+		*b = d;
+		*set = true;
+		return;
 	}
-	if (n)
-		pthread_cond_signal(&s->w.cond);
+	b->x0 = d.x0 < b->x0 ? d.x0 : b->x0;
+	b->y0 = d.y0 < b->y0 ? d.y0 : b->y0;
+	b->x1 = d.x1 > b->x1 ? d.x1 : b->x1;
+	b->y1 = d.y1 > b->y1 ? d.y1 : b->y1;
+}
+
+/* Report damage: `rects` rectangles already copied into fb, b their
+ * bounding box (fb_lock held; takes w.lock). */
+static void add_damage(struct hfe_stream *s, struct box b, unsigned rects)
+{
+	pthread_mutex_lock(&s->w.lock);
+	s->blank = false;
+	s->stats.updates += rects;
+	s->stats.updates_coalesced += s->damaged ? rects : rects - 1;
+	if (!s->damaged)
+		s->damage_ns = (int64_t)hfe_mono_ns();
+	grow_box(&s->damage, &s->damaged, b);
+	pthread_cond_signal(&s->w.cond);
+	pthread_mutex_unlock(&s->w.lock);
 }
 
 void hfe_stream_update(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
@@ -216,11 +222,8 @@ void hfe_stream_update(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t w,
 		return;
 	struct box b;
 	pthread_mutex_lock(&s->fb_lock);
-	if (copy_locked(s, x, y, w, h, pixels, stride, format, &b)) {
-		pthread_mutex_lock(&s->w.lock);
-		damage_locked(s, &b, 1);
-		pthread_mutex_unlock(&s->w.lock);
-	}
+	if (copy_locked(s, x, y, w, h, pixels, stride, format, &b))
+		add_damage(s, b, 1);
 	pthread_mutex_unlock(&s->fb_lock);
 }
 
@@ -229,29 +232,24 @@ void hfe_stream_update_rects(struct hfe_stream *s, const struct hfe_rect *rects,
 {
 	if (!rgb32(format))
 		return;
-	struct box boxes[16];
-	unsigned nb = 0;
+	/* One damage report for all: an encode sees all of them or none. */
+	struct box all, b;
+	bool any = false;
+	unsigned copied = 0;
 	pthread_mutex_lock(&s->fb_lock);
 	for (unsigned i = 0; i < n; i++) {
 		const struct hfe_rect *r = &rects[i];
 		if (r->x >= s->width || r->y >= s->height)
 			continue;
-		struct box b;
 		if (!copy_locked(s, r->x, r->y, r->w, r->h,
 				 surface + (size_t)r->y * stride + (size_t)r->x * 4, stride, format,
 				 &b))
 			continue;
-		if (nb == 16) { /* report in batches; still one encode sees them all */
-			pthread_mutex_lock(&s->w.lock);
-			damage_locked(s, boxes, nb);
-			pthread_mutex_unlock(&s->w.lock);
-			nb = 0;
-		}
-		boxes[nb++] = b;
+		grow_box(&all, &any, b);
+		copied++;
 	}
-	pthread_mutex_lock(&s->w.lock);
-	damage_locked(s, boxes, nb);
-	pthread_mutex_unlock(&s->w.lock);
+	if (copied)
+		add_damage(s, all, copied);
 	pthread_mutex_unlock(&s->fb_lock);
 }
 
@@ -312,21 +310,48 @@ void hfe_stream_get_stats(struct hfe_stream *s, struct hfe_stream_stats *st)
 
 /* ---- worker ---- */
 
-/* Convert the damaged box of fb into the encoder picture (fb_lock held).
- * The box is widened to even coordinates so chroma stays aligned. */
+/* An I420/NV12 picture's memory: 64-byte aligned for the SIMD paths. */
+static uint8_t *picture_alloc(uint32_t stride, uint32_t h)
+{
+	return aligned_alloc(64, ((size_t)stride * h * 3 / 2 + 63) & ~(size_t)63);
+}
+
+/* d widened to even coordinates (whole chroma samples) and clipped to the
+ * encoder's even size; false if nothing is left. */
+static bool even_box(const struct hfe_stream *s, struct box *d)
+{
+	d->x0 &= ~1u;
+	d->y0 &= ~1u;
+	d->x1 = (d->x1 + 1) & ~1u;
+	d->y1 = (d->y1 + 1) & ~1u;
+	if (d->x1 > s->enc_w)
+		d->x1 = s->enc_w;
+	if (d->y1 > s->enc_h)
+		d->y1 = s->enc_h;
+	return d->x0 < d->x1 && d->y0 < d->y1;
+}
+
+/* The part of an I420 or NV12 picture in box d (even coordinates). */
+static struct hfe_image sub_image(const struct hfe_image *img, struct box d)
+{
+	struct hfe_image sub = *img;
+	sub.width = d.x1 - d.x0;
+	sub.height = d.y1 - d.y0;
+	sub.plane[0] += (size_t)d.y0 * sub.stride[0] + d.x0;
+	if (sub.format == HFE_FMT_NV12) {
+		sub.plane[1] += (size_t)(d.y0 / 2) * sub.stride[1] + d.x0;
+	} else {
+		sub.plane[1] += (size_t)(d.y0 / 2) * sub.stride[1] + d.x0 / 2;
+		sub.plane[2] += (size_t)(d.y0 / 2) * sub.stride[2] + d.x0 / 2;
+	}
+	return sub;
+}
+
+/* Convert the damaged box of fb into the encoder picture (fb_lock held). */
 static void convert_damage(struct hfe_stream *s, struct box d)
 {
-	d.x0 &= ~1u;
-	d.y0 &= ~1u;
-	d.x1 = (d.x1 + 1) & ~1u;
-	d.y1 = (d.y1 + 1) & ~1u;
-	if (d.x1 > s->enc_w)
-		d.x1 = s->enc_w;
-	if (d.y1 > s->enc_h)
-		d.y1 = s->enc_h;
-	if (d.x0 >= d.x1 || d.y0 >= d.y1)
+	if (!even_box(s, &d))
 		return;
-
 	struct hfe_image src = {
 		.format = HFE_FMT_XRGB8888,
 		.width = d.x1 - d.x0,
@@ -334,16 +359,7 @@ static void convert_damage(struct hfe_stream *s, struct box d)
 		.plane = { s->fb + (size_t)d.y0 * s->fb_stride + (size_t)d.x0 * 4 },
 		.stride = { s->fb_stride },
 	};
-	struct hfe_image dst = s->pic_img;
-	dst.width = src.width;
-	dst.height = src.height;
-	dst.plane[0] += (size_t)d.y0 * dst.stride[0] + d.x0;
-	if (dst.format == HFE_FMT_NV12) {
-		dst.plane[1] += (size_t)(d.y0 / 2) * dst.stride[1] + d.x0;
-	} else {
-		dst.plane[1] += (size_t)(d.y0 / 2) * dst.stride[1] + d.x0 / 2;
-		dst.plane[2] += (size_t)(d.y0 / 2) * dst.stride[2] + d.x0 / 2;
-	}
+	struct hfe_image dst = sub_image(&s->pic_img, d);
 	hfe_convert(&src, &dst);
 }
 
@@ -375,8 +391,7 @@ static void setup_patches(struct hfe_stream *s, uint32_t w, uint32_t h)
 	uint32_t cap = mbs / 4 > 16 ? mbs / 4 : 16;
 	s->patch_max_mbs = per_frame < 16 ? 16 : per_frame > cap ? cap : (uint32_t)per_frame;
 	s->mb_changed = calloc(mbs, 1);
-	size_t pic_size = (size_t)s->pic_img.stride[0] * h * 3 / 2;
-	s->ref_pic = aligned_alloc(64, (pic_size + 63) & ~(size_t)63);
+	s->ref_pic = picture_alloc(s->pic_img.stride[0], h);
 	if (s->mb_changed && s->ref_pic) {
 		hfe_image_wrap(&s->ref_img, s->enc_fmt, w, h, s->pic_img.stride[0], s->ref_pic);
 		s->splice = h264_splicer_new();
@@ -441,42 +456,12 @@ static bool mark_changed(struct hfe_stream *s, struct box d)
 /* After an encoder frame: ref_pic catches up with pic where they may differ. */
 static void ref_catch_up(struct hfe_stream *s)
 {
-	if (!s->ref_stale_set)
-		return;
 	struct box d = s->ref_stale;
-	const struct hfe_image *a = &s->pic_img, *b = &s->ref_img;
-	d.x0 &= ~1u;
-	d.y0 &= ~1u;
-	d.x1 = d.x1 + 1 < a->width ? (d.x1 + 1) & ~1u : a->width;
-	d.y1 = d.y1 + 1 < a->height ? (d.y1 + 1) & ~1u : a->height;
-	for (uint32_t y = d.y0; y < d.y1; y++)
-		memcpy(b->plane[0] + (size_t)y * b->stride[0] + d.x0,
-		       a->plane[0] + (size_t)y * a->stride[0] + d.x0, d.x1 - d.x0);
-	for (uint32_t y = d.y0 / 2; y < (d.y1 + 1) / 2; y++) {
-		if (a->format == HFE_FMT_NV12) {
-			memcpy(b->plane[1] + (size_t)y * b->stride[1] + d.x0,
-			       a->plane[1] + (size_t)y * a->stride[1] + d.x0, d.x1 - d.x0);
-			continue;
-		}
-		for (int p = 1; p < 3; p++)
-			memcpy(b->plane[p] + (size_t)y * b->stride[p] + d.x0 / 2,
-			       a->plane[p] + (size_t)y * a->stride[p] + d.x0 / 2,
-			       (d.x1 - d.x0 + 1) / 2);
+	if (s->ref_stale_set && even_box(s, &d)) {
+		struct hfe_image from = sub_image(&s->pic_img, d), to = sub_image(&s->ref_img, d);
+		hfe_convert(&from, &to); /* same format: a copy */
 	}
 	s->ref_stale_set = false;
-}
-
-static void grow_box(struct box *b, bool *set, struct box d)
-{
-	if (!*set) {
-		*b = d;
-		*set = true;
-		return;
-	}
-	b->x0 = d.x0 < b->x0 ? d.x0 : b->x0;
-	b->y0 = d.y0 < b->y0 ? d.y0 : b->y0;
-	b->x1 = d.x1 > b->x1 ? d.x1 : b->x1;
-	b->y1 = d.y1 > b->y1 ? d.y1 : b->y1;
 }
 
 static void publish(struct hfe_stream *s, struct hfe_packet *pkt, int64_t damage_ns,
@@ -523,7 +508,7 @@ static int reopen_encoder(struct hfe_stream *s, uint32_t w, uint32_t h)
 	s->enc_inflight = 0;
 	uint32_t stride = (w + 63u) & ~63u;
 	free(s->pic);
-	s->pic = aligned_alloc(64, ((size_t)stride * h * 3 / 2 + 63) & ~(size_t)63);
+	s->pic = picture_alloc(stride, h);
 	if (!s->pic) {
 		s->ops->close(s->enc);
 		s->enc = NULL;

@@ -74,15 +74,25 @@ int hfe_worker_start(struct hfe_worker *w, void *(*fn)(void *), void *arg, const
 	return 0;
 }
 
-void hfe_worker_stop(struct hfe_worker *w)
+void hfe_worker_signal_stop(struct hfe_worker *w)
 {
 	pthread_mutex_lock(&w->lock);
 	w->stop = true;
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->thread, NULL);
+}
+
+void hfe_worker_destroy(struct hfe_worker *w)
+{
 	pthread_cond_destroy(&w->cond);
 	pthread_mutex_destroy(&w->lock);
+}
+
+void hfe_worker_stop(struct hfe_worker *w)
+{
+	hfe_worker_signal_stop(w);
+	pthread_join(w->thread, NULL);
+	hfe_worker_destroy(w);
 }
 
 bool hfe_worker_wait_until(struct hfe_worker *w, uint64_t deadline_ns)

@@ -20,7 +20,11 @@ struct hfe_worker {
 /* Initialise and start fn(arg). `what` names the thread in errors. */
 int hfe_worker_start(struct hfe_worker *w, void *(*fn)(void *), void *arg, const char *what,
 		     struct hfe_err *err);
-/* Set stop, wake the thread, join it, release the primitives. */
+/* Set stop and wake the thread (it returns after its current work). */
+void hfe_worker_signal_stop(struct hfe_worker *w);
+/* Release the lock and condition variable (the thread is gone). */
+void hfe_worker_destroy(struct hfe_worker *w);
+/* Signal stop, join the thread, destroy. */
 void hfe_worker_stop(struct hfe_worker *w);
 /* With the lock held: wait until signalled or CLOCK_MONOTONIC reaches
  * deadline_ns. Returns true if the deadline passed. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Host harness of the end-to-end tests; see e2e_harness.h. */
 #include "e2e_harness.h"
+#include "test_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +30,17 @@ uint64_t e2e_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int e2e_test_finish(const char *name, char *workdir, uint64_t t0_ns)
+{
+	printf("%s: total %.1f s\n", name, (double)(e2e_now_ns() - t0_ns) / 1e9);
+	if (tu_failures || getenv("HFE_E2E_KEEP"))
+		printf("%s: kept %s\n", name, workdir);
+	else
+		tu_rm_rf(workdir);
+	free(workdir);
+	return tu_finish(name);
 }
 
 static double ms_since(uint64_t t0)

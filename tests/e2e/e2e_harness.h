@@ -146,6 +146,10 @@ int e2e_qmp(const char *sock, const char *command, char *reply, size_t len, int 
 /* ---- misc ---- */
 
 uint64_t e2e_now_ns(void);
+/* End of a test's main: print its total time since t0_ns, keep the work
+ * directory (failures, HFE_E2E_KEEP=1) or remove it, free it, and return
+ * tu_finish(name). */
+int e2e_test_finish(const char *name, char *workdir, uint64_t t0_ns);
 /* "key=value" lookups in a text line: the number after "key=", or def. */
 double e2e_kv_num(const char *text, const char *key, double def);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The patched QEMU for the end-to-end tests: see e2e_qemu.h. */
 #include "e2e_qemu.h"
+#include "test_util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -272,4 +273,10 @@ int e2e_qemu_qom_get(const char *qmp_sock, const char *path, const char *prop, c
 	snprintf(out, len, "%s", p);
 	out[strcspn(out, "}")] = '\0';
 	return 0;
+}
+
+void e2e_records_check_end(const struct e2e_records *r)
+{
+	CHECKF(r->end && !strncmp((const char *)r->end->data, "result=ok", 9), "END: %s",
+	       r->end ? (const char *)r->end->data : "(none)");
 }

@@ -77,6 +77,8 @@ struct e2e_records {
  * (what came until then is kept). Free with e2e_records_free. */
 int e2e_records_collect(struct e2e_vm *vm, struct e2e_records *r, int timeout_ms);
 void e2e_records_free(struct e2e_records *r);
+/* A test check: the run ended with an END record saying result=ok. */
+void e2e_records_check_end(const struct e2e_records *r);
 
 /*
  * Around e2e_vm_start of the patched QEMU in a sanitized test build: its

@@ -825,11 +825,5 @@ int main(void)
 
 	st = e2e_daemon_stop(&d);
 	CHECKF(st == 0, "daemon exit status 0x%x (see %s)", st, d.log);
-	printf("test_e2e_dbus: total %.1f s\n", (e2e_now_ns() - t0) / 1e9);
-	if (tu_failures || getenv("HFE_E2E_KEEP"))
-		printf("test_e2e_dbus: kept %s\n", workdir);
-	else
-		tu_rm_rf(workdir);
-	free(workdir);
-	return tu_finish("test_e2e_dbus");
+	return e2e_test_finish("test_e2e_dbus", workdir, t0);
 }

@@ -199,8 +199,7 @@ int main(void)
 	if (e2e_vm_wait_line(vm, "gst frames=", gstline, sizeof(gstline), 1000) == 1)
 		printf("guest: %s\n", gstline);
 	e2e_records_collect(vm, &recs, 30000);
-	CHECKF(recs.end && !strncmp((const char *)recs.end->data, "result=ok", 9), "END: %s",
-	       recs.end ? (const char *)recs.end->data : "(none)");
+	e2e_records_check_end(&recs);
 	check_aus(recs.aus, recs.n_aus, ref);
 	st = e2e_vm_wait_exit(vm, 30000);
 	CHECKF(st == 0, "QEMU did not exit cleanly (status 0x%x)", st);
@@ -209,11 +208,5 @@ int main(void)
 	e2e_records_free(&recs);
 	free(ref);
 	e2e_vm_free(vm);
-	printf("test_e2e_qemu_gst: total %.1f s\n", (e2e_now_ns() - t0) / 1e9);
-	if (tu_failures || getenv("HFE_E2E_KEEP"))
-		printf("test_e2e_qemu_gst: kept %s\n", workdir);
-	else
-		tu_rm_rf(workdir);
-	free(workdir);
-	return tu_finish("test_e2e_qemu_gst");
+	return e2e_test_finish("test_e2e_qemu_gst", workdir, t0);
 }

@@ -129,8 +129,7 @@ int main(void)
 	       "no result line from the guest");
 	CHECKF(!strcmp(line, "result=ok"), "guest says: %s", line);
 	e2e_records_collect(vm, &recs, 30000);
-	CHECKF(recs.end && !strncmp((const char *)recs.end->data, "result=ok", 9), "END: %s",
-	       recs.end ? (const char *)recs.end->data : "(none)");
+	e2e_records_check_end(&recs);
 	check_aus(recs.aus, recs.n_aus);
 	st = e2e_vm_wait_exit(vm, 30000);
 	CHECKF(st == 0, "QEMU did not exit cleanly (status 0x%x)", st);
@@ -138,11 +137,5 @@ int main(void)
 		e2e_vm_dump_console(vm, 40);
 	e2e_records_free(&recs);
 	e2e_vm_free(vm);
-	printf("test_e2e_qemu_resource: total %.1f s\n", (e2e_now_ns() - t0) / 1e9);
-	if (tu_failures || getenv("HFE_E2E_KEEP"))
-		printf("test_e2e_qemu_resource: kept %s\n", workdir);
-	else
-		tu_rm_rf(workdir);
-	free(workdir);
-	return tu_finish("test_e2e_qemu_resource");
+	return e2e_test_finish("test_e2e_qemu_resource", workdir, t0);
 }

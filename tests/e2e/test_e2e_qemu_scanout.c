@@ -548,8 +548,7 @@ int main(void)
 		       (long long)recs.draws[i]->h.value);
 	if (recs.n_draws)
 		last_draw_ns = recs.draws[recs.n_draws - 1]->h.t_ns;
-	CHECKF(recs.end && !strncmp((const char *)recs.end->data, "result=ok", 9), "END: %s",
-	       recs.end ? (const char *)recs.end->data : "(none)");
+	e2e_records_check_end(&recs);
 	CHECKF(recs.n_draws == N_DRAW, "%d DRAW records, want %d", recs.n_draws, N_DRAW);
 	check_stream(recs.aus, recs.n_aus, last_draw_ns);
 
@@ -568,11 +567,5 @@ int main(void)
 	for (int k = 0; k < N_DRAW; k++)
 		tu_yuv_free(&expected[k]);
 
-	printf("test_e2e_qemu_scanout: total %.1f s\n", (e2e_now_ns() - t0) / 1e9);
-	if (tu_failures || getenv("HFE_E2E_KEEP"))
-		printf("test_e2e_qemu_scanout: kept %s\n", workdir);
-	else
-		tu_rm_rf(workdir);
-	free(workdir);
-	return tu_finish("test_e2e_qemu_scanout");
+	return e2e_test_finish("test_e2e_qemu_scanout", workdir, t0);
 }
