@@ -179,6 +179,7 @@ fi
 
 mkdir -p "$out"
 rm -f "$out/demo.mp4" "$out/console.log" "$out/daemon.log" "$out/viewer.log" "$out/qemu.log"
+rm -f "$out"/demo-[0-9]*-*x*.mp4 # earlier picture sizes of a previous recording
 run="$(mktemp -d /tmp/hfe-demo.XXXXXX)"
 sock="$run/vm-hfe.sock" qmp="$run/vm.qmp"
 

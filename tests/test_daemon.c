@@ -551,6 +551,19 @@ static bool do_stats(struct tconn *c, uint16_t sid, struct stats *st)
 
 /* ---- tests ---- */
 
+/* The daemon refuses this command line: exit code 2, at once. */
+static void expect_usage_error(const char *const argv[], const char *log)
+{
+	int st = -1;
+	pid_t pid = spawn(argv, log);
+	REQUIRE(pid > 0);
+	int r = reap(pid, 10000, &st);
+	if (r < 0)
+		kill_wait(pid, SIGKILL, 1000);
+	CHECKF(r == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 2,
+	       "%s %s: exit status 0x%x (want exit code 2)", argv[1], argv[2], st);
+}
+
 static void test_cli(void)
 {
 	char log[256];
@@ -568,15 +581,19 @@ static void test_cli(void)
 					   "unix:", "vsock:x:y", "serial:/dev/null" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *argv[] = { daemon_bin, "--listen", bad[i], NULL };
-		st = -1;
-		pid = spawn(argv, log);
-		REQUIRE(pid > 0);
-		int r = reap(pid, 10000, &st);
-		if (r < 0)
-			kill_wait(pid, SIGKILL, 1000);
-		CHECKF(r == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 2,
-		       "--listen %s: exit status 0x%x (want exit code 2)", bad[i], st);
+		expect_usage_error(argv, log);
 	}
+
+	/* Scanout options: a flag given a value, a rate out of range. */
+	char sock[300];
+	snprintf(sock, sizeof(sock), "unix:%s/bad-opt.sock", tmpdir);
+	const char *bad_opts[][6] = {
+		{ daemon_bin, "--no-patch-frames=1", "--listen", sock, NULL },
+		{ daemon_bin, "--max-fps", "0", "--listen", sock, NULL },
+		{ daemon_bin, "--max-fps", "241", "--listen", sock, NULL },
+	};
+	for (size_t i = 0; i < sizeof(bad_opts) / sizeof(bad_opts[0]); i++)
+		expect_usage_error(bad_opts[i], log);
 }
 
 /* STATS_RESP after a v2 stream of n frames, all answered. */

@@ -6,15 +6,22 @@
  * gate: its open() and encode() block until the test opens the gate, and
  * while a worker is held inside them the owner-side calls must still return
  * (checked from a helper thread with a deadline, so a regression fails
- * instead of hanging).
+ * instead of hanging). Last, hfe_set_background_workers: the threads libhfe
+ * then starts, the encoder's own included, run at background priority.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "hfe/host.h"
 #include "hfe/session.h"
 #include "hfe/stream.h"
 #include "unit_check.h"
@@ -302,10 +309,53 @@ static void test_session_detach(void)
 	free(px);
 }
 
+/* With background workers on, every thread libhfe starts — the stream's
+ * worker and the encoder's own threads — is SCHED_BATCH at nice 10; the
+ * calling (main) thread is left alone. Runs last: the setting is global. */
+static void test_background_workers(void)
+{
+	hfe_set_background_workers(true);
+	struct hfe_stream_params p = { .max_fps = 60 };
+	struct hfe_err err;
+	hfe_encoder_params_default(&p.enc);
+	p.enc.threads = 2; /* x264 slice threads, created by the worker */
+	struct hfe_stream *s = hfe_stream_new(&p, &err);
+	if (!CHECK(s != NULL))
+		return;
+	CHECK(hfe_stream_resize(s, W, H, &err) == 0);
+	hfe_stream_set_consumers(s, 1);
+	fill(5);
+	hfe_stream_update(s, 0, 0, W, H, frame, W * 4, HFE_FMT_XRGB8888);
+	bool key;
+	CHECKC(wait_au(s, &key), "the background stream encodes");
+
+	unsigned others = 0, background = 0;
+	pid_t self = (pid_t)gettid();
+	DIR *d = opendir("/proc/self/task");
+	for (struct dirent *e; d && (e = readdir(d));) {
+		pid_t tid = (pid_t)atoi(e->d_name);
+		if (tid <= 0 || tid == self)
+			continue;
+		others++;
+		errno = 0;
+		int nice = getpriority(PRIO_PROCESS, (id_t)tid);
+		background += sched_getscheduler(tid) == SCHED_BATCH && nice == 10 && !errno;
+	}
+	if (d)
+		closedir(d);
+	char ctx[96];
+	snprintf(ctx, sizeof(ctx), "%u of %u threads are SCHED_BATCH, nice 10", background, others);
+	CHECKC(others >= 2 && background == others, ctx);
+	CHECKC(sched_getscheduler(0) == SCHED_OTHER && getpriority(PRIO_PROCESS, 0) == 0,
+	       "the calling thread keeps its policy");
+	hfe_stream_free(s);
+}
+
 int main(void)
 {
 	gated_ops_init();
 	test_stream();
 	test_session_detach();
+	test_background_workers();
 	return check_finish("test_owner_calls");
 }

@@ -231,6 +231,21 @@ async function main() {
 		// The guest's pattern moves at 10 fps for at least DURATION s.
 		check(Number(st.nb_read_frames) >= DURATION * 5,
 		      `MP4 frame count plausible (${st.nb_read_frames} >= ${DURATION * 5})`);
+		// Earlier picture sizes (QEMU's 640x480 picture before the guest sets
+		// its mode, when the viewer subscribes that early) are parts of their
+		// own, each announced by the viewer and holding the size it names.
+		const vlog = fs.readFileSync(path.join(DEMO_OUT, 'viewer.log'), 'utf8');
+		const announced = [...vlog.matchAll(/the (\d+)x(\d+) part is (\S+);/g)];
+		for (const [, pw, ph, file] of announced) {
+			const ps = fs.existsSync(file) && JSON.parse(execFileSync('ffprobe', ['-v', 'error',
+				'-select_streams', 'v:0', '-show_entries', 'stream=codec_name,width,height',
+				'-of', 'json', file])).streams[0];
+			check(ps && ps.codec_name === 'h264' && ps.width === Number(pw) &&
+			      ps.height === Number(ph), `MP4 part ${path.basename(file)} is H.264 ${pw}x${ph}`, ps);
+		}
+		const parts = fs.readdirSync(DEMO_OUT).filter((f) => /^demo-\d+-\d+x\d+\.mp4$/.test(f));
+		check(parts.length === announced.length,
+		      `every MP4 part was announced (${parts.length} files, ${announced.length} announced)`);
 		if (runDir) {
 			await sleep(500);
 			const left = processesMentioning(runDir[1]).concat(processesMentioning(DEMO_OUT));
