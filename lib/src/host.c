@@ -304,6 +304,9 @@ static void peer_handle(struct hfe_peer *p, const struct hfe_msg *m)
 		hfe_hub_keyframe(p->host->hub, p->conn);
 		return;
 	case HFE_MSG_CONFIG_REQ:
+		/* A scanout subscriber's bitrate goes to that scanout's stream. */
+		if (hfe_hub_config(p->host->hub, p->conn, m))
+			return;
 		if (peer_session(p) < 0)
 			return;
 		hfe_session_submit_config(p->session, m->hdr.session_id, &m->u.config_req,

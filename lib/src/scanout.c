@@ -12,16 +12,21 @@ struct scanout {
 	uint32_t id;
 	struct hfe_stream *stream;
 	char connector[HFE_CONNECTOR_LEN];
+	struct hfe_conn *controller; /* the live peer that last enabled it */
+	bool plugged;                /* enabled through ENABLE_SCANOUT */
 };
 
 struct subscriber {
 	struct hfe_conn *conn;
 	uint32_t scanout_id;
-	bool need_idr; /* skipped an access unit: wait for the next IDR */
+	bool need_idr;    /* skipped an access unit: wait for the next IDR */
+	uint32_t bitrate; /* asked for by CONFIG_REQ; 0 = none */
 };
 
 struct hfe_hub {
 	size_t max_queue;
+	struct hfe_hub_outputs outputs;
+	bool has_outputs;
 	struct scanout scanouts[HFE_MAX_SCANOUTS];
 	unsigned n_scanouts;
 	struct subscriber *subs;
@@ -86,11 +91,25 @@ static void update_consumers(struct hfe_hub *hub, uint32_t id)
 		hfe_stream_set_consumers(so->stream, hfe_hub_subscribers(hub, id));
 }
 
+/* A stream encodes at the highest bitrate its subscribers asked for. */
+static void update_bitrate(struct hfe_hub *hub, struct scanout *so)
+{
+	uint32_t max = 0;
+	for (unsigned i = 0; i < hub->n_subs; i++)
+		if (hub->subs[i].scanout_id == so->id && hub->subs[i].bitrate > max)
+			max = hub->subs[i].bitrate;
+	hfe_stream_set_bitrate(so->stream, max);
+}
+
 static void remove_sub_at(struct hfe_hub *hub, unsigned i)
 {
 	uint32_t id = hub->subs[i].scanout_id;
+	bool had_rate = hub->subs[i].bitrate != 0;
 	hub->subs[i] = hub->subs[--hub->n_subs];
 	update_consumers(hub, id);
+	struct scanout *so = find_scanout(hub, id);
+	if (so && had_rate)
+		update_bitrate(hub, so);
 }
 
 static int add_sub(struct hfe_hub *hub, struct hfe_conn *conn, uint32_t id)
@@ -106,14 +125,94 @@ static int add_sub(struct hfe_hub *hub, struct hfe_conn *conn, uint32_t id)
 		hub->cap_subs = cap;
 	}
 	/* need_idr: the stream's next IDR (requested below) is where it joins. */
-	hub->subs[hub->n_subs++] = (struct subscriber){ conn, id, true };
+	hub->subs[hub->n_subs++] = (struct subscriber){ conn, id, true, 0 };
 	update_consumers(hub, id);
+	return 0;
+}
+
+void hfe_hub_set_outputs(struct hfe_hub *hub, const struct hfe_hub_outputs *outputs)
+{
+	hub->has_outputs = outputs != NULL;
+	if (outputs)
+		hub->outputs = *outputs;
+}
+
+/* A refused ENABLE/DISABLE: v2 peers learn why (ERROR, not fatal), every
+ * peer gets its SCANOUT_RESP with success = 0. */
+static void refuse(struct hfe_conn *conn, struct hfe_msg *out, const struct hfe_err *why)
+{
+	hfe_debug("scanout %u: %s", out->u.scanout_resp.scanout_id, why->msg);
+	if (hfe_conn_version(conn) >= HFE_PROTO_V2)
+		hfe_conn_send_error(conn, out->hdr.session_id, why->code, "%s", why->msg);
+	out->u.scanout_resp.success = 0;
+}
+
+/* ENABLE_SCANOUT: plug output id in (or give it a new preferred mode). */
+static int enable_output(struct hfe_hub *hub, struct hfe_conn *conn, struct scanout *so,
+			 const struct hfe_enable_scanout *e, struct hfe_err *err)
+{
+	const struct hfe_hub_outputs *o = &hub->outputs;
+	uint32_t refresh = e->refresh_rate ? e->refresh_rate : 60;
+
+	if (!hub->has_outputs)
+		return 0; /* a fixed scanout: nothing to plug */
+	if (e->scanout_id >= o->max_outputs) {
+		hfe_err_set(err, HFE_ERR_RESOURCE_NOT_FOUND, "ENABLE_SCANOUT: no output %u (%u outputs)",
+			    e->scanout_id, o->max_outputs);
+		return -1;
+	}
+	if (e->width < HFE_MIN_DIMENSION || e->height < HFE_MIN_DIMENSION ||
+	    e->width > o->max_width || e->height > o->max_height) {
+		hfe_err_set(err, HFE_ERR_TOO_LARGE, "ENABLE_SCANOUT: %ux%u outside %ux%u..%ux%u",
+			    e->width, e->height, HFE_MIN_DIMENSION, HFE_MIN_DIMENSION, o->max_width,
+			    o->max_height);
+		return -1;
+	}
+	if (refresh > HFE_MAX_REFRESH) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG, "ENABLE_SCANOUT: refresh rate %u (max %u)",
+			    refresh, HFE_MAX_REFRESH);
+		return -1;
+	}
+	if (so->controller && so->controller != conn) {
+		hfe_err_set(err, HFE_ERR_BUSY, "ENABLE_SCANOUT: output %u is controlled by another "
+			    "connection", so->id);
+		return -1;
+	}
+	if (o->enable(o->opaque, so->id, e->width, e->height, refresh, err) < 0)
+		return -1;
+	so->controller = conn;
+	so->plugged = true;
+	hfe_info("output %u (%s) enabled at %ux%u@%u", so->id, so->connector, e->width, e->height,
+		 refresh);
+	return 0;
+}
+
+/* DISABLE_SCANOUT: the peer's subscription ends; the output is unplugged
+ * when this peer controls it or its controller has gone. */
+static int disable_output(struct hfe_hub *hub, struct hfe_conn *conn, struct scanout *so,
+			  struct hfe_err *err)
+{
+	for (unsigned i = 0; i < hub->n_subs; i++) {
+		if (hub->subs[i].conn == conn && hub->subs[i].scanout_id == so->id) {
+			remove_sub_at(hub, i);
+			break;
+		}
+	}
+	if (!hub->has_outputs || !so->plugged ||
+	    (so->controller && so->controller != conn))
+		return 0;
+	if (hub->outputs.disable(hub->outputs.opaque, so->id, err) < 0)
+		return -1;
+	so->controller = NULL;
+	so->plugged = false;
+	hfe_info("output %u (%s) disabled", so->id, so->connector);
 	return 0;
 }
 
 int hfe_hub_handle(struct hfe_hub *hub, struct hfe_conn *conn, const struct hfe_msg *msg)
 {
 	struct hfe_msg out = { .hdr = { .session_id = msg->hdr.session_id } };
+	struct hfe_err err = { 0 };
 	struct scanout *so;
 
 	switch (msg->hdr.type) {
@@ -130,31 +229,49 @@ int hfe_hub_handle(struct hfe_hub *hub, struct hfe_conn *conn, const struct hfe_
 		return 1;
 	case HFE_MSG_ENABLE_SCANOUT:
 	case HFE_MSG_DISABLE_SCANOUT: {
-		uint32_t id = msg->hdr.type == HFE_MSG_ENABLE_SCANOUT ? msg->u.enable_scanout.scanout_id
-								      : msg->u.scanout_id;
+		bool enable = msg->hdr.type == HFE_MSG_ENABLE_SCANOUT;
+		uint32_t id = enable ? msg->u.enable_scanout.scanout_id : msg->u.scanout_id;
 		so = find_scanout(hub, id);
 		out.hdr.type = HFE_MSG_SCANOUT_RESP;
 		out.u.scanout_resp.scanout_id = id;
-		out.u.scanout_resp.success = so != NULL;
+		out.u.scanout_resp.success = 1;
+		if (!so) {
+			hfe_err_set(&err, HFE_ERR_RESOURCE_NOT_FOUND, "%s: no scanout %u",
+				    enable ? "ENABLE_SCANOUT" : "DISABLE_SCANOUT", id);
+			refuse(conn, &out, &err);
+		} else if ((enable ? enable_output(hub, conn, so, &msg->u.enable_scanout, &err)
+				   : disable_output(hub, conn, so, &err)) < 0) {
+			refuse(conn, &out, &err);
+		}
 		if (so)
 			snprintf(out.u.scanout_resp.connector, HFE_CONNECTOR_LEN, "%s",
 				 so->connector);
-		/* DISABLE ends this connection's subscription; the scanout itself
-		 * belongs to the VM and keeps running for others. */
-		if (so && msg->hdr.type == HFE_MSG_DISABLE_SCANOUT) {
-			for (unsigned i = 0; i < hub->n_subs; i++) {
-				if (hub->subs[i].conn == conn && hub->subs[i].scanout_id == id) {
-					remove_sub_at(hub, i);
-					break;
-				}
-			}
-		}
 		hfe_conn_send(conn, &out, NULL, 0);
 		return 1;
 	}
 	default:
 		return 0;
 	}
+}
+
+int hfe_hub_config(struct hfe_hub *hub, struct hfe_conn *conn, const struct hfe_msg *msg)
+{
+	uint32_t id = msg->hdr.session_id;
+	struct subscriber *sub = find_sub(hub, conn, id);
+	struct scanout *so = find_scanout(hub, id);
+	if (!sub || !so)
+		return 0;
+	if (msg->u.config_req.bitrate && msg->u.config_req.bitrate != sub->bitrate) {
+		sub->bitrate = msg->u.config_req.bitrate;
+		update_bitrate(hub, so);
+	}
+	if (hfe_conn_version(conn) >= HFE_PROTO_V2) {
+		struct hfe_msg out = { .hdr = { .type = HFE_MSG_CONFIG_RESP,
+						.session_id = msg->hdr.session_id } };
+		hfe_stream_get_config(so->stream, &out.u.config_resp);
+		hfe_conn_send(conn, &out, NULL, 0);
+	}
+	return 1;
 }
 
 unsigned hfe_hub_keyframe(struct hfe_hub *hub, struct hfe_conn *conn)
@@ -174,6 +291,9 @@ unsigned hfe_hub_keyframe(struct hfe_hub *hub, struct hfe_conn *conn)
 
 void hfe_hub_drop_conn(struct hfe_hub *hub, struct hfe_conn *conn)
 {
+	for (unsigned i = 0; i < hub->n_scanouts; i++)
+		if (hub->scanouts[i].controller == conn)
+			hub->scanouts[i].controller = NULL;
 	for (unsigned i = 0; i < hub->n_subs;) {
 		if (hub->subs[i].conn == conn)
 			remove_sub_at(hub, i);

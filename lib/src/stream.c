@@ -41,7 +41,8 @@ struct box {
 };
 
 struct hfe_stream {
-	struct hfe_stream_params p;
+	struct hfe_stream_params p; /* p.enc.bitrate: the worker's current target */
+	uint32_t base_bitrate;      /* p.enc.bitrate at creation */
 	const struct hfe_encoder_ops *ops;
 	struct hfe_worker w;
 	pthread_mutex_t fb_lock;
@@ -60,6 +61,8 @@ struct hfe_stream {
 	bool resync; /* access units were dropped: publish nothing before an IDR */
 	bool blank;  /* resized, no pixels yet: nothing worth encoding */
 	unsigned consumers; /* subscribers; none = damage accumulates, no encoding */
+	uint32_t bitrate_want; /* hfe_stream_set_bitrate; 0 = base_bitrate */
+	bool bitrate_changed;
 	struct au_box *out[OUT_RING];
 	unsigned out_head, out_count;
 	struct hfe_stream_stats stats;
@@ -261,6 +264,33 @@ void hfe_stream_disable(struct hfe_stream *s)
 	pthread_mutex_unlock(&s->w.lock);
 }
 
+/* ---- control ---- */
+
+void hfe_stream_set_bitrate(struct hfe_stream *s, uint32_t bitrate)
+{
+	pthread_mutex_lock(&s->w.lock);
+	s->bitrate_want = bitrate;
+	s->bitrate_changed = true; /* no wake-up: it waits for the next encode */
+	pthread_mutex_unlock(&s->w.lock);
+}
+
+void hfe_stream_get_config(struct hfe_stream *s, struct hfe_config_resp *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->w.lock);
+	out->width = s->width;
+	out->height = s->height;
+	out->bitrate = s->bitrate_want ? s->bitrate_want : s->base_bitrate;
+	pthread_mutex_unlock(&s->w.lock);
+	out->fps_num = s->p.max_fps;
+	out->fps_den = 1;
+	out->profile = s->p.enc.profile;
+	out->level = s->p.enc.level;
+	out->realtime = 1;
+	snprintf(out->encoder, sizeof(out->encoder), "%s",
+		 s->p.enc.name[0] ? s->p.enc.name : HFE_DEFAULT_ENCODER);
+}
+
 /* ---- consumer side ---- */
 
 void hfe_stream_set_consumers(struct hfe_stream *s, unsigned n)
@@ -371,6 +401,17 @@ static void convert_damage(struct hfe_stream *s, struct box d)
  * every change since that frame), so steady changes soon pass the limit and
  * go to the encoder, which keeps the stream near its bitrate.
  */
+static void patch_budget(struct hfe_stream *s)
+{
+	uint32_t mbs = s->mb_w * s->mb_h;
+	uint64_t bitrate = s->p.enc.bitrate ? s->p.enc.bitrate : 4000000u;
+	uint64_t fps_num = s->p.enc.fps_num ? s->p.enc.fps_num : 30;
+	uint64_t fps_den = s->p.enc.fps_den ? s->p.enc.fps_den : 1;
+	uint64_t per_frame = bitrate * fps_den / 8 / fps_num / 384;
+	uint32_t cap = mbs / 4 > 16 ? mbs / 4 : 16;
+	s->patch_max_mbs = per_frame < 16 ? 16 : per_frame > cap ? cap : (uint32_t)per_frame;
+}
+
 static void setup_patches(struct hfe_stream *s, uint32_t w, uint32_t h)
 {
 	h264_splicer_free(s->splice);
@@ -384,12 +425,7 @@ static void setup_patches(struct hfe_stream *s, uint32_t w, uint32_t h)
 	s->mb_w = (w + 15) / 16;
 	s->mb_h = (h + 15) / 16;
 	uint32_t mbs = s->mb_w * s->mb_h;
-	uint64_t bitrate = s->p.enc.bitrate ? s->p.enc.bitrate : 4000000u;
-	uint64_t fps_num = s->p.enc.fps_num ? s->p.enc.fps_num : 30;
-	uint64_t fps_den = s->p.enc.fps_den ? s->p.enc.fps_den : 1;
-	uint64_t per_frame = bitrate * fps_den / 8 / fps_num / 384;
-	uint32_t cap = mbs / 4 > 16 ? mbs / 4 : 16;
-	s->patch_max_mbs = per_frame < 16 ? 16 : per_frame > cap ? cap : (uint32_t)per_frame;
+	patch_budget(s);
 	s->mb_changed = calloc(mbs, 1);
 	s->ref_pic = picture_alloc(s->pic_img.stride[0], h);
 	if (s->mb_changed && s->ref_pic) {
@@ -600,6 +636,27 @@ static void encode(struct hfe_stream *s, bool idr, int64_t damage_ns, uint64_t t
 	}
 }
 
+/* A new target bitrate (w.lock held; dropped around the encoder call). In
+ * place if the encoder can, else the encoder is reopened at the new rate. */
+static void apply_bitrate(struct hfe_stream *s)
+{
+	s->bitrate_changed = false;
+	uint32_t b = s->bitrate_want ? s->bitrate_want : s->base_bitrate;
+	if (b == s->p.enc.bitrate)
+		return;
+	s->p.enc.bitrate = b;
+	if (!s->enc)
+		return; /* opened at the new rate */
+	pthread_mutex_unlock(&s->w.lock);
+	bool in_place = s->ops->set_bitrate && s->ops->set_bitrate(s->enc, b) == 0;
+	if (in_place && s->splice)
+		patch_budget(s);
+	pthread_mutex_lock(&s->w.lock);
+	if (!in_place)
+		s->resized = true;
+	hfe_info("scanout stream: bitrate %u bit/s%s", b, in_place ? "" : " (encoder reopened)");
+}
+
 static void *worker(void *arg)
 {
 	struct hfe_stream *s = arg;
@@ -620,6 +677,8 @@ static void *worker(void *arg)
 			continue;
 		}
 
+		if (s->bitrate_changed)
+			apply_bitrate(s);
 		if (s->resized || !s->enc) {
 			s->resized = false;
 			uint32_t w = s->width, h = s->height;
@@ -679,6 +738,7 @@ struct hfe_stream *hfe_stream_new(const struct hfe_stream_params *p, struct hfe_
 		return NULL;
 	}
 	s->p = *p;
+	s->base_bitrate = p->enc.bitrate;
 	s->ops = p->ops ? p->ops : &hfe_encoder_lavc;
 	pthread_mutex_init(&s->fb_lock, NULL);
 	if (hfe_worker_start(&s->w, worker, s, "stream", err) < 0) {

@@ -86,6 +86,16 @@ void hfe_stream_update_rects(struct hfe_stream *s, const struct hfe_rect *rects,
 /* The source went away (display disabled): stop encoding until resized. */
 void hfe_stream_disable(struct hfe_stream *s);
 
+/* ---- control ---- */
+
+/* Target bitrate in bit/s; 0 = the one the stream was created with. Applied
+ * before the next encode, in place where the encoder can (x264: no IDR),
+ * else by reopening it (the next access unit is an IDR). */
+void hfe_stream_set_bitrate(struct hfe_stream *s, uint32_t bitrate);
+/* What the stream encodes now, as a CONFIG_RESP would say it (width and
+ * height 0 before the source's first surface). */
+void hfe_stream_get_config(struct hfe_stream *s, struct hfe_config_resp *out);
+
 /* ---- consumer side ---- */
 
 /* How many consumers (subscribers) the stream has. With none, damage keeps
