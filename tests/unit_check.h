@@ -18,4 +18,14 @@ bool check_(bool ok, const char *expr, const char *file, int line, const char *c
 /* Print the summary line; returns main's exit code (0: every check passed). */
 int check_finish(const char *test_name);
 
+/* Named tests, one behaviour each (test_host*). unit_run() runs those named on
+ * the command line, or all of them; "--list" prints the names. Each test's
+ * result is printed as "PASS name" / "FAIL name". Returns main's exit code. */
+struct unit_test {
+	const char *name;
+	void (*fn)(void);
+};
+int unit_run(const char *suite, const struct unit_test *tests, unsigned n, int argc,
+	     char **argv);
+
 #endif
