@@ -1,0 +1,487 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Attaching to QEMU's -display dbus (see qemu_attach.h), on the control
+ * thread:
+ *
+ * 1. QMP (qmp.h): greeting, qmp_capabilities, getfd with one end of a
+ *    socketpair (SCM_RIGHTS), add_client @dbus-display; the QMP connection is
+ *    then closed (QEMU's QMP socket takes one client at a time).
+ * 2. A GDBus peer connection on the other end (QEMU authenticates as the
+ *    server).
+ * 3. Per console: RegisterListener(h) with one end of another socketpair.
+ *    QEMU answers, then blocks its main loop while it authenticates that
+ *    connection and builds its proxy (a Properties.GetAll to us), so our end
+ *    is set up at once and in parallel with the call: connection with
+ *    DELAY_MESSAGE_PROCESSING, handed to the console (filter, object), then
+ *    processing.
+ * 4. Attached when every console serves or failed; ATTACH_TIMEOUT_MS for all
+ *    of it, else start over.
+ *
+ * Any failure, and QEMU closing a connection, detaches everything and
+ * schedules the next attempt; the consoles' streams stay, disabled.
+ */
+#include "qemu_attach.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gio/gunixfdlist.h>
+
+#include "hfe/log.h"
+#include "qmp.h"
+
+#define CONSOLE_IFACE "org.qemu.Display1.Console"
+
+#define QMP_TIMEOUT_MS 3000     /* each QMP reply */
+#define ATTACH_TIMEOUT_MS 10000 /* add_client done -> every console's listener up */
+#define CALL_TIMEOUT_MS 5000    /* RegisterListener */
+#define REFUSED_RETRY_MS 5000   /* QEMU answers but refuses */
+
+/* A console's part in the current attempt. */
+struct attach_console {
+	struct hfe_qemu_attach *a;
+	struct hfe_dbus_console *dc;
+	GCancellable *cancel;   /* this attempt's set-up of the listener */
+	GDBusConnection *setup; /* listener connection, from set-up until detach */
+	guint closed_id;
+	bool registered, ready, failed;
+	char conn_error[160]; /* our end failed before RegisterListener answered */
+};
+
+struct hfe_qemu_attach {
+	char name[64];
+	char qmp_path[108];
+	unsigned retry_ms;
+	GMainContext *ctx;
+	struct attach_console *cons;
+	unsigned n_cons;
+
+	GCancellable *attempt;
+	GDBusConnection *display;
+	guint display_closed_id;
+	GSource *retry_src, *timeout_src;
+	bool attached, stopping;
+	unsigned attaches, pending_ops;
+	char last_wait[256];
+};
+
+static gboolean try_attach(gpointer data);
+static void detach(struct hfe_qemu_attach *a, const char *reason);
+
+/* ---- step 1: QMP ---- */
+
+/*
+ * Ask QEMU for a D-Bus display connection: returns our end of it, or -1 with
+ * why (*refused: QEMU answered with an error). Only short blocking steps (a
+ * local socket, QMP_TIMEOUT_MS per reply at most).
+ */
+static int qmp_add_client(const char *path, unsigned serial, bool *refused, char *why,
+			  size_t len)
+{
+	struct hfe_qmp *m = hfe_qmp_connect(path, QMP_TIMEOUT_MS, why, len);
+	enum hfe_qmp_result r = HFE_QMP_FAILED;
+	int sv[2] = { -1, -1 }, out = -1;
+	char fdname[64];
+	JsonObject *args;
+
+	if (!m || (r = hfe_qmp_handshake(m, why, len)) != HFE_QMP_OK)
+		goto out;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		snprintf(why, len, "socketpair: %s", strerror(errno));
+		r = HFE_QMP_FAILED;
+		goto out;
+	}
+	snprintf(fdname, sizeof(fdname), "hfe-dbus-%ld-%u", (long)getpid(), serial);
+	args = json_object_new();
+	json_object_set_string_member(args, "fdname", fdname);
+	if ((r = hfe_qmp_execute(m, "getfd", args, sv[1], NULL, why, len)) != HFE_QMP_OK)
+		goto out;
+	args = json_object_new();
+	json_object_set_string_member(args, "protocol", "@dbus-display");
+	json_object_set_string_member(args, "fdname", fdname);
+	if ((r = hfe_qmp_execute(m, "add_client", args, -1, NULL, why, len)) != HFE_QMP_OK) {
+		size_t l = strlen(why);
+
+		snprintf(why + l, len - l, " (is QEMU started with -display dbus,p2p=yes?)");
+		goto out;
+	}
+	out = sv[0];
+	sv[0] = -1;
+out:
+	for (int i = 0; i < 2; i++)
+		if (sv[i] >= 0)
+			close(sv[i]);
+	hfe_qmp_close(m);
+	*refused = r == HFE_QMP_REFUSED;
+	return out;
+}
+
+/* ---- timers ---- */
+
+static GSource *add_timeout(struct hfe_qemu_attach *a, unsigned ms, GSourceFunc fn)
+{
+	GSource *s = g_timeout_source_new(ms);
+
+	g_source_set_callback(s, fn, a, NULL);
+	g_source_attach(s, a->ctx);
+	return s;
+}
+
+static void drop_source(GSource **s)
+{
+	if (*s) {
+		g_source_destroy(*s);
+		g_source_unref(*s);
+		*s = NULL;
+	}
+}
+
+static void schedule_retry_in(struct hfe_qemu_attach *a, unsigned ms)
+{
+	if (!a->stopping && !a->retry_src)
+		a->retry_src = add_timeout(a, ms, try_attach);
+}
+
+static void schedule_retry(struct hfe_qemu_attach *a)
+{
+	schedule_retry_in(a, a->retry_ms);
+}
+
+/* ---- steps 2 to 4: D-Bus ---- */
+
+static void on_closed(GDBusConnection *conn, gboolean vanished, GError *error, gpointer data)
+{
+	struct hfe_qemu_attach *a = data;
+
+	(void)conn, (void)vanished;
+	if (a->stopping)
+		return;
+	hfe_info("%s: QEMU closed the display connection%s%s", a->name, error ? ": " : "",
+		 error ? error->message : "");
+	detach(a, "QEMU went away");
+	schedule_retry(a);
+}
+
+/* Every console either serves or failed: the attempt is over. */
+static void check_settled(struct hfe_qemu_attach *a)
+{
+	unsigned up = 0;
+
+	if (a->attached || !a->display)
+		return;
+	for (unsigned i = 0; i < a->n_cons; i++) {
+		struct attach_console *c = &a->cons[i];
+
+		if (!c->failed && !(c->registered && c->ready))
+			return;
+		up += !c->failed;
+	}
+	drop_source(&a->timeout_src);
+	if (!up) {
+		hfe_error("%s: no console could be attached; retrying", a->name);
+		detach(a, NULL);
+		schedule_retry(a);
+		return;
+	}
+	a->attached = true;
+	a->attaches++;
+	hfe_info("%s: attached to QEMU at %s (%u of %u consoles)", a->name, a->qmp_path, up,
+		 a->n_cons);
+}
+
+static bool was_cancelled(const GError *e)
+{
+	return e && g_error_matches(e, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+}
+
+static void on_listener_ready(GObject *src, GAsyncResult *res, gpointer data)
+{
+	struct attach_console *c = data;
+	struct hfe_qemu_attach *a = c->a;
+	GError *e = NULL;
+	GDBusConnection *conn = g_dbus_connection_new_finish(res, &e);
+
+	(void)src;
+	a->pending_ops--;
+	if (!conn) {
+		/* If RegisterListener fails, QEMU drops our end: that error says it. */
+		if (!was_cancelled(e) && !c->failed && c->registered) {
+			hfe_warn("%s: listener connection failed: %s", hfe_dbus_console_tag(c->dc),
+				 e->message);
+			c->failed = true;
+			check_settled(a);
+		} else if (!was_cancelled(e)) {
+			snprintf(c->conn_error, sizeof(c->conn_error), "%s", e->message);
+		}
+		g_error_free(e);
+		return;
+	}
+	if (a->stopping || g_cancellable_is_cancelled(c->cancel) || c->failed) {
+		g_dbus_connection_close(conn, NULL, NULL, NULL);
+		g_object_unref(conn);
+		return;
+	}
+	/* Served before QEMU's first message is processed: the connection was
+	 * made with DELAY_MESSAGE_PROCESSING. */
+	c->setup = conn;
+	hfe_dbus_console_serve(c->dc, conn);
+	c->closed_id = g_signal_connect(conn, "closed", G_CALLBACK(on_closed), a);
+	g_dbus_connection_start_message_processing(conn);
+	c->ready = true;
+	check_settled(a);
+}
+
+static void on_registered(GObject *src, GAsyncResult *res, gpointer data)
+{
+	struct attach_console *c = data;
+	struct hfe_qemu_attach *a = c->a;
+	GError *e = NULL;
+	GVariant *r = g_dbus_connection_call_with_unix_fd_list_finish(G_DBUS_CONNECTION(src), NULL,
+								       res, &e);
+
+	a->pending_ops--;
+	if (r) {
+		g_variant_unref(r);
+		c->registered = true;
+		if (c->conn_error[0]) {
+			hfe_warn("%s: listener connection failed: %s", hfe_dbus_console_tag(c->dc),
+				 c->conn_error);
+			c->failed = true;
+		}
+		check_settled(a);
+		return;
+	}
+	if (!was_cancelled(e)) {
+		hfe_error("%s: RegisterListener failed: %s", hfe_dbus_console_tag(c->dc),
+			  e->message);
+		c->failed = true;
+		g_cancellable_cancel(c->cancel); /* QEMU will not authenticate our end */
+		check_settled(a);
+	}
+	g_error_free(e);
+}
+
+static void start_console(struct hfe_qemu_attach *a, struct attach_console *c)
+{
+	const char *tag = hfe_dbus_console_tag(c->dc);
+	GError *e = NULL;
+	int sv[2];
+	char path[64];
+
+	c->registered = c->ready = c->failed = false;
+	c->conn_error[0] = '\0';
+	c->cancel = g_cancellable_new();
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		hfe_error("%s: socketpair: %s", tag, strerror(errno));
+		c->failed = true;
+		return;
+	}
+	GUnixFDList *fds = g_unix_fd_list_new();
+	int idx = g_unix_fd_list_append(fds, sv[1], &e); /* duplicates it */
+
+	close(sv[1]);
+	GSocket *sock = idx >= 0 ? g_socket_new_from_fd(sv[0], &e) : NULL;
+
+	if (!sock) {
+		hfe_error("%s: %s", tag, e->message);
+		g_error_free(e);
+		g_object_unref(fds);
+		close(sv[0]);
+		c->failed = true;
+		return;
+	}
+	snprintf(path, sizeof(path), "/org/qemu/Display1/Console_%u",
+		 hfe_dbus_console_index(c->dc));
+	a->pending_ops++;
+	g_dbus_connection_call_with_unix_fd_list(a->display, NULL, path, CONSOLE_IFACE,
+						 "RegisterListener", g_variant_new("(h)", idx),
+						 G_VARIANT_TYPE_UNIT, G_DBUS_CALL_FLAGS_NONE,
+						 CALL_TIMEOUT_MS, fds, c->cancel, on_registered, c);
+	g_object_unref(fds);
+
+	/* Our end at once: QEMU authenticates it right after answering. */
+	GSocketConnection *sc = g_socket_connection_factory_create_connection(sock);
+
+	a->pending_ops++;
+	g_dbus_connection_new(G_IO_STREAM(sc), NULL,
+			      G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
+				      G_DBUS_CONNECTION_FLAGS_DELAY_MESSAGE_PROCESSING,
+			      NULL, c->cancel, on_listener_ready, c);
+	g_object_unref(sc);
+	g_object_unref(sock);
+}
+
+static void on_display_ready(GObject *src, GAsyncResult *res, gpointer data)
+{
+	struct hfe_qemu_attach *a = data;
+	GError *e = NULL;
+	GDBusConnection *conn = g_dbus_connection_new_finish(res, &e);
+
+	(void)src;
+	a->pending_ops--;
+	if (!conn) {
+		if (!was_cancelled(e)) {
+			hfe_warn("%s: D-Bus connection to QEMU failed: %s", a->name, e->message);
+			detach(a, NULL);
+			schedule_retry(a);
+		}
+		g_error_free(e);
+		return;
+	}
+	if (a->stopping || !a->attempt || g_cancellable_is_cancelled(a->attempt)) {
+		g_dbus_connection_close(conn, NULL, NULL, NULL);
+		g_object_unref(conn);
+		return;
+	}
+	a->display = conn;
+	a->display_closed_id = g_signal_connect(conn, "closed", G_CALLBACK(on_closed), a);
+	for (unsigned i = 0; i < a->n_cons; i++)
+		start_console(a, &a->cons[i]);
+	check_settled(a);
+}
+
+static gboolean on_attach_timeout(gpointer data)
+{
+	struct hfe_qemu_attach *a = data;
+
+	g_source_unref(a->timeout_src);
+	a->timeout_src = NULL;
+	hfe_warn("%s: QEMU did not complete the D-Bus set-up within %d ms; retrying", a->name,
+		 ATTACH_TIMEOUT_MS);
+	detach(a, NULL);
+	schedule_retry(a);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean try_attach(gpointer data)
+{
+	struct hfe_qemu_attach *a = data;
+	char why[256];
+	bool refused;
+	GError *e = NULL;
+
+	g_source_unref(a->retry_src);
+	a->retry_src = NULL;
+	int fd = qmp_add_client(a->qmp_path, a->attaches, &refused, why, sizeof(why));
+
+	if (fd < 0) {
+		/* Log each new reason once, not every retry. */
+		if (strcmp(why, a->last_wait))
+			hfe_info("%s: waiting for QEMU at %s: %s", a->name, a->qmp_path, why);
+		snprintf(a->last_wait, sizeof(a->last_wait), "%s", why);
+		/* A QEMU that answers but refuses (no -display dbus) is asked
+		 * less often: its QMP socket takes one client at a time. */
+		schedule_retry_in(a, refused ? REFUSED_RETRY_MS : a->retry_ms);
+		return G_SOURCE_REMOVE;
+	}
+	a->last_wait[0] = '\0';
+	GSocket *sock = g_socket_new_from_fd(fd, &e);
+
+	if (!sock) {
+		hfe_error("%s: %s", a->name, e->message);
+		g_error_free(e);
+		close(fd);
+		schedule_retry(a);
+		return G_SOURCE_REMOVE;
+	}
+	GSocketConnection *sc = g_socket_connection_factory_create_connection(sock);
+
+	a->attempt = g_cancellable_new();
+	a->timeout_src = add_timeout(a, ATTACH_TIMEOUT_MS, on_attach_timeout);
+	a->pending_ops++;
+	g_dbus_connection_new(G_IO_STREAM(sc), NULL, G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT,
+			      NULL, a->attempt, on_display_ready, a);
+	g_object_unref(sc);
+	g_object_unref(sock);
+	return G_SOURCE_REMOVE;
+}
+
+/* Tear down every connection of this attempt (QEMU gone, a failure, stop).
+ * The streams stay, disabled, for the next attach. reason: the consoles log
+ * their counters with it if they were attached (NULL: silently). */
+static void detach(struct hfe_qemu_attach *a, const char *reason)
+{
+	bool was_attached = a->attached;
+
+	drop_source(&a->timeout_src);
+	if (a->attempt) {
+		g_cancellable_cancel(a->attempt);
+		g_clear_object(&a->attempt);
+	}
+	for (unsigned i = 0; i < a->n_cons; i++) {
+		struct attach_console *c = &a->cons[i];
+
+		if (c->cancel) {
+			g_cancellable_cancel(c->cancel);
+			g_clear_object(&c->cancel);
+		}
+		hfe_dbus_console_unserve(c->dc, was_attached ? reason : NULL);
+		if (c->setup) {
+			g_signal_handler_disconnect(c->setup, c->closed_id);
+			g_dbus_connection_close(c->setup, NULL, NULL, NULL);
+			g_clear_object(&c->setup);
+			c->closed_id = 0;
+		}
+		c->registered = c->ready = c->failed = false;
+	}
+	if (a->display) {
+		g_signal_handler_disconnect(a->display, a->display_closed_id);
+		g_dbus_connection_close(a->display, NULL, NULL, NULL);
+		g_clear_object(&a->display);
+	}
+	a->attached = false;
+}
+
+/* ---- lifetime ---- */
+
+struct hfe_qemu_attach *hfe_qemu_attach_new(const char *name, const char *qmp_path,
+					    unsigned retry_ms, GMainContext *ctx,
+					    struct hfe_dbus_console *const *cons, unsigned n)
+{
+	struct hfe_qemu_attach *a = calloc(1, sizeof(*a));
+
+	if (!a || !(a->cons = calloc(n, sizeof(*a->cons)))) {
+		free(a);
+		return NULL;
+	}
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	snprintf(a->qmp_path, sizeof(a->qmp_path), "%s", qmp_path);
+	a->retry_ms = retry_ms;
+	a->ctx = ctx;
+	a->n_cons = n;
+	for (unsigned i = 0; i < n; i++) {
+		a->cons[i].a = a;
+		a->cons[i].dc = cons[i];
+	}
+	return a;
+}
+
+void hfe_qemu_attach_begin(struct hfe_qemu_attach *a)
+{
+	a->retry_src = add_timeout(a, 0, try_attach);
+}
+
+void hfe_qemu_attach_end(struct hfe_qemu_attach *a, const char *reason)
+{
+	a->stopping = true;
+	drop_source(&a->retry_src);
+	detach(a, reason);
+}
+
+unsigned hfe_qemu_attach_pending(const struct hfe_qemu_attach *a)
+{
+	return a->pending_ops;
+}
+
+void hfe_qemu_attach_free(struct hfe_qemu_attach *a)
+{
+	if (!a)
+		return;
+	free(a->cons);
+	free(a);
+}

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The attach state machine of one VM's -display dbus source: ask QEMU over
+ * QMP for a D-Bus display connection, register a listener on each console,
+ * hand each listener connection to its console (dbus_console.h), and start
+ * over whenever QEMU goes away or an attempt fails or times out. Runs on the
+ * VM's control thread (qemu_dbus.c), every call and callback in ctx.
+ */
+#ifndef HFE_QEMU_ATTACH_H
+#define HFE_QEMU_ATTACH_H
+
+#include <glib.h>
+
+#include "dbus_console.h"
+
+struct hfe_qemu_attach;
+
+/* For VM name (logs) at QEMU's QMP socket qmp_path; retries every retry_ms
+ * while QEMU is away. cons (n of them) stay owned by the caller and must
+ * outlive the attach. NULL: out of memory. Any thread. */
+struct hfe_qemu_attach *hfe_qemu_attach_new(const char *name, const char *qmp_path,
+					    unsigned retry_ms, GMainContext *ctx,
+					    struct hfe_dbus_console *const *cons, unsigned n);
+/* Control thread, with ctx its thread-default context. _begin: first
+ * attempt at once. _end: detach (the consoles log their counters with
+ * reason) and never retry. */
+void hfe_qemu_attach_begin(struct hfe_qemu_attach *a);
+void hfe_qemu_attach_end(struct hfe_qemu_attach *a, const char *reason);
+/* GDBus operations started and not yet called back (they call back in ctx,
+ * cancelled ones too): free only at 0. */
+unsigned hfe_qemu_attach_pending(const struct hfe_qemu_attach *a);
+void hfe_qemu_attach_free(struct hfe_qemu_attach *a);
+
+#endif
