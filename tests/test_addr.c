@@ -1105,6 +1105,19 @@ static void test_log(const char *self)
 	CHECK(cap.n == 3 && strlen(cap.msg[2]) == 2047);
 	CHECK(!strcmp(cap.msg[2] + 2044, "..."));
 
+	/* A peer's fault reaches the sink as such, filtered like a warning. */
+	hfe_log_set_level(HFE_LOG_ERROR);
+	hfe_peer_fault("peer hidden");
+	CHECK(cap.n == 3);
+	hfe_log_set_level(HFE_LOG_WARN);
+	hfe_peer_fault("peer %s", "bad");
+	CHECK(cap.n == 4 && cap.level[3] == HFE_LOG_PEER && !strcmp(cap.msg[3], "peer bad"));
+	hfe_log_set_level(HFE_LOG_PEER); /* the same as WARN */
+	hfe_info("hidden");
+	hfe_warn("host %s", "warn");
+	CHECK(cap.n == 5 && cap.level[4] == HFE_LOG_WARN);
+	hfe_log_set_level(HFE_LOG_INFO);
+
 	/* Default sink: stderr, one whole line per message, from many threads. */
 	hfe_log_set_sink(NULL, NULL);
 	snprintf(path, sizeof(path), "%s/log.txt", tmpdir);
@@ -1157,12 +1170,13 @@ static void test_log(const char *self)
 	CHECK(run_log_child(self, "warn", out, sizeof(out)) == 0);
 	CHECK(!strstr(out, "child info") && !strstr(out, "child debug"));
 	CHECK_HAS(out, "] WARN: child warn");
+	CHECK_HAS(out, "] WARN (peer): child peer");
 	CHECK(run_log_child(self, "bogus", out, sizeof(out)) == 0);
 	CHECK_HAS(out, "] WARN: HFE_LOG='bogus' not understood");
 	CHECK_HAS(out, "] INFO: child info");
 	CHECK(!strstr(out, "child debug"));
-	printf("ok - log: version string, levels, $HFE_LOG, sink, truncation, %d threaded lines "
-	       "whole\n", lines);
+	printf("ok - log: version string, levels, peer faults, $HFE_LOG, sink, truncation, %d "
+	       "threaded lines whole\n", lines);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -1183,6 +1197,7 @@ int main(int argc, char **argv)
 		hfe_debug("child debug");
 		hfe_info("child info");
 		hfe_warn("child warn");
+		hfe_peer_fault("child peer");
 		return 0;
 	}
 	/* Default SIGPIPE action: a write that raised it would kill the test. */

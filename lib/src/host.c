@@ -365,7 +365,9 @@ static void note_failure(struct hfe_peer *p, uint64_t now)
 		return;
 	if (!p->logged_failure) {
 		const struct hfe_err *e = hfe_conn_error(p->conn);
-		hfe_warn("%s: %s: %s; closing", p->name, hfe_error_name(e->code), e->msg);
+		/* INTERNAL is ours (allocation, a session we could not start). */
+		hfe_log(e->code == HFE_ERR_INTERNAL ? HFE_LOG_ERROR : HFE_LOG_PEER,
+			"%s: %s: %s; closing", p->name, hfe_error_name(e->code), e->msg);
 		p->logged_failure = true;
 	}
 	if (p->closing || (p->session && hfe_session_inflight(p->session) > 0))
@@ -388,7 +390,7 @@ void hfe_peer_rx_commit(struct hfe_peer *p, size_t n, uint64_t now_ms)
 void hfe_peer_rx_eof(struct hfe_peer *p)
 {
 	if (hfe_conn_rx_partial(p->conn))
-		hfe_warn("%s: closed in the middle of a message", p->name);
+		hfe_peer_fault("%s: closed in the middle of a message", p->name);
 	p->rx_eof = true;
 }
 
@@ -426,8 +428,8 @@ enum hfe_peer_action hfe_peer_service(struct hfe_peer *p, uint64_t now, uint64_t
 		if (hfe_conn_rx_partial(p->conn) && !p->rx_eof) {
 			uint64_t due = p->last_rx_ms + (uint64_t)cfg->stall_timeout_ms;
 			if (due <= now) {
-				hfe_warn("%s: stalled in the middle of a message for %d ms", p->name,
-					 cfg->stall_timeout_ms);
+				hfe_peer_fault("%s: stalled in the middle of a message for %d ms",
+					       p->name, cfg->stall_timeout_ms);
 				peer_finish(p, HFE_ERR_TIMEOUT,
 					    "stalled in the middle of a message; closing", now);
 			} else {

@@ -49,8 +49,20 @@ static const char *level_name(enum hfe_log_level level)
 		return "INFO";
 	case HFE_LOG_DEBUG:
 		return "DEBUG";
+	case HFE_LOG_PEER:
+		return "WARN (peer)";
 	}
 	return "?";
+}
+
+/* Where a level stands for filtering: a peer's fault counts as a warning. */
+static int severity(enum hfe_log_level level)
+{
+	if (level == HFE_LOG_PEER)
+		return HFE_LOG_WARN;
+	if ((int)level < HFE_LOG_ERROR || (int)level > HFE_LOG_DEBUG)
+		return HFE_LOG_DEBUG;
+	return level;
 }
 
 static void init_level(void)
@@ -112,9 +124,7 @@ void hfe_log_set_level(enum hfe_log_level level)
 	pthread_once(&level_once, init_level);
 	if ((int)level < HFE_LOG_ERROR)
 		level = HFE_LOG_ERROR;
-	if ((int)level > HFE_LOG_DEBUG)
-		level = HFE_LOG_DEBUG;
-	atomic_store(&log_level, (int)level);
+	atomic_store(&log_level, severity(level));
 }
 
 static void emit(enum hfe_log_level level, const char *msg)
@@ -148,9 +158,9 @@ void hfe_log(enum hfe_log_level level, const char *fmt, ...)
 			 bad_env);
 		emit(HFE_LOG_WARN, w);
 	}
-	if ((int)level > HFE_LOG_DEBUG)
+	if (level != HFE_LOG_PEER && (int)level > HFE_LOG_DEBUG)
 		level = HFE_LOG_DEBUG;
-	if ((int)level > atomic_load(&log_level))
+	if (severity(level) > atomic_load(&log_level))
 		goto out;
 
 	va_start(ap, fmt);
