@@ -34,6 +34,12 @@ void e2e_pattern_rgb(uint8_t *rgb, uint32_t w, uint32_t h, uint32_t t);
 void e2e_draw_rgb(uint8_t *rgb, uint32_t w, uint32_t h, uint32_t k, uint32_t n_full);
 void e2e_small_box_pos(uint32_t w, uint32_t h, uint32_t i, uint32_t *x, uint32_t *y);
 
+/* Outputs mode (hot-plugged outputs): picture k of output id is
+ * e2e_pattern_rgb(E2E_OUTPUT_T(id, k)); the one left on screen is
+ * k = E2E_OUTPUT_FINAL. Distinct per output. */
+#define E2E_OUTPUT_FINAL 999u
+#define E2E_OUTPUT_T(id, k) ((uint32_t)(id) * 1000u + (uint32_t)(k))
+
 /* Bytes of a frame in wire layout (NV12: UV plane at stride * h). 0 if the
  * format is not one of E2E_FMT_*. */
 size_t e2e_frame_size(uint32_t format, uint32_t h, uint32_t stride);

@@ -13,6 +13,8 @@
  *   probe      print the result line at once (boot test, KVM probe)
  *   resource   frames named by their virtio-gpu resource id (mode_resource.c)
  *   gst        pull mode from the host's GStreamer in a chroot (mode_gst.c)
+ *   outputs    hot-plug outputs and draw on each, as the deployed display
+ *              manager does (mode_outputs.c)
  * Access units and events go to the out port as e2e_out.h records; the
  * console only gets short "HFE-GUEST: ..." lines. Parameters come from the
  * kernel command line (hfe.KEY=VALUE) or from argv (KEY=VALUE). This file is
@@ -53,6 +55,7 @@
 #define MODE_PROBE 0x8u
 #define MODE_RESOURCE 0x10u
 #define MODE_GST 0x20u
+#define MODE_OUTPUTS 0x40u
 
 static const struct {
 	const char *name;
@@ -64,6 +67,7 @@ static const struct {
 	{ "probe", MODE_PROBE },
 	{ "resource", MODE_RESOURCE },
 	{ "gst", MODE_GST },
+	{ "outputs", MODE_OUTPUTS },
 };
 
 #define PREGEN_MAX (192u << 20) /* pull: pre-generate all frames up to this many bytes */
@@ -718,15 +722,21 @@ static int set_opt(struct opts *op, const char *key, const char *val, char *why,
 		snprintf(text, size, "%s", val);
 		return 0;
 	}
-	if (!strcmp(key, "size")) {
+	if (!strcmp(key, "size") || !strcmp(key, "resize")) {
 		unsigned w, h;
 		char tail;
 
 		if (sscanf(val, "%ux%u%c", &w, &h, &tail) != 2 || w < 16 || h < 16 || w > 8192 ||
 		    h > 8192 || (w | h) & 1)
 			goto bad;
-		op->w = w;
-		op->h = h;
+		*(key[0] == 's' ? &op->w : &op->resize_w) = w;
+		*(key[0] == 's' ? &op->h : &op->resize_h) = h;
+		return 0;
+	}
+	if (!strcmp(key, "sizes")) { /* WxH,WxH,... checked by mode_outputs.c */
+		if (strlen(val) >= sizeof(op->sizes) || strspn(val, "0123456789x,") != strlen(val))
+			goto bad;
+		snprintf(op->sizes, sizeof(op->sizes), "%s", val);
 		return 0;
 	}
 	if (!strcmp(key, "format")) {
@@ -771,6 +781,10 @@ static int set_opt(struct opts *op, const char *key, const char *val, char *why,
 		op->hello = v;
 	else if (!strcmp(key, "bitrate"))
 		op->bitrate = (uint32_t)v;
+	else if (!strcmp(key, "outputs") && v <= 16)
+		op->outputs = (uint32_t)v;
+	else if (!strcmp(key, "first") && v < 16)
+		op->first_output = (uint32_t)v;
 	else
 		goto bad;
 	return 0;
@@ -825,6 +839,7 @@ int main(int argc, char **argv)
 		.port = "/dev/virtio-ports/org.helix.hfe.0",
 		.out = "/dev/virtio-ports/org.helix.out.0",
 		.gst_pattern = "smpte", .gst_encoder = "vsockenc",
+		.sizes = "1280x720,1024x768,800x600,640x480", .first_output = 1,
 	};
 	struct out o = { .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
 	struct draw_ctx draw = { .op = &op, .o = &o };
@@ -844,7 +859,7 @@ int main(int argc, char **argv)
 	}
 	if (!op.modes) {
 		snprintf(why, sizeof(why),
-			 "no mode (hfe.mode=pull|draw|subscribe|probe|resource|gst)");
+			 "no mode (hfe.mode=pull|draw|subscribe|probe|resource|gst|outputs)");
 		goto done;
 	}
 	if (op.modes == MODE_PROBE) {
@@ -878,6 +893,8 @@ int main(int argc, char **argv)
 		rc = run_resource(&op, &o, why, sizeof(why));
 	if (rc == 0 && (op.modes & MODE_GST))
 		rc = run_gst(&op, &o, why, sizeof(why));
+	if (rc == 0 && (op.modes & MODE_OUTPUTS))
+		rc = run_outputs(&op, &o, why, sizeof(why));
 	if (o.failed && rc == 0) {
 		snprintf(why, sizeof(why), "out port write failed");
 		rc = -1;

@@ -31,6 +31,9 @@ struct opts {
 	char gst_preload[256]; /* a sanitizer runtime to preload */
 	char gst_pattern[32];  /* videotestsrc pattern */
 	char gst_encoder[32];  /* vsockenc or x264enc */
+	/* outputs mode */
+	uint32_t outputs, first_output, resize_w, resize_h;
+	char sizes[128]; /* WxH,WxH,... */
 };
 
 /* The out port: e2e_out.h records, written whole from any thread. */
@@ -66,5 +69,6 @@ struct hfe_client *open_host(const struct opts *op, const char *who, char *why,
 /* The modes in their own files: 0, or -1 with a reason in why. */
 int run_resource(const struct opts *op, struct out *o, char *why, size_t whylen);
 int run_gst(const struct opts *op, struct out *o, char *why, size_t whylen);
+int run_outputs(const struct opts *op, struct out *o, char *why, size_t whylen);
 
 #endif
