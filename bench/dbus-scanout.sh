@@ -98,7 +98,14 @@ for cmd in ('{"execute": "qmp_capabilities"}', sys.argv[2]):
         r = json.loads(f.readline())
         if "return" in r or "error" in r:
             break
-print(r.get("return", r.get("error")))
+ret = r.get("return", r.get("error"))
+if isinstance(ret, dict):
+    # A struct (the module's stats) as key=value: numbers, lists of numbers as a/b/c.
+    ret = " ".join(k.replace("-", "_") + "=" +
+                   ("/".join(map(str, v)) if isinstance(v, list) else str(v))
+                   for k, v in ret.items() if not (isinstance(v, list) and
+                                                   v and isinstance(v[0], dict)))
+print(ret)
 PY
 }
 STATS_GET='{"execute":"qom-get","arguments":{"path":"/objects/hfe0","property":"stats"}}'

@@ -97,10 +97,10 @@ static double run_gst(const struct e2e_guest *g, const struct e2e_qemu *q, const
 				     sizeof(stats), err, sizeof(err)) == 0)
 			printf("%-10s module (pull): longest main-loop callback %.0f us wall, %.0f us "
 			       "CPU; blocked %.0f, preempted %.0f; stats %s\n", "",
-			       e2e_kv_num(stats + 1, "max_stall_us", -1),
-			       e2e_kv_num(stats, "max_stall_cpu_us", -1),
-			       e2e_kv_num(stats, "blocked", -1), e2e_kv_num(stats, "preempted", -1),
-			       stats);
+			       e2e_qemu_json_num(stats, "max-stall-us", -1),
+			       e2e_qemu_json_num(stats, "max-stall-cpu-us", -1),
+			       e2e_qemu_json_num(stats, "blocked", -1),
+			       e2e_qemu_json_num(stats, "preempted", -1), stats);
 	} else {
 		fprintf(stderr, "qemu-scanout: %s: no result\n", tag);
 		e2e_vm_dump_console(vm, 20);
@@ -143,7 +143,7 @@ static double run_size(const struct e2e_guest *g, const struct e2e_qemu *q, cons
 		       const struct opts *op, uint32_t w, uint32_t h)
 {
 	char tag[32], object_opts[32], append[256], err[1024];
-	char line[512] = "", stats[2048] = "";
+	char line[512] = "", stats[4096] = "";
 	struct e2e_records recs;
 	int n = op->frames, n_aus, shown = 0, n_lat = 0, errors = 0;
 	int64_t *draw_t = calloc((size_t)n, sizeof(int64_t));
@@ -250,8 +250,8 @@ static double run_size(const struct e2e_guest *g, const struct e2e_qemu *q, cons
 	       tag, n, draw_s > 0 ? (n - 1) / draw_s : 0, op->fps, n_aus,
 	       au_s > 0 ? (aus_in_draw - 1) / au_s : 0, shown, n, p50, p99, errors);
 	printf("%-10s module: longest main-loop callback %.0f us wall, %.0f us CPU; stats %s\n",
-	       tag, e2e_kv_num(stats + 1, "max_stall_us", -1),
-	       e2e_kv_num(stats, "max_stall_cpu_us", -1), stats);
+	       tag, e2e_qemu_json_num(stats, "max-stall-us", -1),
+	       e2e_qemu_json_num(stats, "max-stall-cpu-us", -1), stats);
 	e2e_vm_wait_exit(vm, 30000);
 	e2e_vm_free(vm);
 	for (int k = 0; k < n; k++)

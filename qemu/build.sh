@@ -2,11 +2,13 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # Build (or find in the cache) QEMU from Debian's own source package with the
-# helix-frame-export patch series (qemu/patches/*.patch): a minimal x86_64-softmmu with
+# helix-frame-export module: its sources (qemu/helix/, copied to ui/helix/) and the glue
+# patches that hook them into QEMU (qemu/patches/*.patch). A minimal x86_64-softmmu with
 # TCG/KVM, slirp, virtfs and the helix-frame-export object, linked against the project's
 # libhfe (shared, from a project build directory). See qemu/README.md.
 #
 #   qemu/build.sh [--hfe-build DIR] [--cache DIR] [--jobs N] [--keep-tree] [--force]
+#   qemu/build.sh --source DIR
 #
 #   --hfe-build DIR  the project's meson build directory whose libhfe QEMU links
 #                    (default: $HFE_BUILD_DIR, else ./build of the project)
@@ -14,11 +16,14 @@
 #   --jobs N         parallel compile jobs (default: nproc)
 #   --keep-tree      keep the patched source and build tree (CACHE/qemu-KEY.tree)
 #   --force          rebuild even when the cache has this build
+#   --source DIR     only unpack Debian's QEMU source into DIR (nothing copied, patched
+#                    or built) and print the tree's path; qemu/export-patches.sh uses it
 #
 # Prints the build's directory on stdout (last line): DIR/bin/qemu-system-x86_64, DIR/info.
 # Progress goes to stderr. Cache entry: CACHE/qemu-KEY, KEY = hash of the Debian source
-# version, this script, the patches and lib/include/hfe/*.h (the ABI QEMU is compiled
-# against); so only those changes rebuild. The newest 3 builds are kept.
+# version, this script, the patches, the module's sources (qemu/helix/**) and
+# lib/include/hfe/*.h (the ABI QEMU is compiled against); so only those changes rebuild.
+# The newest 3 builds are kept.
 #
 # Run the binary with the project's libhfe on the library path and Debian's firmware:
 #   LD_LIBRARY_PATH=BUILD/lib DIR/bin/qemu-system-x86_64 \
@@ -34,11 +39,14 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 SELF="$HERE/$(basename "${BASH_SOURCE[0]}")"
 PATCHES="$HERE/patches"
+MODULE="$HERE/helix"  # copied to ui/helix/ in QEMU's tree
+MODULE_DEST=ui/helix
 CACHE=${HFE_QEMU_CACHE:-${HFE_E2E_CACHE:-/var/cache/hfe}}
 HFE_BUILD=${HFE_BUILD_DIR:-$ROOT/build}
 JOBS=$(nproc 2>/dev/null || echo 2)
 KEEP_TREE=0
 FORCE=0
+SOURCE_ONLY=
 KEEP_BUILDS=3
 DEB_SRC_FILE=/etc/apt/sources.list.d/hfe-deb-src.sources
 DEB_SRC_LIST=/etc/apt/sources.list.d/hfe-deb-src.list
@@ -68,7 +76,8 @@ while [[ $# -gt 0 ]]; do
 	--jobs) JOBS=${2:?--jobs needs a number}; shift 2 ;;
 	--keep-tree) KEEP_TREE=1; shift ;;
 	--force) FORCE=1; shift ;;
-	-h | --help) sed -n '4,31s/^# \{0,1\}//p' "$SELF"; exit 0 ;;
+	--source) SOURCE_ONLY=${2:?--source needs a directory}; shift 2 ;;
+	-h | --help) sed -n '4,36s/^# \{0,1\}//p' "$SELF"; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
 done
@@ -77,6 +86,7 @@ shopt -s nullglob
 patches=("$PATCHES"/*.patch)
 shopt -u nullglob
 [[ ${#patches[@]} -gt 0 ]] || die "no patches in $PATCHES"
+[[ -f "$MODULE/meson.build" ]] || die "no module sources in $MODULE"
 IS_ROOT=0
 [[ $(id -u) -eq 0 ]] && IS_ROOT=1
 
@@ -168,6 +178,25 @@ if [[ -n "$DSC" ]]; then
 	SRCVER=${SRCVER%.dsc}
 fi
 
+# apt-get source qemu into $1 (dpkg-source applies Debian's patches); prints the tree.
+unpack_source() {
+	local dir=$1 src
+	log "qemu $SRCVER: apt-get source into $dir"
+	(cd "$dir" && apt-get source -q -o APT::Sandbox::User=root "qemu" >&2 9>&-) ||
+		die "apt-get source qemu failed (no network to the apt sources?)"
+	src=$(find "$dir" -mindepth 1 -maxdepth 1 -type d -name 'qemu-*' | head -n1)
+	[[ -n "$src" && -f "$src/configure" ]] || die "apt-get source qemu unpacked no source tree"
+	[[ -f "$dir/$DSC" ]] || die "apt-get source fetched another version than $DSC"
+	printf '%s\n' "$src"
+}
+
+if [[ -n "$SOURCE_ONLY" ]]; then
+	[[ -n "$SRCVER" ]] || die "apt knows no qemu source package (no deb-src entries?)"
+	mkdir -p "$SOURCE_ONLY"
+	unpack_source "$(cd "$SOURCE_ONLY" && pwd)"
+	exit 0
+fi
+
 # P: everything of ours that goes into the binary; KEY adds the Debian source version.
 P=$({
 	sha256sum <"$SELF"
@@ -175,6 +204,7 @@ P=$({
 		printf '%s ' "$(basename "$p")"
 		sha256sum <"$p"
 	done
+	(cd "$MODULE" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
 	for h in "$ROOT"/lib/include/hfe/*.h; do
 		printf '%s ' "$(basename "$h")"
 		sha256sum <"$h"
@@ -236,13 +266,11 @@ rm -rf "$TREE"
 mkdir -p "$TREE"
 [[ $KEEP_TREE -eq 1 ]] || trap 'rm -rf "$TREE"' EXIT
 trap 'exit 1' INT TERM # so that the EXIT trap runs
-log "qemu $SRCVER: apt-get source into $TREE"
-(cd "$TREE" && apt-get source -q -o APT::Sandbox::User=root "qemu" >&2 9>&-) ||
-	die "apt-get source qemu failed (no network to the apt sources?)"
-SRC=$(find "$TREE" -mindepth 1 -maxdepth 1 -type d -name 'qemu-*' | head -n1)
-[[ -n "$SRC" && -f "$SRC/configure" ]] || die "apt-get source qemu unpacked no source tree"
-[[ -f "$TREE/$DSC" ]] || die "apt-get source fetched another version than $DSC"
+SRC=$(unpack_source "$TREE")
 
+log "copying the module: qemu/helix -> $MODULE_DEST"
+[[ ! -e "$SRC/$MODULE_DEST" ]] || die "qemu $SRCVER already has $MODULE_DEST"
+cp -r "$MODULE" "$SRC/$MODULE_DEST"
 for p in "${patches[@]}"; do
 	log "applying $(basename "$p")"
 	patch -d "$SRC" -p1 --batch --forward --no-backup-if-mismatch -s <"$p" >&2 ||
@@ -279,6 +307,7 @@ LD_LIBRARY_PATH="$HFE_BUILD/lib" "$TREE/out/bin/qemu-system-x86_64" -object help
 	printf 'patches_key=%s\n' "$P"
 	printf 'qemu_source=%s\n' "$SRCVER"
 	printf 'patches=%s\n' "$(for p in "${patches[@]}"; do basename "$p"; done | tr '\n' ' ')"
+	printf 'module=%s\n' "$(cd "$MODULE" && find . -type f | LC_ALL=C sort | tr '\n' ' ')"
 	printf 'configure=%s\n' "${CONFIGURE_FLAGS[*]}"
 	printf 'hfe_build=%s\n' "$HFE_BUILD"
 	printf 'build_seconds=%s\n' "$((t2 - t0))"
@@ -299,6 +328,6 @@ ls -dt "$CACHE"/qemu-*/ 2>/dev/null | grep -v '\.tree/$' | tail -n +$((KEEP_BUIL
 	while read -r old; do
 		rm -rf "${old%/}" "${old%/}.tree"
 	done
-log "built qemu $SRCVER with ${#patches[@]} patches in $((t2 - t0)) s" \
+log "built qemu $SRCVER with the module and ${#patches[@]} glue patches in $((t2 - t0)) s" \
 	"(configure $((t1 - t0)) s, compile $((t2 - t1)) s, $JOBS jobs): $OUT"
 printf '%s\n' "$OUT"

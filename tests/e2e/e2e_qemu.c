@@ -255,7 +255,7 @@ int e2e_qemu_qom_get(const char *qmp_sock, const char *path, const char *prop, c
 		     size_t len, char *err, size_t errlen)
 {
 	char cmd[512], reply[8192];
-	const char *p;
+	const char *p, *end;
 
 	snprintf(cmd, sizeof(cmd),
 		 "{\"execute\":\"qom-get\",\"arguments\":{\"path\":\"%s\",\"property\":\"%s\"}}",
@@ -270,9 +270,31 @@ int e2e_qemu_qom_get(const char *qmp_sock, const char *path, const char *prop, c
 	p += strlen("\"return\":");
 	while (*p == ' ')
 		p++;
-	snprintf(out, len, "%s", p);
-	out[strcspn(out, "}")] = '\0';
+	/* The value runs to the reply's closing brace (a struct has its own). */
+	end = strrchr(p, '}');
+	if (!end) {
+		set_err(err, errlen, "qom-get %s %s: unexpected reply %s", path, prop, reply);
+		return -1;
+	}
+	while (end > p && end[-1] == ' ')
+		end--;
+	snprintf(out, len, "%.*s", (int)(end - p), p);
 	return 0;
+}
+
+double e2e_qemu_json_num(const char *json, const char *key, double def)
+{
+	char name[128];
+	const char *p;
+	char *end;
+	double v;
+
+	snprintf(name, sizeof(name), "\"%s\":", key);
+	p = strstr(json, name);
+	if (!p)
+		return def;
+	v = strtod(p + strlen(name), &end);
+	return end == p + strlen(name) ? def : v;
 }
 
 void e2e_records_check_end(const struct e2e_records *r)

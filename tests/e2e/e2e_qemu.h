@@ -92,9 +92,14 @@ void e2e_qemu_env_end(void);
  * (sanitized builds): 0 with its path, -1 in plain builds. */
 int e2e_qemu_preload(char *path, size_t len);
 
-/* qom-get of an object property through QMP, as the reply's text after
- * "return": (a number or a quoted string). 0, or -1 with err. */
+/* qom-get of an object property through QMP, as the reply's JSON value after
+ * "return": (a number, a quoted string, or an object such as the module's
+ * stats). 0, or -1 with err. */
 int e2e_qemu_qom_get(const char *qmp_sock, const char *path, const char *prop, char *out,
 		     size_t len, char *err, size_t errlen);
+/* The number of member KEY in a JSON object's text (the first member of that
+ * name at any depth: the module's stats name each top-level figure once), or
+ * def if there is none. */
+double e2e_qemu_json_num(const char *json, const char *key, double def);
 
 #endif

@@ -88,7 +88,7 @@ int main(void)
 {
 	uint64_t t0 = e2e_now_ns();
 	char *workdir = tu_mkdtemp("hfe-e2e-qemu-res");
-	char err[1024], append[256], line[512] = "", stats[2048] = "", resline[512] = "";
+	char err[1024], append[256], line[512] = "", stats[4096] = "", resline[512] = "";
 	struct e2e_records recs;
 	struct e2e_guest g;
 	struct e2e_qemu q;
@@ -122,9 +122,9 @@ int main(void)
 	       "an unknown resource id did not get RESOURCE_NOT_FOUND: %s", resline);
 	CHECKF(strstr(resline, "wrong_size=INVALID_MSG") != NULL,
 	       "a wrong size did not get INVALID_MSG: %s", resline);
-	CHECKF(e2e_kv_num(stats, "resources", -1) == FRAMES,
+	CHECKF(e2e_qemu_json_num(stats, "resources", -1) == FRAMES,
 	       "module stats: %.0f resource frames lent, want %d",
-	       e2e_kv_num(stats, "resources", -1), FRAMES);
+	       e2e_qemu_json_num(stats, "resources", -1), FRAMES);
 	CHECKF(e2e_vm_wait_line(vm, "result=", line, sizeof(line), 60000) == 1,
 	       "no result line from the guest");
 	CHECKF(!strcmp(line, "result=ok"), "guest says: %s", line);

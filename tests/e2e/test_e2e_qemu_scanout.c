@@ -221,10 +221,10 @@ static void check_stream(const struct e2e_rec *const *aus, int n, int64_t last_d
 static void check_copy_volume(const char *stats)
 {
 	const double frame = (double)FB_W * FB_H * 4;
-	double bytes = e2e_kv_num(stats, "update_bytes", -1);
+	double bytes = e2e_qemu_json_num(stats, "update-bytes", -1);
 	double limit = (N_FULL + 2) * frame + N_SMALL * frame / 4;
 
-	CHECKF(bytes >= N_FULL * frame, "module stats: update_bytes %.0f < %d full frames", bytes,
+	CHECKF(bytes >= N_FULL * frame, "module stats: update-bytes %.0f < %d full frames", bytes,
 	       N_FULL);
 	CHECKF(bytes <= limit, "module copied %.0f bytes: more than %d full frames + %d small "
 	       "changes (limit %.0f)", bytes, N_FULL, N_SMALL, limit);
@@ -489,7 +489,7 @@ int main(void)
 {
 	uint64_t t0 = e2e_now_ns();
 	char *workdir = tu_mkdtemp("hfe-e2e-qemu");
-	char err[1024], sock[PATH_MAX + 32], append[256], line[512] = "", stats[2048] = "";
+	char err[1024], sock[PATH_MAX + 32], append[256], line[512] = "", stats[4096] = "";
 	char glog[PATH_MAX + 32];
 	struct e2e_records recs;
 	struct e2e_guest g;

@@ -1,0 +1,1 @@
+#include "trace/trace-ui_helix.h"
