@@ -28,14 +28,12 @@
 #include "gsthfescanoutsrc.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <gst/video/video.h>
 
 #include "gsthfeaddr.h"
+#include "gsthfewait.h"
 #include "hfe/client.h"
 #include "hfe/wire.h"
 
@@ -83,7 +81,9 @@ struct _GstHfeScanoutSrc {
 	gboolean resync;      /* drop what queued up, ask for a fresh IDR */
 	gboolean kf_request;  /* send KEYFRAME_REQ */
 	GstEvent *fku_reply;  /* downstream force-key-unit to push before that IDR */
-	int wake[2];          /* pipe: unlock and keyframe requests end a wait */
+	/* create() waits here for the host: unlock() sets it flushing, keyframe
+	 * requests and resuming wake it (the element's whole life). */
+	GstHfeWait *wait;
 };
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
@@ -376,48 +376,10 @@ static void gst_hfe_scanout_src_get_property(GObject *object, guint prop_id, GVa
 
 /* ---- wake-ups ---- */
 
+/* lock held: create() looks at what the caller just changed. */
 static void wake(GstHfeScanoutSrc *self)
 {
-	/* lock held */
-	if (self->wake[1] >= 0) {
-		ssize_t r = write(self->wake[1], "w", 1);
-		(void)r; /* a full pipe already wakes the reader */
-	}
-}
-
-static void drain_wake(GstHfeScanoutSrc *self)
-{
-	char buf[64];
-	if (self->wake[0] >= 0)
-		while (read(self->wake[0], buf, sizeof(buf)) > 0)
-			;
-}
-
-static gboolean open_wake_pipe(GstHfeScanoutSrc *self)
-{
-	int p[2];
-	if (pipe(p) < 0)
-		return FALSE;
-	for (int i = 0; i < 2; i++) {
-		fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
-		fcntl(p[i], F_SETFD, FD_CLOEXEC);
-	}
-	g_mutex_lock(&self->lock);
-	self->wake[0] = p[0];
-	self->wake[1] = p[1];
-	g_mutex_unlock(&self->lock);
-	return TRUE;
-}
-
-static void close_wake_pipe(GstHfeScanoutSrc *self)
-{
-	g_mutex_lock(&self->lock);
-	for (int i = 0; i < 2; i++) {
-		if (self->wake[i] >= 0)
-			close(self->wake[i]);
-		self->wake[i] = -1;
-	}
-	g_mutex_unlock(&self->lock);
+	gst_hfe_wait_wake(self->wait);
 }
 
 /* ---- start / stop ---- */
@@ -528,9 +490,9 @@ static gboolean gst_hfe_scanout_src_start(GstBaseSrc *bsrc)
 		goto send_failed;
 	if (!wait_subscribed(self))
 		goto fail;
-	if (!open_wake_pipe(self)) {
-		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ, ("Could not create a pipe"),
-				  ("%s", g_strerror(errno)));
+	if (!self->wait) {
+		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ, ("Could not create a GstPoll"),
+				  ("out of file descriptors?"));
 		goto fail;
 	}
 	g_mutex_lock(&self->lock);
@@ -556,7 +518,6 @@ static gboolean gst_hfe_scanout_src_stop(GstBaseSrc *bsrc)
 	GstHfeScanoutSrc *self = GST_HFE_SCANOUT_SRC(bsrc);
 
 	close_client(self);
-	close_wake_pipe(self);
 	g_mutex_lock(&self->lock);
 	gst_clear_event(&self->fku_reply);
 	g_mutex_unlock(&self->lock);
@@ -570,7 +531,7 @@ static gboolean gst_hfe_scanout_src_unlock(GstBaseSrc *bsrc)
 
 	g_mutex_lock(&self->lock);
 	self->flushing = TRUE;
-	wake(self);
+	gst_hfe_wait_set_flushing(self->wait, TRUE);
 	g_mutex_unlock(&self->lock);
 	return TRUE;
 }
@@ -580,10 +541,10 @@ static gboolean gst_hfe_scanout_src_unlock_stop(GstBaseSrc *bsrc)
 	GstHfeScanoutSrc *self = GST_HFE_SCANOUT_SRC(bsrc);
 
 	g_mutex_lock(&self->lock);
+	gst_hfe_wait_set_flushing(self->wait, FALSE);
 	self->flushing = FALSE;
 	/* Back from PAUSED or a flush: what queued meanwhile is stale. */
 	self->resync = TRUE;
-	drain_wake(self);
 	g_mutex_unlock(&self->lock);
 	return TRUE;
 }
@@ -874,7 +835,6 @@ static GstFlowReturn gst_hfe_scanout_src_create(GstPushSrc *psrc, GstBuffer **ou
 		}
 		gboolean resync = self->resync, kf = self->kf_request;
 		self->resync = self->kf_request = FALSE;
-		drain_wake(self);
 		g_mutex_unlock(&self->lock);
 
 		if (resync) {
@@ -947,18 +907,16 @@ static GstFlowReturn gst_hfe_scanout_src_create(GstPushSrc *psrc, GstBuffer **ou
 			return GST_FLOW_OK;
 		}
 
-		/* Nothing buffered: wait for the host or a wake-up. */
-		struct pollfd p[2] = {
-			{ .fd = hfe_client_fd(self->client), .events = POLLIN },
-			{ .fd = self->wake[0], .events = POLLIN },
-		};
-		int pr = poll(p, 2, self->timeout_used);
-		if (pr < 0 && errno != EINTR) {
+		/* Nothing buffered: wait for the host, a wake-up or unlock(); the
+		 * next round looks at the state again. */
+		GstHfeWaitResult wr =
+			gst_hfe_wait_fd(self->wait, hfe_client_fd(self->client), self->timeout_used);
+		if (wr == GST_HFE_WAIT_ERROR) {
 			GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Waiting for the host failed"),
 					  ("poll: %s", g_strerror(errno)));
 			return GST_FLOW_ERROR;
 		}
-		if (pr == 0) {
+		if (wr == GST_HFE_WAIT_TIMEOUT) {
 			/* A static screen sends nothing; a PING tells a dead host
 			 * from a quiet one. */
 			if (self->ping_sent) {
@@ -986,6 +944,7 @@ static void gst_hfe_scanout_src_finalize(GObject *object)
 	g_free(self->address);
 	g_free(self->addr_used);
 	gst_clear_event(&self->fku_reply);
+	gst_hfe_wait_free(self->wait);
 	g_mutex_clear(&self->lock);
 	G_OBJECT_CLASS(parent_class)->finalize(object);
 }
@@ -995,7 +954,7 @@ static void gst_hfe_scanout_src_init(GstHfeScanoutSrc *self)
 	self->scanout = DEFAULT_SCANOUT;
 	self->bitrate = DEFAULT_BITRATE;
 	self->timeout = DEFAULT_TIMEOUT;
-	self->wake[0] = self->wake[1] = -1;
+	self->wait = gst_hfe_wait_new();
 	g_mutex_init(&self->lock);
 	gst_base_src_set_live(GST_BASE_SRC(self), TRUE);
 	gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_TIME);

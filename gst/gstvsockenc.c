@@ -20,7 +20,9 @@
  * reply. The one hfe_client is shared under client_lock; nobody holds that
  * lock while waiting for the socket except the sender during a write, and
  * the receiver is woken after every send because a send may have buffered
- * replies that arrived while it waited.
+ * replies that arrived while it waited. The receiver waits in a GstHfeWait
+ * (gsthfewait.h, shared with hfescanoutsrc): senders wake it, stopping sets
+ * it flushing; the streaming thread waits for a slot on a GCond.
  *
  * Locks, in the order they may be taken: the encoder's stream lock, then
  * client_lock, then lock (state, pending queue). The object lock guards the
@@ -28,13 +30,7 @@
  */
 #include "gstvsockenc.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <glib-unix.h>
 
 #ifdef HAVE_GST_ALLOCATORS
 #include <gst/allocators/allocators.h>
@@ -42,6 +38,7 @@
 
 #include "gsthfeaddr.h"
 #include "gsthfeelements.h"
+#include "gsthfewait.h"
 #include "gstvirtgpu.h"
 #include "hfe/client.h"
 #include "hfe/wire.h"
@@ -113,9 +110,12 @@ struct _GstVsockEnc {
 	gboolean reconnect;
 	gchar *host_encoder;
 
+	/* The receiver waits here for the socket; senders wake it, stop sets it
+	 * flushing (the element's whole life). */
+	GstHfeWait *wait;
+
 	/* Fixed while started. */
 	gchar *addr; /* resolved address, for messages */
-	int wake[2]; /* pipe: wakes the receiver */
 
 	/* client_lock: the connection and everything about it. */
 	GMutex client_lock;
@@ -220,19 +220,7 @@ static guint bpp_of(guint32 fourcc)
 
 static void wake_receiver(GstVsockEnc *self)
 {
-	if (self->wake[1] >= 0) {
-		ssize_t n = write(self->wake[1], "w", 1);
-		(void)n; /* a full pipe already wakes it */
-	}
-}
-
-static void close_wake(GstVsockEnc *self)
-{
-	for (int i = 0; i < 2; i++) {
-		if (self->wake[i] >= 0)
-			close(self->wake[i]);
-		self->wake[i] = -1;
-	}
+	gst_hfe_wait_wake(self->wait);
 }
 
 static void pend_free(struct pend *p)
@@ -819,15 +807,8 @@ static void gst_vsock_enc_loop(gpointer data)
 		return;
 	}
 
-	struct pollfd pfd[2] = {
-		{ .fd = self->wake[0], .events = POLLIN },
-		{ .fd = fd, .events = POLLIN },
-	};
-	if (poll(pfd, fd >= 0 ? 2 : 1, RECV_POLL_MS) > 0 && (pfd[0].revents & POLLIN)) {
-		char junk[64];
-		while (read(self->wake[0], junk, sizeof(junk)) > 0)
-			;
-	}
+	/* Whatever ends the wait, the next round looks at the state again. */
+	(void)gst_hfe_wait_fd(self->wait, fd, RECV_POLL_MS);
 }
 
 static void start_task(GstVsockEnc *self)
@@ -1411,7 +1392,6 @@ static gboolean gst_vsock_enc_start(GstVideoEncoder *enc)
 	struct hfe_err err = { 0 };
 	struct hfe_hello_resp caps;
 	unsigned version = HFE_PROTO_V1;
-	GError *gerr = NULL;
 
 	GST_OBJECT_LOCK(self);
 	g_free(self->addr);
@@ -1421,14 +1401,12 @@ static gboolean gst_vsock_enc_start(GstVideoEncoder *enc)
 	self->host_encoder = NULL;
 	GST_OBJECT_UNLOCK(self);
 
-	if (!g_unix_open_pipe(self->wake, FD_CLOEXEC, &gerr) ||
-	    !g_unix_set_fd_nonblocking(self->wake[0], TRUE, NULL) ||
-	    !g_unix_set_fd_nonblocking(self->wake[1], TRUE, NULL)) {
-		GST_ELEMENT_ERROR(self, RESOURCE, FAILED, ("Could not create a pipe"),
-				  ("%s", gerr ? gerr->message : g_strerror(errno)));
-		g_clear_error(&gerr);
+	if (!self->wait) {
+		GST_ELEMENT_ERROR(self, RESOURCE, FAILED, ("Could not create a GstPoll"),
+				  ("out of file descriptors?"));
 		return FALSE;
 	}
+	gst_hfe_wait_set_flushing(self->wait, FALSE);
 
 	GST_INFO_OBJECT(self, "connecting to %s", self->addr);
 	struct hfe_client *c = connect_host(self, self->addr, timeout_ms, &version, &caps, &err);
@@ -1436,7 +1414,6 @@ static gboolean gst_vsock_enc_start(GstVideoEncoder *enc)
 		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ_WRITE,
 				  ("Could not connect to the host encoder at %s", self->addr),
 				  ("%s", err.msg));
-		close_wake(self);
 		return FALSE;
 	}
 
@@ -1483,7 +1460,7 @@ static void unblock(GstVsockEnc *self)
 	self->task_stop = TRUE;
 	g_cond_broadcast(&self->cond);
 	g_mutex_unlock(&self->lock);
-	wake_receiver(self);
+	gst_hfe_wait_set_flushing(self->wait, TRUE);
 }
 
 static gboolean gst_vsock_enc_stop(GstVideoEncoder *enc)
@@ -1502,7 +1479,6 @@ static gboolean gst_vsock_enc_stop(GstVideoEncoder *enc)
 	g_mutex_unlock(&self->client_lock);
 
 	clear_pending(self);
-	close_wake(self);
 	g_free(self->scratch);
 	self->scratch = NULL;
 	self->scratch_size = 0;
@@ -1675,7 +1651,7 @@ static void gst_vsock_enc_finalize(GObject *object)
 	hfe_client_close(self->client);
 	gst_hfe_virtgpu_close(self->gpu);
 	clear_pending(self);
-	close_wake(self);
+	gst_hfe_wait_free(self->wait);
 	g_free(self->address);
 	g_free(self->encoder_hint);
 	g_free(self->host_encoder);
@@ -1695,7 +1671,7 @@ static void gst_vsock_enc_init(GstVsockEnc *self)
 	self->max_inflight = DEFAULT_MAX_INFLIGHT;
 	self->timeout_ms = DEFAULT_TIMEOUT;
 	self->reconnect = DEFAULT_RECONNECT;
-	self->wake[0] = self->wake[1] = -1;
+	self->wait = gst_hfe_wait_new();
 	g_mutex_init(&self->client_lock);
 	g_mutex_init(&self->lock);
 	g_cond_init(&self->cond);
