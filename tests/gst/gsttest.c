@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "gsttest.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -50,6 +52,26 @@ bool gsttest_init(int *argc, char ***argv, const char *feature)
 	return gsttest_have_feature(feature);
 }
 
+bool gsttest_suite_init(const char *feature)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (!getenv("HFE_DAEMON")) {
+		fprintf(stderr, "HFE_DAEMON is not set (run through meson test)\n");
+		return false;
+	}
+	return gsttest_have_feature(feature);
+}
+
+TCase *gsttest_tcase(Suite *s, const char *name, void (*setup)(void), void (*teardown)(void),
+		     int timeout_s)
+{
+	TCase *tc = tcase_create(name);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, timeout_s);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
 int gsttest_connect_unix(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -83,7 +105,17 @@ bool gsttest_daemon_start(struct gsttest_daemon *d)
 	for (int i = 0; d->extra[i] && n < 15; i++)
 		argv[n++] = d->extra[i];
 	argv[n] = NULL;
-	d->pid = tu_spawn(argv, d->log);
+	d->pid = fork();
+	if (d->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
 	if (d->pid < 0)
 		return false;
 	for (int i = 0; i < 400; i++) {

@@ -1,42 +1,42 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * hfescanoutsrc against the real daemon serving test scanouts (libhfe's
- * moving test source):
- *   - scanout 0 (640x480, 30 fps) through h264parse ! avdec_h264 ! appsink:
- *     caps, first buffer an IDR with SPS/PPS, keyframe flags agree with the
- *     bitstream, timestamps increase, >= 30 decoded frames, and the decoded
- *     background matches hfe_testsrc_render's (PSNR on corner patches);
- *   - force-key-unit upstream (from the sink) and downstream (sent to the
- *     source) each bring an IDR soon (the daemon runs with --gop 0, so only
- *     requests make IDRs);
- *   - pause and resume: the backlog is dropped, the stream resumes with an IDR;
- *   - scanout 1 (250x130, static): caps from an SPS with cropping, and
- *     set_state(NULL) while the element waits for data returns at once;
- *   - scanout 7 (absent): a bus error naming scanout 7, no hang;
- *   - a hostile host sending truncated and corrupted SPS: a clean error or
- *     the right caps, nothing out of bounds;
- *   - keep-alive: a quiet host is pinged, a hung one (SIGSTOP) is an error;
- *   - the daemon killed mid-stream: a bus error naming the address.
- *
- * Needs HFE_DAEMON (the daemon binary) and GST_PLUGIN_PATH (the plugin).
+ * hfescanoutsrc check suite, against the real daemon serving test scanouts
+ * (libhfe's moving test source); every test starts its own daemon (fixture):
+ * scanout 0 is 640x480 at 30 fps, scanout 1 a static 250x130, and --gop 0
+ * makes IDRs only on request.
+ *   - stream: through h264parse ! avdec_h264 ! appsink: caps, first buffer an
+ *     IDR with SPS/PPS, keyframe flags agree with the bitstream, timestamps
+ *     increase, >= 30 decoded frames whose background matches
+ *     hfe_testsrc_render's (PSNR on corner patches)
+ *   - keyframes: force-key-unit upstream (from the sink) and downstream (sent
+ *     to the source) each bring an IDR soon, decoding goes on
+ *   - states: pause and resume drop the backlog and resume with an IDR
+ *   - waiting (scanout 1, nothing comes after its IDR): caps from an SPS with
+ *     cropping; a keyframe request, a flush and set_state(NULL) each end the
+ *     wait for data at once (the element's GstHfeWait)
+ *   - failures: scanout 7 (absent) is a bus error naming it; a hostile host
+ *     sending truncated and corrupted SPS gets a clean error or the right caps;
+ *     a quiet host is pinged, a hung one (SIGSTOP) is an error; the daemon
+ *     killed mid-stream is an error naming the address
+ * One test alone: GST_CHECKS=test_name.
  */
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <sys/prctl.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <gst/check/gstcheck.h>
 #include <gst/video/video.h>
 
 #include "hfe/addr.h"
 #include "hfe/client.h"
-#include "gsttest.h"
 #include "hfe/testsrc.h"
+#include "gsttest.h"
 #include "test_util.h"
+
+#include "check_asserts.h"
 
 #define W 640
 #define H 480
@@ -45,12 +45,43 @@
 #define MIN_FRAMES 30
 #define PATCH 48
 
-static char sock_addr[300];
-static pid_t daemon_pid = -1;
+/* ---- fixture: a temporary directory, the daemon, the reference ---- */
 
-/* SPS and PPS of the real stream (first IDR seen), for the hostile host. */
+static char *tmp_dir;
+static struct gsttest_daemon dm;
+static const char *sock_addr; /* dm.addr */
+
+/* SPS and PPS of the real stream (first IDR seen by a probe), for the hostile host. */
 static guint8 real_sps[256], real_pps[64];
 static gsize real_sps_len, real_pps_len;
+
+static void make_reference(void);
+static struct tu_yuv reference;
+
+static void setup(void)
+{
+	static char s0[64], s1[64];
+	tmp_dir = tu_mkdtemp("test_hfescanoutsrc");
+	REQUIRE(tmp_dir);
+	gsttest_daemon_init(&dm, tmp_dir, "hfe");
+	snprintf(s0, sizeof(s0), "0:%ux%u@30", W, H);
+	snprintf(s1, sizeof(s1), "1:%ux%u@0", STATIC_W, STATIC_H);
+	const char *extra[] = { "--test-scanout", s0, "--test-scanout", s1, "--gop", "0" };
+	for (guint i = 0; i < G_N_ELEMENTS(extra); i++)
+		dm.extra[i] = extra[i];
+	REQUIRE(gsttest_daemon_start(&dm));
+	sock_addr = dm.addr;
+	make_reference();
+}
+
+static void teardown(void)
+{
+	/* Only reached when the test passed: a failed one keeps the daemon log. */
+	gsttest_daemon_stop(&dm, SIGTERM);
+	tu_yuv_free(&reference);
+	tu_rm_rf(tmp_dir);
+	free(tmp_dir);
+}
 
 /* ---- what the source pad saw ---- */
 
@@ -229,7 +260,6 @@ static void stop_pipeline(GstElement *p)
 /* ---- reference picture ---- */
 
 /* The test source's background as Y (BT.601 limited, independent formula). */
-static struct tu_yuv reference;
 
 static void make_reference(void)
 {
@@ -268,58 +298,7 @@ static double background_psnr(const guint8 *y, gsize stride, double all[3])
 	return c;
 }
 
-/* ---- daemon ---- */
-
-static gboolean daemon_ready(void)
-{
-	for (int i = 0; i < 200; i++) {
-		struct hfe_err err;
-		struct hfe_client *c = hfe_client_connect(sock_addr, 100, &err);
-		if (c) {
-			hfe_client_close(c);
-			return TRUE;
-		}
-		g_usleep(20000);
-	}
-	return FALSE;
-}
-
-static pid_t start_daemon(const char *dir)
-{
-	const char *exe = getenv("HFE_DAEMON");
-	if (!exe) {
-		fprintf(stderr, "HFE_DAEMON is not set (path of helix-frame-export)\n");
-		return -1;
-	}
-	char listen[300], log[300];
-	snprintf(sock_addr, sizeof(sock_addr), "unix:%s/hfe.sock", dir);
-	snprintf(listen, sizeof(listen), "%s", sock_addr);
-	snprintf(log, sizeof(log), "%s/daemon.log", dir);
-	char s0[64], s1[64];
-	snprintf(s0, sizeof(s0), "0:%ux%u@30", W, H);
-	snprintf(s1, sizeof(s1), "1:%ux%u@0", STATIC_W, STATIC_H);
-	const char *argv[] = { exe, "--listen", listen, "--test-scanout", s0, "--test-scanout", s1,
-			       "--gop", "0", NULL };
-	pid_t pid = fork();
-	if (pid == 0) {
-		/* Gone with the test, even when it crashes or exits early. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execv(exe, (char *const *)argv);
-		_exit(127);
-	}
-	if (pid > 0 && !daemon_ready()) {
-		tu_kill_wait(pid, SIGKILL, 1000);
-		return -1;
-	}
-	return pid;
-}
-
-/* ---- tests ---- */
+/* ---- decoded frames, keyframes ---- */
 
 static void pull_frames(GstElement *sink, guint n, guint *got, double *worst_psnr,
 			double *min_mean_y, guint *pts_bad, guint *size_bad, const char *label)
@@ -385,145 +364,6 @@ static int keyframe_after(struct seen *s, guint before, guint timeout_ms)
 			return -1;
 		g_usleep(5000);
 	}
-}
-
-static void test_stream(void)
-{
-	printf("scanout 0: decode, keyframes, timestamps, background\n");
-	struct seen s;
-	GstElement *p = launch(&s,
-		"hfescanoutsrc name=src address=%s scanout=0 bitrate=3000 ! h264parse ! "
-		"avdec_h264 ! video/x-raw,format=I420 ! appsink name=sink sync=false "
-		"max-buffers=5 drop=true",
-		sock_addr);
-	GstElement *sink = gst_bin_get_by_name(GST_BIN(p), "sink");
-	REQUIRE(sink);
-
-	CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
-	guint got, pts_bad, size_bad;
-	double psnr, mean_y;
-	pull_frames(sink, MIN_FRAMES + 10, &got, &psnr, &mean_y, &pts_bad, &size_bad,
-		    "first decoded frame");
-	printf("  decoded %u frames, worst background PSNR %.1f dB, darkest mean Y %.1f\n", got,
-	       psnr, mean_y);
-	CHECKF(got >= MIN_FRAMES, "decoded %u frames, want >= %u", got, MIN_FRAMES);
-	CHECKF(size_bad == 0, "%u frames not 640x480 I420", size_bad);
-	CHECKF(pts_bad == 0, "%u decoded frames without increasing PTS", pts_bad);
-	CHECKF(psnr >= 35.0, "background PSNR %.2f dB < 35", psnr);
-	CHECKF(mean_y > 40.0, "picture too dark (mean Y %.1f): black?", mean_y);
-
-	g_mutex_lock(&s.lock);
-	printf("  source: %u buffers, %u keyframes, caps %ux%u\n", s.buffers, s.keyframes,
-	       s.width, s.height);
-	CHECK(s.first_seen && s.first_ok);
-	CHECKF(s.flag_mismatch == 0, "%u buffers with a DELTA_UNIT flag contradicting the NALs",
-	       s.flag_mismatch);
-	CHECKF(s.pts_invalid == 0 && s.pts_not_increasing == 0,
-	       "source PTS: %u invalid, %u not increasing", s.pts_invalid, s.pts_not_increasing);
-	CHECK(s.width == W && s.height == H);
-	/* --gop 0: only the start IDR so far, so later IDRs answer requests */
-	CHECKF(s.keyframes == 1, "%u keyframes before any request", s.keyframes);
-	guint before = s.buffers;
-	g_mutex_unlock(&s.lock);
-
-	/* Upstream force-key-unit, as a muxer or a WebRTC sender would send it
-	 * from downstream (through avdec_h264 and h264parse). */
-	guint64 t0 = tu_now_ns();
-	CHECK(gst_element_send_event(sink, gst_video_event_new_upstream_force_key_unit(
-						   GST_CLOCK_TIME_NONE, TRUE, 1)));
-	int k = keyframe_after(&s, before, 2000);
-	printf("  upstream force-key-unit: keyframe at buffer %d (request at %u), %.0f ms\n", k,
-	       before, (double)(tu_now_ns() - t0) / 1e6);
-	CHECKF(k >= 0 && k <= (int)before + 10, "keyframe index %d after request at %u", k,
-	       before);
-	g_mutex_lock(&s.lock);
-	CHECKF(s.fku_events >= 1, "no downstream force-key-unit event before the IDR (%u)",
-	       s.fku_events);
-	CHECK(s.fku_events == 0 || s.fku_event_index == s.last_key_index);
-	before = s.buffers;
-	guint keys = s.keyframes;
-	g_mutex_unlock(&s.lock);
-
-	/* Downstream force-key-unit sent to the source by the application. */
-	GstElement *src = gst_bin_get_by_name(GST_BIN(p), "src");
-	t0 = tu_now_ns();
-	CHECK(gst_element_send_event(src, gst_video_event_new_downstream_force_key_unit(
-						  GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE,
-						  GST_CLOCK_TIME_NONE, TRUE, 2)));
-	k = keyframe_after(&s, before, 2000);
-	printf("  downstream force-key-unit: keyframe at buffer %d (request at %u), %.0f ms\n", k,
-	       before, (double)(tu_now_ns() - t0) / 1e6);
-	CHECKF(k >= 0 && k <= (int)before + 10, "keyframe index %d after request at %u", k,
-	       before);
-	g_mutex_lock(&s.lock);
-	CHECK(s.keyframes == keys + 1);
-	g_mutex_unlock(&s.lock);
-
-	/* Decoding goes on across both IDRs. */
-	CHECK(wait_buffers(&s, seen_buffers(&s) + 10, 3000));
-	pull_frames(sink, 10, &got, &psnr, &mean_y, &pts_bad, &size_bad, "after the IDRs");
-	CHECKF(got == 10 && size_bad == 0 && psnr >= 35.0,
-	       "after the IDRs: %u frames, %u bad, PSNR %.1f", got, size_bad, psnr);
-
-	gst_object_unref(src);
-	gst_object_unref(sink);
-	stop_pipeline(p);
-}
-
-static void test_static_and_stop(void)
-{
-	printf("scanout 1 (static %ux%u): cropped SPS, stop while waiting\n", STATIC_W, STATIC_H);
-	struct seen s;
-	GstElement *p = launch(&s, "hfescanoutsrc name=src address=%s scanout=1 timeout=20000 "
-				   "! fakesink sync=false", sock_addr);
-	CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
-	/* A static screen still gives its current picture as an IDR at start. */
-	CHECK(wait_buffers(&s, 1, 5000));
-	g_usleep(300000); /* now waiting for updates that never come */
-	g_mutex_lock(&s.lock);
-	printf("  %u buffer(s), caps %ux%u\n", s.buffers, s.width, s.height);
-	CHECK(s.first_ok);
-	CHECKF(s.buffers == 1, "%u buffers from a static screen, want its one IDR", s.buffers);
-	CHECK(s.width == STATIC_W && s.height == STATIC_H);
-	g_mutex_unlock(&s.lock);
-
-	guint64 t0 = tu_now_ns();
-	GstStateChangeReturn r = gst_element_set_state(p, GST_STATE_NULL);
-	double ms = (double)(tu_now_ns() - t0) / 1e6;
-	printf("  set_state(NULL) while waiting took %.1f ms\n", ms);
-	CHECK(r == GST_STATE_CHANGE_SUCCESS);
-	CHECKF(ms < 500, "stopping took %.1f ms", ms);
-	gst_object_unref(p);
-}
-
-/* PLAYING -> PAUSED -> PLAYING: what queued while paused is dropped and the
- * stream resumes with an IDR (only requests make IDRs with --gop 0). */
-static void test_pause_resume(void)
-{
-	printf("scanout 0: pause and resume\n");
-	struct seen s;
-	GstElement *p = launch(&s, "hfescanoutsrc name=src address=%s scanout=0 ! fakesink "
-				   "sync=false", sock_addr);
-	CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
-	CHECK(wait_buffers(&s, 10, 5000));
-	gst_element_set_state(p, GST_STATE_PAUSED);
-	CHECK(gst_element_get_state(p, NULL, NULL, 5 * GST_SECOND) != GST_STATE_CHANGE_FAILURE);
-	guint before = seen_buffers(&s);
-	g_usleep(700000); /* the host goes on pushing at 30 fps */
-	guint during = seen_buffers(&s) - before;
-	g_mutex_lock(&s.lock);
-	guint keys_before = s.keyframes;
-	g_mutex_unlock(&s.lock);
-	gst_element_set_state(p, GST_STATE_PLAYING);
-	CHECK(wait_buffers(&s, before + 10, 5000));
-	g_mutex_lock(&s.lock);
-	printf("  %u buffers before pausing, %u while paused, %u keyframes after resuming, "
-	       "first at %u\n", before, during, s.keyframes - keys_before, s.last_key_index);
-	CHECKF(during == 0, "%u buffers pushed while paused", during);
-	CHECK(s.keyframes == keys_before + 1 && s.last_key_index == before);
-	CHECK(s.pts_invalid == 0 && s.pts_not_increasing == 0 && s.flag_mismatch == 0);
-	g_mutex_unlock(&s.lock);
-	stop_pipeline(p);
 }
 
 /*
@@ -656,23 +496,314 @@ static int hostile_once(const char *addr, int listen_fd, const guint8 *sps, gsiz
 	return result < 0 ? -1 : result;
 }
 
-static void test_hostile_sps(const char *dir)
+/* ---- stream ---- */
+
+/* "hfescanoutsrc name=src address=... `props` ! fakesink", PLAYING, with
+ * at least n buffers out. */
+static GstElement *playing_pipeline(struct seen *s, const char *props, guint n)
 {
-	printf("hostile host: truncated and corrupted SPS\n");
+	GstElement *p = launch(s, "hfescanoutsrc name=src address=%s %s ! fakesink sync=false",
+			       sock_addr, props);
+	CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+	CHECK(wait_buffers(s, n, 5000));
+	return p;
+}
+
+/* The decoding pipeline on scanout 0, PLAYING, with its appsink in *sink. */
+static GstElement *decoding_pipeline(struct seen *s, GstElement **sink)
+{
+	GstElement *p = launch(s,
+		"hfescanoutsrc name=src address=%s scanout=0 bitrate=3000 ! h264parse ! "
+		"avdec_h264 ! video/x-raw,format=I420 ! appsink name=sink sync=false "
+		"max-buffers=5 drop=true",
+		sock_addr);
+	*sink = gst_bin_get_by_name(GST_BIN(p), "sink");
+	REQUIRE(*sink);
+	CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+	return p;
+}
+
+GST_START_TEST(test_factory_metadata)
+{
+	GstElementFactory *f = gst_element_factory_find("hfescanoutsrc");
+	REQUIRE(f);
+	CHECK(strcmp(gst_element_factory_get_metadata(f, GST_ELEMENT_METADATA_KLASS),
+		     "Source/Video") == 0);
+	gst_object_unref(f);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_decode_stream)
+{
+	struct seen s;
+	GstElement *sink, *p = decoding_pipeline(&s, &sink);
+	guint got, pts_bad, size_bad;
+	double psnr, mean_y;
+
+	pull_frames(sink, MIN_FRAMES + 10, &got, &psnr, &mean_y, &pts_bad, &size_bad,
+		    "first decoded frame");
+	printf("  decoded %u frames, worst background PSNR %.1f dB, darkest mean Y %.1f\n", got,
+	       psnr, mean_y);
+	CHECKF(got >= MIN_FRAMES, "decoded %u frames, want >= %u", got, MIN_FRAMES);
+	CHECKF(size_bad == 0, "%u frames not 640x480 I420", size_bad);
+	CHECKF(pts_bad == 0, "%u decoded frames without increasing PTS", pts_bad);
+	CHECKF(psnr >= 35.0, "background PSNR %.2f dB < 35", psnr);
+	CHECKF(mean_y > 40.0, "picture too dark (mean Y %.1f): black?", mean_y);
+
+	g_mutex_lock(&s.lock);
+	printf("  source: %u buffers, %u keyframes, caps %ux%u\n", s.buffers, s.keyframes,
+	       s.width, s.height);
+	CHECK(s.first_seen && s.first_ok);
+	CHECKF(s.flag_mismatch == 0, "%u buffers with a DELTA_UNIT flag contradicting the NALs",
+	       s.flag_mismatch);
+	CHECKF(s.pts_invalid == 0 && s.pts_not_increasing == 0,
+	       "source PTS: %u invalid, %u not increasing", s.pts_invalid, s.pts_not_increasing);
+	CHECK(s.width == W && s.height == H);
+	/* --gop 0: only the start IDR, so later IDRs answer requests */
+	CHECKF(s.keyframes == 1, "%u keyframes without any request", s.keyframes);
+	g_mutex_unlock(&s.lock);
+	gst_object_unref(sink);
+	stop_pipeline(p);
+}
+GST_END_TEST;
+
+/* ---- keyframes ---- */
+
+/* After 10 decoded frames, send() asks for a key unit: an IDR within 10
+ * buffers, then decoding goes on (10 more frames, background PSNR). Returns
+ * the number of downstream force-key-unit events the source pushed. */
+static guint check_force_key_unit(void (*send)(GstElement *p, GstElement *sink))
+{
+	struct seen s;
+	GstElement *sink, *p = decoding_pipeline(&s, &sink);
+	guint got, pts_bad, size_bad;
+	double psnr, mean_y;
+
+	pull_frames(sink, 10, &got, &psnr, &mean_y, &pts_bad, &size_bad, NULL);
+	CHECKF(got == 10, "%u frames before the request", got);
+	g_mutex_lock(&s.lock);
+	guint before = s.buffers, keys = s.keyframes;
+	g_mutex_unlock(&s.lock);
+
+	guint64 t0 = tu_now_ns();
+	send(p, sink);
+	int k = keyframe_after(&s, before, 2000);
+	printf("  keyframe at buffer %d (request at %u), %.0f ms\n", k, before,
+	       (double)(tu_now_ns() - t0) / 1e6);
+	CHECKF(k >= 0 && k <= (int)before + 10, "keyframe index %d after request at %u", k,
+	       before);
+	g_mutex_lock(&s.lock);
+	CHECKF(s.keyframes == keys + 1, "%u keyframes after one request (%u before)",
+	       s.keyframes, keys);
+	guint fku = s.fku_events;
+	CHECK(fku == 0 || s.fku_event_index == s.last_key_index);
+	g_mutex_unlock(&s.lock);
+
+	/* Decoding goes on across the IDR. */
+	CHECK(wait_buffers(&s, seen_buffers(&s) + 10, 3000));
+	pull_frames(sink, 10, &got, &psnr, &mean_y, &pts_bad, &size_bad, "after the IDR");
+	CHECKF(got == 10 && size_bad == 0 && psnr >= 35.0,
+	       "after the IDR: %u frames, %u bad, PSNR %.1f", got, size_bad, psnr);
+	gst_object_unref(sink);
+	stop_pipeline(p);
+	return fku;
+}
+
+/* As a muxer or a WebRTC sender would, from downstream (through avdec_h264
+ * and h264parse). */
+static void send_upstream_fku(GstElement *p, GstElement *sink)
+{
+	(void)p;
+	CHECK(gst_element_send_event(sink, gst_video_event_new_upstream_force_key_unit(
+						   GST_CLOCK_TIME_NONE, TRUE, 1)));
+}
+
+/* By the application, to the source. */
+static void send_downstream_fku(GstElement *p, GstElement *sink)
+{
+	(void)sink;
+	GstElement *src = gst_bin_get_by_name(GST_BIN(p), "src");
+	CHECK(gst_element_send_event(src, gst_video_event_new_downstream_force_key_unit(
+						  GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE,
+						  GST_CLOCK_TIME_NONE, TRUE, 2)));
+	gst_object_unref(src);
+}
+
+GST_START_TEST(test_force_key_unit_upstream)
+{
+	/* The source also tells downstream the key unit it asked for is here. */
+	guint fku = check_force_key_unit(send_upstream_fku);
+	CHECKF(fku >= 1, "no downstream force-key-unit event before the IDR (%u)", fku);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_force_key_unit_downstream)
+{
+	check_force_key_unit(send_downstream_fku);
+}
+GST_END_TEST;
+
+/* ---- states ---- */
+
+/* PLAYING -> PAUSED -> PLAYING: what queued while paused is dropped and the
+ * stream resumes with an IDR (only requests make IDRs with --gop 0). */
+GST_START_TEST(test_pause_resume)
+{
+	struct seen s;
+	GstElement *p = playing_pipeline(&s, "scanout=0", 10);
+	gst_element_set_state(p, GST_STATE_PAUSED);
+	CHECK(gst_element_get_state(p, NULL, NULL, 5 * GST_SECOND) != GST_STATE_CHANGE_FAILURE);
+	guint before = seen_buffers(&s);
+	g_usleep(700000); /* the host goes on pushing at 30 fps */
+	guint during = seen_buffers(&s) - before;
+	g_mutex_lock(&s.lock);
+	guint keys_before = s.keyframes;
+	g_mutex_unlock(&s.lock);
+	gst_element_set_state(p, GST_STATE_PLAYING);
+	CHECK(wait_buffers(&s, before + 10, 5000));
+	g_mutex_lock(&s.lock);
+	printf("  %u buffers before pausing, %u while paused, %u keyframes after resuming, "
+	       "first at %u\n", before, during, s.keyframes - keys_before, s.last_key_index);
+	CHECKF(during == 0, "%u buffers pushed while paused", during);
+	CHECK(s.keyframes == keys_before + 1 && s.last_key_index == before);
+	CHECK(s.pts_invalid == 0 && s.pts_not_increasing == 0 && s.flag_mismatch == 0);
+	g_mutex_unlock(&s.lock);
+	stop_pipeline(p);
+}
+GST_END_TEST;
+
+/* ---- waiting for data that does not come (scanout 1) ---- */
+
+/* Scanout 1 with a 20 s timeout, PLAYING, its one IDR out, and create()
+ * waiting for the next access unit (that never comes unless asked). */
+static GstElement *waiting_pipeline(struct seen *s)
+{
+	/* A static screen still gives its current picture as an IDR at start. */
+	GstElement *p = playing_pipeline(s, "scanout=1 timeout=20000", 1);
+	g_usleep(300000); /* now waiting for updates that never come */
+	CHECKF(seen_buffers(s) == 1, "%u buffers from a static screen, want its one IDR",
+	       seen_buffers(s));
+	return p;
+}
+
+GST_START_TEST(test_static_cropped_caps)
+{
+	struct seen s;
+	GstElement *p = waiting_pipeline(&s);
+	g_mutex_lock(&s.lock);
+	printf("  %u buffer(s), caps %ux%u\n", s.buffers, s.width, s.height);
+	CHECK(s.first_ok);
+	CHECK(s.width == STATIC_W && s.height == STATIC_H);
+	g_mutex_unlock(&s.lock);
+	stop_pipeline(p);
+}
+GST_END_TEST;
+
+/* unlock() ends the wait: set_state(NULL) returns at once. */
+GST_START_TEST(test_stop_while_waiting)
+{
+	struct seen s;
+	GstElement *p = waiting_pipeline(&s);
+	guint64 t0 = tu_now_ns();
+	GstStateChangeReturn r = gst_element_set_state(p, GST_STATE_NULL);
+	double ms = (double)(tu_now_ns() - t0) / 1e6;
+	printf("  set_state(NULL) while waiting took %.1f ms\n", ms);
+	CHECK(r == GST_STATE_CHANGE_SUCCESS);
+	CHECKF(ms < 500, "stopping took %.1f ms", ms);
+	gst_object_unref(p);
+}
+GST_END_TEST;
+
+/* A flush sent to the source: unlock() ends the wait (FLUSH_STOP takes the
+ * stream lock, so it returns only once create() did), and unlock_stop()
+ * resynchronises: a fresh IDR follows. */
+GST_START_TEST(test_flush_while_waiting)
+{
+	struct seen s;
+	GstElement *p = waiting_pipeline(&s);
+	GstElement *src = gst_bin_get_by_name(GST_BIN(p), "src");
+
+	guint64 t0 = tu_now_ns();
+	CHECK(gst_element_send_event(src, gst_event_new_flush_start()));
+	CHECK(gst_element_send_event(src, gst_event_new_flush_stop(FALSE)));
+	double ms = (double)(tu_now_ns() - t0) / 1e6;
+	CHECK(wait_buffers(&s, 2, 3000));
+	printf("  flush took %.1f ms; %u buffers, %u keyframes\n", ms, seen_buffers(&s),
+	       s.keyframes);
+	CHECKF(ms < 500, "flushing took %.1f ms", ms);
+	g_mutex_lock(&s.lock);
+	CHECK(s.keyframes == 2 && s.last_key_index == 1);
+	g_mutex_unlock(&s.lock);
+	gst_object_unref(src);
+	stop_pipeline(p);
+}
+GST_END_TEST;
+
+/* A keyframe request wakes the waiting create(), which asks the host: the
+ * IDR comes long before the 20 s wait would have ended. */
+GST_START_TEST(test_keyframe_request_while_waiting)
+{
+	struct seen s;
+	GstElement *p = waiting_pipeline(&s);
+
+	guint64 t0 = tu_now_ns();
+	send_downstream_fku(p, NULL);
+	CHECK(wait_buffers(&s, 2, 3000));
+	double ms = (double)(tu_now_ns() - t0) / 1e6;
+	printf("  IDR %.1f ms after the request\n", ms);
+	CHECKF(ms < 1000, "IDR after %.1f ms", ms);
+	g_mutex_lock(&s.lock);
+	CHECK(s.keyframes == 2);
+	g_mutex_unlock(&s.lock);
+	stop_pipeline(p);
+}
+GST_END_TEST;
+
+/* ---- failures ---- */
+
+GST_START_TEST(test_absent_scanout)
+{
+	GstElement *p = launch(NULL, "hfescanoutsrc address=%s scanout=7 ! fakesink", sock_addr);
+	guint64 t0 = tu_now_ns();
+	GstStateChangeReturn r = gst_element_set_state(p, GST_STATE_PLAYING);
+	gchar *err = wait_error(p, 5000);
+	double ms = (double)(tu_now_ns() - t0) / 1e6;
+	printf("  state change %s, error after %.0f ms: %s\n",
+	       gst_element_state_change_return_get_name(r), ms, err ? err : "(none)");
+	CHECK(r == GST_STATE_CHANGE_FAILURE);
+	CHECK(err && strstr(err, "scanout 7"));
+	CHECKF(ms < 3000, "%.0f ms", ms);
+	g_free(err);
+	stop_pipeline(p);
+}
+GST_END_TEST;
+
+/* The real SPS and PPS, from the fixture's daemon, and a listening socket
+ * for the hostile host in *addr. */
+static int hostile_setup(char *addr, gsize addr_size)
+{
+	struct seen s;
+	stop_pipeline(playing_pipeline(&s, "scanout=0", 1));
 	REQUIRE(real_sps_len >= 4 && real_pps_len);
-	char path[300], addr[320], why[200];
+
+	char why[200];
 	struct hfe_addr a;
-	snprintf(path, sizeof(path), "%s/hostile.sock", dir);
-	snprintf(addr, sizeof(addr), "unix:%s", path);
+	snprintf(addr, addr_size, "unix:%s/hostile.sock", tmp_dir);
 	REQUIRE(hfe_addr_parse(addr, &a, why, sizeof(why)) == 0);
 	int lfd = hfe_listen(&a, why, sizeof(why), NULL, 0);
 	REQUIRE(lfd >= 0);
+	return lfd;
+}
 
+/* Every truncation: either an error naming the SPS, or (cut after the fields
+ * that matter) the right size. The full SPS through the same host works. */
+GST_START_TEST(test_hostile_sps_truncated)
+{
+	char addr[320];
+	int lfd = hostile_setup(addr, sizeof(addr));
 	guint w = 0, h = 0, errors = 0, good = 0, wrong = 0, other = 0;
-	/* The real SPS through this host: the path itself works. */
+
 	CHECK(hostile_once(addr, lfd, real_sps, real_sps_len, &w, &h) == 1 && w == W && h == H);
-	/* Every truncation: either an error naming the SPS, or (cut after the
-	 * fields that matter) the right size. */
 	for (gsize len = 1; len < real_sps_len; len++) {
 		int r = hostile_once(addr, lfd, real_sps, len, &w, &h);
 		if (r == 0)
@@ -687,12 +818,20 @@ static void test_hostile_sps(const char *dir)
 	printf("  %zu truncations: %u errors, %u right size, %u wrong size, %u other\n",
 	       real_sps_len - 1, errors, good, wrong, other);
 	CHECK(errors > 0 && wrong == 0 && other == 0);
+	close(lfd);
+}
+GST_END_TEST;
 
-	/* Random corruption (fixed seed): any clean outcome, no crash, no hang;
-	 * all-zero and all-one bytes stress the exp-Golomb reader. */
+/* Random corruption (fixed seed): any clean outcome, no crash, no hang;
+ * all-zero and all-one bytes stress the exp-Golomb reader. */
+GST_START_TEST(test_hostile_sps_corrupted)
+{
+	char addr[320];
+	int lfd = hostile_setup(addr, sizeof(addr));
 	GRand *rnd = g_rand_new_with_seed(1234);
 	guint8 bad[256];
-	guint clean = 0, runs = 24;
+	guint clean = 0, runs = 24, w, h;
+
 	for (guint i = 0; i < runs; i++) {
 		memcpy(bad, real_sps, real_sps_len);
 		gsize len = real_sps_len;
@@ -712,62 +851,48 @@ static void test_hostile_sps(const char *dir)
 	printf("  %u corrupted SPS: %u handled cleanly\n", runs, clean);
 	CHECK(clean == runs);
 	close(lfd);
-	unlink(path);
+}
+GST_END_TEST;
+
+/* Scanout 1 with a 150 ms keep-alive, its IDR out. */
+static GstElement *keepalive_pipeline(void)
+{
+	struct seen s;
+	return playing_pipeline(&s, "scanout=1 timeout=150", 1);
 }
 
-/* A quiet host (static screen) is pinged, not dropped; a hung one (SIGSTOP)
- * is an error naming the address after about two timeouts. */
-static void test_keepalive(void)
+/* A quiet host (static screen) is pinged, not dropped. */
+GST_START_TEST(test_keepalive_quiet_host)
 {
-	printf("keep-alive: quiet host is fine, hung host is an error\n");
-	struct seen s;
-	GstElement *p = launch(&s, "hfescanoutsrc name=src address=%s scanout=1 timeout=150 "
-				   "! fakesink sync=false", sock_addr);
-	CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
-	CHECK(wait_buffers(&s, 1, 5000));
+	GstElement *p = keepalive_pipeline();
 	gchar *err = wait_error(p, 800); /* several idle timeouts, each a PING */
 	CHECKF(err == NULL, "quiet host: %s", err);
-	g_free(err);
+	stop_pipeline(p);
+}
+GST_END_TEST;
 
-	kill(daemon_pid, SIGSTOP);
+/* A hung host (SIGSTOP) is an error naming the address after about two timeouts. */
+GST_START_TEST(test_keepalive_hung_host)
+{
+	GstElement *p = keepalive_pipeline();
+	kill(dm.pid, SIGSTOP);
 	guint64 t0 = tu_now_ns();
-	err = wait_error(p, 3000);
+	gchar *err = wait_error(p, 3000);
 	double ms = (double)(tu_now_ns() - t0) / 1e6;
-	kill(daemon_pid, SIGCONT);
+	kill(dm.pid, SIGCONT);
 	printf("  hung host: error after %.0f ms: %s\n", ms, err ? err : "(none)");
 	CHECK(err && strstr(err, "stopped answering") && strstr(err, sock_addr));
 	CHECKF(ms < 1000, "%.0f ms", ms);
 	g_free(err);
 	stop_pipeline(p);
 }
+GST_END_TEST;
 
-static void test_absent_scanout(void)
+GST_START_TEST(test_host_killed)
 {
-	printf("scanout 7 (absent): clean error\n");
-	GstElement *p = launch(NULL, "hfescanoutsrc address=%s scanout=7 ! fakesink", sock_addr);
-	guint64 t0 = tu_now_ns();
-	GstStateChangeReturn r = gst_element_set_state(p, GST_STATE_PLAYING);
-	gchar *err = wait_error(p, 5000);
-	double ms = (double)(tu_now_ns() - t0) / 1e6;
-	printf("  state change %s, error after %.0f ms: %s\n", gst_element_state_change_return_get_name(r),
-	       ms, err ? err : "(none)");
-	CHECK(r == GST_STATE_CHANGE_FAILURE);
-	CHECK(err && strstr(err, "scanout 7"));
-	CHECKF(ms < 3000, "%.0f ms", ms);
-	g_free(err);
-	stop_pipeline(p);
-}
-
-static void test_host_gone(void)
-{
-	printf("daemon killed mid-stream: error naming the address\n");
 	struct seen s;
-	GstElement *p = launch(&s, "hfescanoutsrc name=src address=%s scanout=0 ! fakesink "
-				   "sync=false", sock_addr);
-	CHECK(gst_element_set_state(p, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
-	CHECK(wait_buffers(&s, 5, 5000));
-	tu_kill_wait(daemon_pid, SIGKILL, 2000);
-	daemon_pid = -1;
+	GstElement *p = playing_pipeline(&s, "scanout=0", 5);
+	gsttest_daemon_stop(&dm, SIGKILL);
 	guint64 t0 = tu_now_ns();
 	gchar *err = wait_error(p, 5000);
 	double ms = (double)(tu_now_ns() - t0) / 1e6;
@@ -777,44 +902,46 @@ static void test_host_gone(void)
 	g_free(err);
 	stop_pipeline(p);
 }
+GST_END_TEST;
 
-int main(int argc, char **argv)
+/* A test case with the per-test daemon fixture. */
+static TCase *tcase(Suite *s, const char *name, int timeout_s)
 {
-	gst_check_init(&argc, &argv);
-	signal(SIGPIPE, SIG_IGN);
-
-	if (!gsttest_have_feature("hfescanoutsrc"))
-		return 1;
-	GstElementFactory *f = gst_element_factory_find("hfescanoutsrc");
-	REQUIRE(f);
-	CHECK(strcmp(gst_element_factory_get_metadata(f, GST_ELEMENT_METADATA_KLASS),
-		     "Source/Video") == 0);
-	gst_object_unref(f);
-
-	char *dir = tu_mkdtemp("hfescanoutsrc");
-	REQUIRE(dir);
-	daemon_pid = start_daemon(dir);
-	REQUIRE(daemon_pid > 0);
-	make_reference();
-
-	test_stream();
-	test_pause_resume();
-	test_static_and_stop();
-	test_absent_scanout();
-	test_hostile_sps(dir);
-	test_keepalive();
-	test_host_gone(); /* last: kills the daemon */
-
-	if (daemon_pid > 0)
-		tu_kill_wait(daemon_pid, SIGTERM, 5000);
-	if (tu_failures) {
-		char log[400];
-		snprintf(log, sizeof(log), "%s/daemon.log", dir);
-		fprintf(stderr, "daemon log: %s (kept)\n", log);
-	} else {
-		tu_rm_rf(dir);
-	}
-	free(dir);
-	tu_yuv_free(&reference);
-	return tu_finish("test_hfescanoutsrc");
+	return gsttest_tcase(s, name, setup, teardown, timeout_s);
 }
+
+static Suite *hfescanoutsrc_suite(void)
+{
+	Suite *s = suite_create("hfescanoutsrc");
+
+	if (!gsttest_suite_init("hfescanoutsrc"))
+		exit(1);
+
+	TCase *tc = tcase(s, "stream", 60);
+	tcase_add_test(tc, test_factory_metadata);
+	tcase_add_test(tc, test_decode_stream);
+
+	tc = tcase(s, "keyframes", 60);
+	tcase_add_test(tc, test_force_key_unit_upstream);
+	tcase_add_test(tc, test_force_key_unit_downstream);
+
+	tc = tcase(s, "states", 60);
+	tcase_add_test(tc, test_pause_resume);
+
+	tc = tcase(s, "waiting", 60);
+	tcase_add_test(tc, test_static_cropped_caps);
+	tcase_add_test(tc, test_stop_while_waiting);
+	tcase_add_test(tc, test_flush_while_waiting);
+	tcase_add_test(tc, test_keyframe_request_while_waiting);
+
+	tc = tcase(s, "failures", 120);
+	tcase_add_test(tc, test_absent_scanout);
+	tcase_add_test(tc, test_hostile_sps_truncated);
+	tcase_add_test(tc, test_hostile_sps_corrupted);
+	tcase_add_test(tc, test_keepalive_quiet_host);
+	tcase_add_test(tc, test_keepalive_hung_host);
+	tcase_add_test(tc, test_host_killed);
+	return s;
+}
+
+GST_CHECK_MAIN(hfescanoutsrc);
