@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * lib/src/wire.c against docs/protocol.md: byte layouts written out by hand
- * from the tables, build -> parse round trips of every message type, one case
- * per validation rule, hfe_frame_size arithmetic and the NAL walker.
+ * from the tables, build -> parse round trips of every message type, every
+ * field of every type at its spec offset with a value no other field shares
+ * (so a builder and parser agreeing on a wrong offset fail), one case per
+ * validation rule, hfe_frame_size arithmetic and the NAL walker.
  *
  * The expected bytes are produced here with a tiny independent little-endian
  * writer (or typed in literally), never with hfe_msg_build, so a layout error
@@ -10,6 +12,7 @@
  */
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -637,6 +640,240 @@ static void test_build_refusals(void)
 	CHECK(hfe_msg_build(&m, 10, out, 39) == 0);
 }
 
+/* ---- every field at its spec offset, no two fields alike ----
+ *
+ * The templates above give some fields equal values (pts == dts), so a
+ * builder and parser that agreed on a wrong offset would pass them. Here
+ * every message type is written from the offsets of docs/protocol.md with a
+ * value no other field of that message has (running byte counters; fixed
+ * values where a rule constrains the field), then built and compared byte by
+ * byte, and parsed and compared field by field. */
+
+struct spec_field {
+	const char *name;
+	size_t host;    /* offsetof in struct hfe_msg */
+	unsigned off;   /* body offset, from the spec's tables */
+	unsigned size;  /* bytes of one integer, or the string field's length */
+	unsigned count; /* integers in an array */
+	bool str;
+	bool fixed; /* `value` rather than a counter: a rule constrains it */
+	uint64_t value;
+};
+
+struct spec_msg {
+	uint8_t type;
+	enum hfe_role to;
+	unsigned body;
+	const struct spec_field *f;
+	size_t n;
+};
+
+#define SF(p, o, s) { #p, offsetof(struct hfe_msg, u.p), o, s, 1, false, false, 0 }
+#define SFA(p, o, s, n) { #p, offsetof(struct hfe_msg, u.p), o, s, n, false, false, 0 }
+#define SFV(p, o, s, v) { #p, offsetof(struct hfe_msg, u.p), o, s, 1, false, true, (uint64_t)(v) }
+#define SFS(p, o, s) { #p, offsetof(struct hfe_msg, u.p), o, s, 1, true, false, 0 }
+
+static const struct spec_field sp_frame_req[] = {
+	SF(frame_req.resource_id, 0, 4),   SFV(frame_req.width, 4, 4, 64),
+	SFV(frame_req.height, 8, 4, 32),   SFV(frame_req.format, 12, 4, XR24),
+	SFV(frame_req.stride, 16, 4, 256), SF(frame_req.pts, 20, 8),
+	SF(frame_req.duration, 28, 8),     SFV(frame_req.force_keyframe, 36, 1, 1),
+};
+static const struct spec_field sp_frame_resp[] = {
+	SF(frame_resp.pts, 0, 8),
+	SF(frame_resp.dts, 8, 8),
+	SFV(frame_resp.is_keyframe, 16, 1, 1),
+	SFV(frame_resp.nal_count, 20, 4, 0),
+};
+static const struct spec_field sp_config_req[] = {
+	SFV(config_req.width, 0, 4, 320),     SFV(config_req.height, 4, 4, 240),
+	SFV(config_req.bitrate, 8, 4, 2000000), SFV(config_req.fps_num, 12, 4, 30),
+	SFV(config_req.fps_den, 16, 4, 1),    SFV(config_req.profile, 20, 1, 66),
+	SFV(config_req.level, 21, 1, 31),     SFV(config_req.realtime, 22, 1, 1),
+};
+static const struct spec_field sp_config_resp[] = {
+	SF(config_resp.width, 0, 4),     SF(config_resp.height, 4, 4),
+	SF(config_resp.bitrate, 8, 4),   SF(config_resp.fps_num, 12, 4),
+	SF(config_resp.fps_den, 16, 4),  SF(config_resp.profile, 20, 1),
+	SF(config_resp.level, 21, 1),    SF(config_resp.realtime, 22, 1),
+	SFS(config_resp.encoder, 24, 32),
+};
+static const struct spec_field sp_enable[] = {
+	SF(enable_scanout.scanout_id, 0, 4),
+	SFV(enable_scanout.width, 4, 4, 320),
+	SFV(enable_scanout.height, 8, 4, 240),
+	SFV(enable_scanout.refresh_rate, 12, 4, 60),
+};
+static const struct spec_field sp_scanout_id[] = { SF(scanout_id, 0, 4) };
+static const struct spec_field sp_scanout_resp[] = {
+	SF(scanout_resp.scanout_id, 0, 4),
+	SF(scanout_resp.success, 4, 4),
+	SFS(scanout_resp.connector, 8, 64),
+};
+static const struct spec_field sp_subscribe_resp[] = {
+	SF(subscribe_resp.scanout_id, 0, 4),
+	SF(subscribe_resp.success, 4, 4),
+};
+static const struct spec_field sp_hello[] = {
+	SF(hello.version_min, 0, 2), /* counters grow: min < max as the rule wants */
+	SF(hello.version_max, 2, 2),
+	SFV(hello.flags, 4, 4, 0),
+	SFS(hello.client_name, 8, 32),
+};
+static const struct spec_field sp_hello_resp[] = {
+	SF(hello_resp.version, 0, 2),      SF(hello_resp.codecs, 4, 4),
+	SF(hello_resp.sources, 8, 4),      SF(hello_resp.max_width, 12, 4),
+	SF(hello_resp.max_height, 16, 4),  SF(hello_resp.max_payload, 20, 4),
+	SF(hello_resp.max_inflight, 24, 4), SFV(hello_resp.format_count, 28, 4, 8),
+	SFA(hello_resp.formats, 32, 4, 8), SFS(hello_resp.server_name, 64, 32),
+};
+static const struct spec_field sp_stats[] = {
+	SF(stats.frames_received, 0, 8), SF(stats.frames_encoded, 8, 8),
+	SF(stats.frames_dropped, 16, 8), SF(stats.keyframes, 24, 8),
+	SF(stats.bytes_received, 32, 8), SF(stats.bytes_sent, 40, 8),
+	SF(stats.encode_us_avg, 48, 4),  SF(stats.encode_us_max, 52, 4),
+	SF(stats.inflight, 56, 4),
+};
+static const struct spec_field sp_error[] = {
+	SF(error.code, 0, 4),
+	SFS(error.message, 4, 256),
+};
+
+#define SPEC(t, to, body, f) { t, to, body, f, sizeof(f) / sizeof(f[0]) }
+#define SPEC0(t, to) { t, to, 0, NULL, 0 }
+
+static const struct spec_msg spec_msgs[] = {
+	SPEC(HFE_MSG_FRAME_REQUEST, HFE_ROLE_HOST, 44, sp_frame_req),
+	SPEC(HFE_MSG_FRAME_RESPONSE, HFE_ROLE_CLIENT, 24, sp_frame_resp),
+	SPEC0(HFE_MSG_KEYFRAME_REQ, HFE_ROLE_HOST),
+	SPEC(HFE_MSG_CONFIG_REQ, HFE_ROLE_HOST, 28, sp_config_req),
+	SPEC(HFE_MSG_CONFIG_RESP, HFE_ROLE_CLIENT, 56, sp_config_resp),
+	SPEC0(HFE_MSG_PING, HFE_ROLE_HOST),
+	SPEC0(HFE_MSG_PONG, HFE_ROLE_CLIENT),
+	SPEC(HFE_MSG_ENABLE_SCANOUT, HFE_ROLE_HOST, 16, sp_enable),
+	SPEC(HFE_MSG_DISABLE_SCANOUT, HFE_ROLE_HOST, 4, sp_scanout_id),
+	SPEC(HFE_MSG_SCANOUT_RESP, HFE_ROLE_CLIENT, 72, sp_scanout_resp),
+	SPEC(HFE_MSG_SUBSCRIBE, HFE_ROLE_HOST, 4, sp_scanout_id),
+	SPEC(HFE_MSG_SUBSCRIBE_RESP, HFE_ROLE_CLIENT, 8, sp_subscribe_resp),
+	SPEC(HFE_MSG_HELLO, HFE_ROLE_HOST, 40, sp_hello),
+	SPEC(HFE_MSG_HELLO_RESP, HFE_ROLE_CLIENT, 96, sp_hello_resp),
+	SPEC0(HFE_MSG_STATS_REQ, HFE_ROLE_HOST),
+	SPEC(HFE_MSG_STATS_RESP, HFE_ROLE_CLIENT, 64, sp_stats),
+	SPEC(HFE_MSG_ERROR, HFE_ROLE_CLIENT, 260, sp_error),
+};
+
+/* The value of element k of field i: fixed, or the next `size` counter bytes. */
+static uint64_t spec_value(const struct spec_field *f, uint8_t *counter)
+{
+	uint64_t v = 0;
+
+	if (f->fixed)
+		return f->value;
+	for (unsigned b = 0; b < f->size; b++)
+		v |= (uint64_t)(*counter)++ << (8 * b);
+	return v;
+}
+
+static void set_native(uint8_t *p, unsigned size, uint64_t v)
+{
+	uint8_t v8 = (uint8_t)v;
+	uint16_t v16 = (uint16_t)v;
+	uint32_t v32 = (uint32_t)v;
+
+	const void *src = size == 1 ? (const void *)&v8 : size == 2 ? (const void *)&v16
+					      : size == 4 ? (const void *)&v32 : (const void *)&v;
+
+	memcpy(p, src, size);
+}
+
+/* Which field of s covers body byte `off` (for messages), "reserved" if none. */
+static const char *spec_field_at(const struct spec_msg *s, size_t off)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		const struct spec_field *f = &s->f[i];
+		unsigned len = f->str ? f->size : f->size * f->count;
+
+		if (off >= f->off && off < f->off + len)
+			return f->name;
+	}
+	return off < s->body ? "reserved" : "past the body";
+}
+
+static void test_layout_every_field(void)
+{
+	printf("layout: every field of every type at its spec offset\n");
+	for (size_t mi = 0; mi < sizeof(spec_msgs) / sizeof(spec_msgs[0]); mi++) {
+		const struct spec_msg *s = &spec_msgs[mi];
+		const char *name = hfe_msg_type_name(s->type);
+		uint8_t expect[HFE_MSG_MAX_PREFIX] = { 0 }, out[HFE_MSG_MAX_PREFIX];
+		struct {
+			unsigned size;
+			uint64_t v;
+		} seen[32];
+		unsigned nseen = 0;
+		struct hfe_msg m = { 0 }, p;
+		struct hfe_header hdr;
+		struct hfe_err err = { 0 };
+		struct wb w = { expect, 0 };
+		uint8_t counter = 1;
+		size_t n;
+
+		put_hdr(&w, s->type, 0, 0x5aa5, s->body);
+		m.hdr = (struct hfe_header){ HFE_MAGIC, s->type, 0, 0x5aa5, s->body };
+		for (size_t i = 0; i < s->n; i++) {
+			const struct spec_field *f = &s->f[i];
+			uint8_t *host = (uint8_t *)&m + f->host;
+
+			if (f->str) {
+				/* the field's own name: distinct, and shorter than any field */
+				snprintf((char *)host, f->size, "%s", f->name);
+				memcpy(expect + 12 + f->off, f->name, strlen(f->name));
+				continue;
+			}
+			for (unsigned k = 0; k < f->count; k++) {
+				uint64_t v = spec_value(f, &counter);
+
+				w.n = 12 + f->off + k * f->size;
+				put(&w, v, f->size);
+				set_native(host + k * f->size, f->size, v);
+				/* the test's own premise: no two integers of a message alike */
+				for (unsigned j = 0; j < nseen; j++)
+					CHECKC(seen[j].size != f->size || seen[j].v != v, f->name);
+				if (nseen < 32)
+					seen[nseen].size = f->size, seen[nseen++].v = v;
+			}
+		}
+
+		n = hfe_msg_build(&m, 0, out, sizeof(out));
+		CHECKC(n == 12 + s->body, name);
+		for (size_t b = 0; b < 12 + s->body && n == 12 + s->body; b++) {
+			if (out[b] != expect[b]) {
+				CHECKC(false, name);
+				fprintf(stderr, "  build: byte %zu (%s) is 0x%02x, spec: 0x%02x\n", b,
+					b < 12 ? "header" : spec_field_at(s, b - 12), out[b],
+					expect[b]);
+				break;
+			}
+		}
+
+		if (!CHECKC(hfe_header_parse(expect, s->to, &tlim, &hdr, &err) == 0 &&
+				    hfe_msg_parse(&hdr, expect + 12, s->to, &tlim, &p, &err) == 0,
+			    name)) {
+			fprintf(stderr, "  parse: %s\n", err.msg);
+			continue;
+		}
+		for (size_t i = 0; i < s->n; i++) {
+			const struct spec_field *f = &s->f[i];
+			size_t len = f->str ? f->size : f->size * f->count;
+
+			if (memcmp((uint8_t *)&p + f->host, (uint8_t *)&m + f->host, len) != 0) {
+				CHECKC(false, name);
+				fprintf(stderr, "  parse: field %s differs\n", f->name);
+			}
+		}
+	}
+}
+
 /* ---- validation table ---- */
 
 struct patch {
@@ -1186,13 +1423,17 @@ static void test_names(void)
 	static const struct {
 		uint8_t type;
 		const char *name;
+		unsigned since; /* docs/protocol.md */
 	} types[] = {
-		{ 0x01, "FRAME_REQUEST" }, { 0x02, "FRAME_RESPONSE" }, { 0x03, "KEYFRAME_REQ" },
-		{ 0x04, "CONFIG_REQ" },    { 0x05, "CONFIG_RESP" },    { 0x10, "PING" },
-		{ 0x11, "PONG" },          { 0x20, "ENABLE_SCANOUT" }, { 0x21, "DISABLE_SCANOUT" },
-		{ 0x22, "SCANOUT_RESP" },  { 0x30, "SUBSCRIBE" },      { 0x31, "SUBSCRIBE_RESP" },
-		{ 0x40, "HELLO" },         { 0x41, "HELLO_RESP" },     { 0x50, "STATS_REQ" },
-		{ 0x51, "STATS_RESP" },    { 0xff, "ERROR" },
+		{ 0x01, "FRAME_REQUEST", 1 }, { 0x02, "FRAME_RESPONSE", 1 },
+		{ 0x03, "KEYFRAME_REQ", 1 },  { 0x04, "CONFIG_REQ", 1 },
+		{ 0x05, "CONFIG_RESP", 2 },   { 0x10, "PING", 1 },
+		{ 0x11, "PONG", 1 },          { 0x20, "ENABLE_SCANOUT", 1 },
+		{ 0x21, "DISABLE_SCANOUT", 1 }, { 0x22, "SCANOUT_RESP", 1 },
+		{ 0x30, "SUBSCRIBE", 1 },     { 0x31, "SUBSCRIBE_RESP", 1 },
+		{ 0x40, "HELLO", 2 },         { 0x41, "HELLO_RESP", 2 },
+		{ 0x50, "STATS_REQ", 2 },     { 0x51, "STATS_RESP", 2 },
+		{ 0xff, "ERROR", 1 },
 	};
 	static const struct {
 		int32_t code;
@@ -1221,8 +1462,10 @@ static void test_names(void)
 		const char *n = hfe_msg_type_name(types[i].type);
 
 		CHECKC(n && strcmp(n, types[i].name) == 0, types[i].name);
+		CHECKC(hfe_msg_min_version(types[i].type) == types[i].since, types[i].name);
 	}
 	CHECK(hfe_msg_type_name(0x00) == NULL);
+	CHECK(hfe_msg_min_version(0x06) == 0);
 	CHECK(hfe_msg_type_name(0x06) == NULL);
 	CHECK(hfe_msg_type_name(0xfe) == NULL);
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
@@ -1263,6 +1506,7 @@ int main(void)
 	test_layout_error();
 	test_layout_scanout_resp();
 	test_layout_config_hello();
+	test_layout_every_field();
 	test_build_refusals();
 	test_roundtrip_all();
 	test_header_every_type();

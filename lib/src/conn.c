@@ -243,8 +243,9 @@ static int check_state(struct hfe_conn *c, const struct hfe_msg *msg)
 	}
 	if (c->version == 0)
 		c->version = HFE_PROTO_V1;
-	if (type == HFE_MSG_STATS_REQ && c->version < HFE_PROTO_V2) {
-		hfe_err_set(&err, HFE_ERR_PROTOCOL, "STATS_REQ needs protocol v2 (send HELLO first)");
+	if (c->version < hfe_msg_min_version(type)) { /* STATS_REQ; HELLO was handled above */
+		hfe_err_set(&err, HFE_ERR_PROTOCOL, "%s needs protocol v%u (send HELLO first)",
+			    hfe_msg_type_name(type), hfe_msg_min_version(type));
 		goto bad;
 	}
 	return 0;

@@ -2,9 +2,19 @@
 /*
  * HXFR message layouts, validation and building. See docs/protocol.md.
  *
- * The packed structs below exist only to pin the wire layout at compile time
- * (static asserts); parsing and building go through explicit little-endian
- * loads and stores so that host endianness and alignment never matter.
+ * Every message is described once, in three places that cannot disagree:
+ *  - a packed struct mirrors its wire layout (sizes pinned by static asserts
+ *    against the HFE_*_SIZE constants of wire.h);
+ *  - a field list pairs each member of that struct with the member of the
+ *    decoded struct it fills, both located with offsetof (no offset is typed
+ *    by hand, and a member whose size differs on the two sides does not
+ *    compile);
+ *  - one row of the message table gives its name, direction, first protocol
+ *    version, body size, what may follow the body, the rules its values must
+ *    obey (check) and anything the builder writes beyond the fields (finish).
+ * Parsing and building walk the same field list with explicit little-endian
+ * loads and stores, so host endianness and alignment never matter, and a
+ * new message is one struct, one field list and one table row.
  */
 #include "hfe/wire.h"
 
@@ -15,24 +25,26 @@
 
 #include "bytes.h"
 
-/* ---- wire layouts, pinned ---- */
+/* ---- wire layouts, pinned ----
+ * Named after the hfe_msg union member they decode into, members named as
+ * in the decoded structs (the field lists below rely on both). */
 
 #define PACKED __attribute__((packed))
 
 struct PACKED wire_header {
 	uint32_t magic;
-	uint8_t msg_type;
+	uint8_t type;
 	uint8_t flags;
 	uint16_t session_id;
 	uint32_t payload_size;
 };
-struct PACKED wire_frame_request {
+struct PACKED wire_frame_req {
 	uint32_t resource_id, width, height, format, stride;
 	int64_t pts, duration;
 	uint8_t force_keyframe;
 	uint8_t reserved[7];
 };
-struct PACKED wire_frame_response {
+struct PACKED wire_frame_resp {
 	int64_t pts, dts;
 	uint8_t is_keyframe;
 	uint8_t reserved[3];
@@ -50,6 +62,9 @@ struct PACKED wire_config_resp {
 };
 struct PACKED wire_enable_scanout {
 	uint32_t scanout_id, width, height, refresh_rate;
+};
+struct PACKED wire_scanout_id { /* DISABLE_SCANOUT, SUBSCRIBE */
+	uint32_t scanout_id;
 };
 struct PACKED wire_scanout_resp {
 	uint32_t scanout_id, success;
@@ -81,11 +96,13 @@ struct PACKED wire_error {
 };
 
 static_assert(sizeof(struct wire_header) == HFE_HEADER_SIZE, "header layout");
-static_assert(sizeof(struct wire_frame_request) == HFE_FRAME_REQUEST_SIZE, "frame request");
-static_assert(sizeof(struct wire_frame_response) == HFE_FRAME_RESPONSE_SIZE, "frame response");
+static_assert(sizeof(struct wire_frame_req) == HFE_FRAME_REQUEST_SIZE, "frame request");
+static_assert(sizeof(struct wire_frame_resp) == HFE_FRAME_RESPONSE_SIZE, "frame response");
 static_assert(sizeof(struct wire_config_req) == HFE_CONFIG_REQ_SIZE, "config req");
 static_assert(sizeof(struct wire_config_resp) == HFE_CONFIG_RESP_SIZE, "config resp");
 static_assert(sizeof(struct wire_enable_scanout) == HFE_ENABLE_SCANOUT_SIZE, "enable scanout");
+static_assert(sizeof(struct wire_scanout_id) == HFE_DISABLE_SCANOUT_SIZE, "disable scanout");
+static_assert(sizeof(struct wire_scanout_id) == HFE_SUBSCRIBE_SIZE, "subscribe");
 static_assert(sizeof(struct wire_scanout_resp) == HFE_SCANOUT_RESP_SIZE, "scanout resp");
 static_assert(sizeof(struct wire_subscribe_resp) == HFE_SUBSCRIBE_RESP_SIZE, "subscribe resp");
 static_assert(sizeof(struct wire_hello) == HFE_HELLO_SIZE, "hello");
@@ -94,76 +111,194 @@ static_assert(sizeof(struct wire_stats) == HFE_STATS_RESP_SIZE, "stats");
 static_assert(sizeof(struct wire_error) == HFE_ERROR_SIZE, "error");
 static_assert(HFE_MSG_MAX_PREFIX >= HFE_HEADER_SIZE + HFE_FRAME_RESPONSE_SIZE + 4, "prefix");
 
-/* ---- message table ---- */
+/* ---- field lists ---- */
 
-enum size_rule { SIZE_EXACT, SIZE_AT_LEAST };
-
-struct msg_info {
-	const char *name;
-	uint32_t body; /* fixed body size */
-	enum size_rule rule;
-	enum hfe_role receiver; /* the side that may receive it */
+enum field_kind {
+	FIELD_INT, /* little-endian integers (an array when count > 1) */
+	FIELD_STR, /* fixed char field, NUL-padded */
 };
 
-static const struct msg_info *msg_info(uint8_t type)
-{
-	static const struct msg_info frame_req = { "FRAME_REQUEST", HFE_FRAME_REQUEST_SIZE,
-						   SIZE_AT_LEAST, HFE_ROLE_HOST };
-	static const struct msg_info frame_resp = { "FRAME_RESPONSE", HFE_FRAME_RESPONSE_SIZE,
-						    SIZE_AT_LEAST, HFE_ROLE_CLIENT };
-	static const struct msg_info keyframe = { "KEYFRAME_REQ", 0, SIZE_EXACT, HFE_ROLE_HOST };
-	static const struct msg_info config_req = { "CONFIG_REQ", HFE_CONFIG_REQ_SIZE, SIZE_EXACT,
-						    HFE_ROLE_HOST };
-	static const struct msg_info config_resp = { "CONFIG_RESP", HFE_CONFIG_RESP_SIZE,
-						     SIZE_EXACT, HFE_ROLE_CLIENT };
-	static const struct msg_info ping = { "PING", 0, SIZE_EXACT, HFE_ROLE_HOST };
-	static const struct msg_info pong = { "PONG", 0, SIZE_EXACT, HFE_ROLE_CLIENT };
-	static const struct msg_info enable = { "ENABLE_SCANOUT", HFE_ENABLE_SCANOUT_SIZE,
-						SIZE_EXACT, HFE_ROLE_HOST };
-	static const struct msg_info disable = { "DISABLE_SCANOUT", HFE_DISABLE_SCANOUT_SIZE,
-						 SIZE_EXACT, HFE_ROLE_HOST };
-	static const struct msg_info scanout_resp = { "SCANOUT_RESP", HFE_SCANOUT_RESP_SIZE,
-						      SIZE_EXACT, HFE_ROLE_CLIENT };
-	static const struct msg_info subscribe = { "SUBSCRIBE", HFE_SUBSCRIBE_SIZE, SIZE_EXACT,
-						   HFE_ROLE_HOST };
-	static const struct msg_info subscribe_resp = { "SUBSCRIBE_RESP", HFE_SUBSCRIBE_RESP_SIZE,
-							SIZE_EXACT, HFE_ROLE_CLIENT };
-	static const struct msg_info hello = { "HELLO", HFE_HELLO_SIZE, SIZE_EXACT, HFE_ROLE_HOST };
-	static const struct msg_info hello_resp = { "HELLO_RESP", HFE_HELLO_RESP_SIZE, SIZE_EXACT,
-						    HFE_ROLE_CLIENT };
-	static const struct msg_info stats_req = { "STATS_REQ", 0, SIZE_EXACT, HFE_ROLE_HOST };
-	static const struct msg_info stats_resp = { "STATS_RESP", HFE_STATS_RESP_SIZE, SIZE_EXACT,
-						    HFE_ROLE_CLIENT };
-	static const struct msg_info error = { "ERROR", HFE_ERROR_SIZE, SIZE_EXACT,
-					       HFE_ROLE_CLIENT };
+struct field {
+	const char *name;
+	uint16_t wire;  /* offset in the wire struct */
+	uint16_t host;  /* offset in the decoded struct (hfe_header or hfe_msg) */
+	uint8_t size;   /* bytes of one integer; 1 for a string */
+	uint16_t count; /* integers in the array, or the string field's length */
+	enum field_kind kind;
+};
 
-	switch (type) {
-	case HFE_MSG_FRAME_REQUEST: return &frame_req;
-	case HFE_MSG_FRAME_RESPONSE: return &frame_resp;
-	case HFE_MSG_KEYFRAME_REQ: return &keyframe;
-	case HFE_MSG_CONFIG_REQ: return &config_req;
-	case HFE_MSG_CONFIG_RESP: return &config_resp;
-	case HFE_MSG_PING: return &ping;
-	case HFE_MSG_PONG: return &pong;
-	case HFE_MSG_ENABLE_SCANOUT: return &enable;
-	case HFE_MSG_DISABLE_SCANOUT: return &disable;
-	case HFE_MSG_SCANOUT_RESP: return &scanout_resp;
-	case HFE_MSG_SUBSCRIBE: return &subscribe;
-	case HFE_MSG_SUBSCRIBE_RESP: return &subscribe_resp;
-	case HFE_MSG_HELLO: return &hello;
-	case HFE_MSG_HELLO_RESP: return &hello_resp;
-	case HFE_MSG_STATS_REQ: return &stats_req;
-	case HFE_MSG_STATS_RESP: return &stats_resp;
-	case HFE_MSG_ERROR: return &error;
-	default: return NULL;
+#define MEMBER(T, m) (((T *)0)->m)
+/* 0, or a compile error when a member's size differs on the two sides. */
+#define SAME_SIZE(a, b) (0 * sizeof(char[sizeof(a) == sizeof(b) ? 1 : -1]))
+#define FIELD_AT(W, f, H, h, kind, elem)                                                    \
+	{ #f, offsetof(W, f), offsetof(H, h) + SAME_SIZE(MEMBER(W, f), MEMBER(H, h)), elem,  \
+	  sizeof(MEMBER(W, f)) / (elem), kind }
+#define WIRE(m, f) MEMBER(struct wire_##m, f)
+/* struct wire_<m>.f <-> struct hfe_msg .u.<m>.f */
+#define INT(m, f) FIELD_AT(struct wire_##m, f, struct hfe_msg, u.m.f, FIELD_INT, sizeof(WIRE(m, f)))
+#define INTS(m, f) \
+	FIELD_AT(struct wire_##m, f, struct hfe_msg, u.m.f, FIELD_INT, sizeof(WIRE(m, f)[0]))
+#define STR(m, f) FIELD_AT(struct wire_##m, f, struct hfe_msg, u.m.f, FIELD_STR, 1)
+#define HDR(f) \
+	FIELD_AT(struct wire_header, f, struct hfe_header, f, FIELD_INT, sizeof(WIRE(header, f)))
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct field header_fields[] = {
+	HDR(magic), HDR(type), HDR(flags), HDR(session_id), HDR(payload_size),
+};
+static const struct field frame_req_fields[] = {
+	INT(frame_req, resource_id), INT(frame_req, width), INT(frame_req, height),
+	INT(frame_req, format),      INT(frame_req, stride), INT(frame_req, pts),
+	INT(frame_req, duration),    INT(frame_req, force_keyframe),
+};
+static const struct field frame_resp_fields[] = {
+	INT(frame_resp, pts),
+	INT(frame_resp, dts),
+	INT(frame_resp, is_keyframe),
+	INT(frame_resp, nal_count),
+};
+static const struct field config_req_fields[] = {
+	INT(config_req, width),   INT(config_req, height),  INT(config_req, bitrate),
+	INT(config_req, fps_num), INT(config_req, fps_den), INT(config_req, profile),
+	INT(config_req, level),   INT(config_req, realtime),
+};
+static const struct field config_resp_fields[] = {
+	INT(config_resp, width),   INT(config_resp, height),   INT(config_resp, bitrate),
+	INT(config_resp, fps_num), INT(config_resp, fps_den),  INT(config_resp, profile),
+	INT(config_resp, level),   INT(config_resp, realtime), STR(config_resp, encoder),
+};
+static const struct field enable_scanout_fields[] = {
+	INT(enable_scanout, scanout_id),
+	INT(enable_scanout, width),
+	INT(enable_scanout, height),
+	INT(enable_scanout, refresh_rate),
+};
+static const struct field scanout_id_fields[] = {
+	FIELD_AT(struct wire_scanout_id, scanout_id, struct hfe_msg, u.scanout_id, FIELD_INT, 4),
+};
+static const struct field scanout_resp_fields[] = {
+	INT(scanout_resp, scanout_id),
+	INT(scanout_resp, success),
+	STR(scanout_resp, connector),
+};
+static const struct field subscribe_resp_fields[] = {
+	INT(subscribe_resp, scanout_id),
+	INT(subscribe_resp, success),
+};
+static const struct field hello_fields[] = {
+	INT(hello, version_min),
+	INT(hello, version_max),
+	INT(hello, flags),
+	STR(hello, client_name),
+};
+static const struct field hello_resp_fields[] = {
+	INT(hello_resp, version),      INT(hello_resp, codecs),       INT(hello_resp, sources),
+	INT(hello_resp, max_width),    INT(hello_resp, max_height),   INT(hello_resp, max_payload),
+	INT(hello_resp, max_inflight), INT(hello_resp, format_count), INTS(hello_resp, formats),
+	STR(hello_resp, server_name),
+};
+static const struct field stats_fields[] = {
+	INT(stats, frames_received), INT(stats, frames_encoded), INT(stats, frames_dropped),
+	INT(stats, keyframes),       INT(stats, bytes_received), INT(stats, bytes_sent),
+	INT(stats, encode_us_avg),   INT(stats, encode_us_max),  INT(stats, inflight),
+};
+static const struct field error_fields[] = {
+	INT(error, code),
+	STR(error, message),
+};
+
+/* ---- field codec ---- */
+
+static uint64_t load_le(const uint8_t *p, unsigned size)
+{
+	switch (size) {
+	case 1: return p[0];
+	case 2: return hfe_rd16(p);
+	case 4: return hfe_rd32(p);
+	default: return hfe_rd64(p);
 	}
 }
 
-const char *hfe_msg_type_name(uint8_t type)
+static void store_le(uint8_t *p, unsigned size, uint64_t v)
 {
-	const struct msg_info *mi = msg_info(type);
-	return mi ? mi->name : NULL;
+	switch (size) {
+	case 1: p[0] = (uint8_t)v; break;
+	case 2: hfe_wr16(p, (uint16_t)v); break;
+	case 4: hfe_wr32(p, (uint32_t)v); break;
+	default: hfe_wr64(p, v); break;
+	}
 }
+
+/* Decoded members are native integers; a signed one shares the object
+ * representation of its unsigned twin, so both go through the unsigned. */
+static uint64_t load_native(const uint8_t *p, unsigned size)
+{
+	uint8_t v8;
+	uint16_t v16;
+	uint32_t v32;
+	uint64_t v64;
+
+	switch (size) {
+	case 1: memcpy(&v8, p, 1); return v8;
+	case 2: memcpy(&v16, p, 2); return v16;
+	case 4: memcpy(&v32, p, 4); return v32;
+	default: memcpy(&v64, p, 8); return v64;
+	}
+}
+
+static void store_native(uint8_t *p, unsigned size, uint64_t v)
+{
+	uint8_t v8 = (uint8_t)v;
+	uint16_t v16 = (uint16_t)v;
+	uint32_t v32 = (uint32_t)v;
+
+	switch (size) {
+	case 1: memcpy(p, &v8, 1); break;
+	case 2: memcpy(p, &v16, 2); break;
+	case 4: memcpy(p, &v32, 4); break;
+	default: memcpy(p, &v, 8); break;
+	}
+}
+
+/* Wire bytes -> decoded struct. Strings are cut to their field (a NUL in the
+ * last byte); whether the sender put one there is check_strings' business. */
+static void decode(const struct field *fields, size_t n, const uint8_t *wire, void *host)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct field *f = &fields[i];
+		const uint8_t *src = wire + f->wire;
+		uint8_t *dst = (uint8_t *)host + f->host;
+
+		if (f->kind == FIELD_STR) {
+			memcpy(dst, src, f->count);
+			dst[f->count - 1] = '\0';
+			continue;
+		}
+		for (unsigned k = 0, at = 0; k < f->count; k++, at += f->size)
+			store_native(dst + at, f->size, load_le(src + at, f->size));
+	}
+}
+
+/* Decoded struct -> wire bytes. Strings are sent NUL-terminated and padded. */
+static void encode(const struct field *fields, size_t n, const void *host, uint8_t *wire)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct field *f = &fields[i];
+		const uint8_t *src = (const uint8_t *)host + f->host;
+		uint8_t *dst = wire + f->wire;
+
+		if (f->kind == FIELD_STR) {
+			size_t len = strnlen((const char *)src, f->count - 1u);
+			memcpy(dst, src, len);
+			memset(dst + len, 0, f->count - len);
+			continue;
+		}
+		for (unsigned k = 0, at = 0; k < f->count; k++, at += f->size)
+			store_le(dst + at, f->size, load_native(src + at, f->size));
+	}
+}
+
+/* ---- names, errors, limits ---- */
 
 const char *hfe_error_name(int32_t code)
 {
@@ -306,98 +441,14 @@ int hfe_frame_size(uint32_t format, uint32_t width, uint32_t height, uint32_t st
 	return 0;
 }
 
-/* ---- header ---- */
+/* ---- rules beyond the field types (the "rule" columns of the spec) ---- */
 
-int hfe_header_parse(const uint8_t buf[HFE_HEADER_SIZE], enum hfe_role role,
-		     const struct hfe_limits *lim, struct hfe_header *out, struct hfe_err *err)
-{
-	out->magic = hfe_rd32(buf);
-	out->type = buf[4];
-	out->flags = buf[5];
-	out->session_id = hfe_rd16(buf + 6);
-	out->payload_size = hfe_rd32(buf + 8);
-
-	if (out->magic != HFE_MAGIC) {
-		hfe_err_set(err, HFE_ERR_INVALID_MSG, "bad magic 0x%08x (expected 0x%08x 'HXFR')",
-			    out->magic, HFE_MAGIC);
-		return -1;
-	}
-	const struct msg_info *mi = msg_info(out->type);
-	if (!mi) {
-		hfe_err_set(err, HFE_ERR_INVALID_MSG, "unknown message type 0x%02x", out->type);
-		return -1;
-	}
-	if (mi->receiver != role) {
-		hfe_err_set(err, HFE_ERR_INVALID_MSG, "%s (0x%02x) is not sent %s", mi->name,
-			    out->type,
-			    role == HFE_ROLE_HOST ? "by a client to a host" : "by a host to a client");
-		return -1;
-	}
-	uint8_t allowed = out->type == HFE_MSG_FRAME_REQUEST ? HFE_FLAG_PIXEL_DATA : 0;
-	if (out->flags & ~allowed) {
-		hfe_err_set(err, HFE_ERR_INVALID_MSG, "%s: invalid flags 0x%02x", mi->name,
-			    out->flags);
-		return -1;
-	}
-
-	uint32_t size = out->payload_size;
-	bool exact = mi->rule == SIZE_EXACT ||
-		     (out->type == HFE_MSG_FRAME_REQUEST && !(out->flags & HFE_FLAG_PIXEL_DATA));
-	if (exact && size != mi->body) {
-		hfe_err_set(err, HFE_ERR_INVALID_MSG, "%s: payload_size %u, expected %u", mi->name,
-			    size, mi->body);
-		return -1;
-	}
-	if (!exact && size <= mi->body && out->type == HFE_MSG_FRAME_REQUEST) {
-		hfe_err_set(err, HFE_ERR_INVALID_MSG,
-			    "%s: PIXEL_DATA set but payload_size %u leaves no pixels", mi->name,
-			    size);
-		return -1;
-	}
-	if (!exact && size < mi->body) {
-		hfe_err_set(err, HFE_ERR_INVALID_MSG, "%s: payload_size %u below the body size %u",
-			    mi->name, size, mi->body);
-		return -1;
-	}
-	if (size > lim->max_payload) {
-		hfe_err_set(err, HFE_ERR_TOO_LARGE, "%s: payload_size %u exceeds the limit %u",
-			    mi->name, size, lim->max_payload);
-		return -1;
-	}
-	return 0;
-}
-
-/* ---- bodies ---- */
-
-/* Copy a fixed char field; strict receivers require a NUL inside it. */
-static int get_string(char *dst, const uint8_t *src, size_t len, bool strict, const char *what,
-		      struct hfe_err *err)
-{
-	const void *nul = memchr(src, '\0', len);
-	if (!nul && strict) {
-		hfe_err_set(err, HFE_ERR_INVALID_MSG, "%s is not NUL-terminated", what);
-		return -1;
-	}
-	memcpy(dst, src, len);
-	dst[len - 1] = '\0';
-	return 0;
-}
-
-static int parse_frame_request(const struct hfe_header *hdr, const uint8_t *p,
-			       const struct hfe_limits *lim, struct hfe_msg *m,
-			       struct hfe_err *err)
+static int check_frame_req(struct hfe_msg *m, const uint8_t *p, const struct hfe_limits *lim,
+			   struct hfe_err *err)
 {
 	struct hfe_frame_request *f = &m->u.frame_req;
-	f->resource_id = hfe_rd32(p);
-	f->width = hfe_rd32(p + 4);
-	f->height = hfe_rd32(p + 8);
-	f->format = hfe_rd32(p + 12);
-	f->stride = hfe_rd32(p + 16);
-	f->pts = (int64_t)hfe_rd64(p + 20);
-	f->duration = (int64_t)hfe_rd64(p + 28);
-	f->force_keyframe = p[36];
-	/* p[37..43] reserved: ignored, deployed guests are not known to zero them. */
 
+	/* Reserved bytes are ignored: deployed guests are not known to zero them. */
 	if (f->force_keyframe > 1) {
 		hfe_err_set(err, HFE_ERR_INVALID_MSG, "FRAME_REQUEST: force_keyframe %u (0 or 1)",
 			    f->force_keyframe);
@@ -412,8 +463,8 @@ static int parse_frame_request(const struct hfe_header *hdr, const uint8_t *p,
 	if (hfe_frame_size(f->format, f->width, f->height, f->stride, lim, &need, err) < 0)
 		return -1;
 
-	if (hdr->flags & HFE_FLAG_PIXEL_DATA) {
-		size_t have = hdr->payload_size - HFE_FRAME_REQUEST_SIZE;
+	if (m->hdr.flags & HFE_FLAG_PIXEL_DATA) {
+		size_t have = m->hdr.payload_size - sizeof(struct wire_frame_req);
 		if (need > have) {
 			char fcc[5];
 			hfe_err_set(err, HFE_ERR_INVALID_MSG,
@@ -423,7 +474,7 @@ static int parse_frame_request(const struct hfe_header *hdr, const uint8_t *p,
 				    f->stride, (unsigned long long)need);
 			return -1;
 		}
-		m->data = p + HFE_FRAME_REQUEST_SIZE;
+		m->data = p + sizeof(struct wire_frame_req);
 		m->data_len = have;
 	} else if (f->resource_id == 0) {
 		hfe_err_set(err, HFE_ERR_INVALID_MSG,
@@ -433,14 +484,12 @@ static int parse_frame_request(const struct hfe_header *hdr, const uint8_t *p,
 	return 0;
 }
 
-static int parse_frame_response(const struct hfe_header *hdr, const uint8_t *p,
-				struct hfe_msg *m, struct hfe_err *err)
+static int check_frame_resp(struct hfe_msg *m, const uint8_t *p, const struct hfe_limits *lim,
+			    struct hfe_err *err)
 {
 	struct hfe_frame_response *r = &m->u.frame_resp;
-	r->pts = (int64_t)hfe_rd64(p);
-	r->dts = (int64_t)hfe_rd64(p + 8);
-	r->is_keyframe = p[16];
-	r->nal_count = hfe_rd32(p + 20);
+	(void)lim;
+
 	if (r->is_keyframe > 1) {
 		hfe_err_set(err, HFE_ERR_INVALID_MSG, "FRAME_RESPONSE: is_keyframe %u",
 			    r->is_keyframe);
@@ -451,8 +500,8 @@ static int parse_frame_response(const struct hfe_header *hdr, const uint8_t *p,
 			    r->nal_count, HFE_MAX_NAL_COUNT);
 		return -1;
 	}
-	const uint8_t *area = p + HFE_FRAME_RESPONSE_SIZE;
-	size_t len = hdr->payload_size - HFE_FRAME_RESPONSE_SIZE, pos = 0;
+	const uint8_t *area = p + sizeof(struct wire_frame_resp);
+	size_t len = m->hdr.payload_size - sizeof(struct wire_frame_resp), pos = 0;
 	for (uint32_t i = 0; i < r->nal_count; i++) {
 		if (len - pos < 4) {
 			hfe_err_set(err, HFE_ERR_INVALID_MSG,
@@ -502,18 +551,11 @@ static int check_bitrate_fps(const char *what, uint32_t bitrate, uint32_t num, u
 	return 0;
 }
 
-static int parse_config_req(const uint8_t *p, const struct hfe_limits *lim, struct hfe_msg *m,
+static int check_config_req(struct hfe_msg *m, const uint8_t *p, const struct hfe_limits *lim,
 			    struct hfe_err *err)
 {
-	struct hfe_config_req *c = &m->u.config_req;
-	c->width = hfe_rd32(p);
-	c->height = hfe_rd32(p + 4);
-	c->bitrate = hfe_rd32(p + 8);
-	c->fps_num = hfe_rd32(p + 12);
-	c->fps_den = hfe_rd32(p + 16);
-	c->profile = p[20];
-	c->level = p[21];
-	c->realtime = p[22];
+	const struct hfe_config_req *c = &m->u.config_req;
+	(void)p;
 
 	if ((c->width == 0) != (c->height == 0)) {
 		hfe_err_set(err, HFE_ERR_INVALID_MSG,
@@ -543,28 +585,12 @@ static int parse_config_req(const uint8_t *p, const struct hfe_limits *lim, stru
 	return 0;
 }
 
-static int parse_config_resp(const uint8_t *p, struct hfe_msg *m, struct hfe_err *err)
+static int check_enable_scanout(struct hfe_msg *m, const uint8_t *p,
+				const struct hfe_limits *lim, struct hfe_err *err)
 {
-	struct hfe_config_resp *c = &m->u.config_resp;
-	c->width = hfe_rd32(p);
-	c->height = hfe_rd32(p + 4);
-	c->bitrate = hfe_rd32(p + 8);
-	c->fps_num = hfe_rd32(p + 12);
-	c->fps_den = hfe_rd32(p + 16);
-	c->profile = p[20];
-	c->level = p[21];
-	c->realtime = p[22];
-	return get_string(c->encoder, p + 24, HFE_NAME_LEN, false, "CONFIG_RESP encoder", err);
-}
+	const struct hfe_enable_scanout *e = &m->u.enable_scanout;
+	(void)p;
 
-static int parse_enable_scanout(const uint8_t *p, const struct hfe_limits *lim,
-				struct hfe_msg *m, struct hfe_err *err)
-{
-	struct hfe_enable_scanout *e = &m->u.enable_scanout;
-	e->scanout_id = hfe_rd32(p);
-	e->width = hfe_rd32(p + 4);
-	e->height = hfe_rd32(p + 8);
-	e->refresh_rate = hfe_rd32(p + 12);
 	if ((e->width || e->height) &&
 	    check_dimensions("ENABLE_SCANOUT", e->width, e->height, lim, err) < 0)
 		return -1;
@@ -576,12 +602,13 @@ static int parse_enable_scanout(const uint8_t *p, const struct hfe_limits *lim,
 	return 0;
 }
 
-static int parse_hello(const uint8_t *p, struct hfe_msg *m, struct hfe_err *err)
+static int check_hello(struct hfe_msg *m, const uint8_t *p, const struct hfe_limits *lim,
+		       struct hfe_err *err)
 {
-	struct hfe_hello *h = &m->u.hello;
-	h->version_min = hfe_rd16(p);
-	h->version_max = hfe_rd16(p + 2);
-	h->flags = hfe_rd32(p + 4);
+	const struct hfe_hello *h = &m->u.hello;
+	(void)p;
+	(void)lim;
+
 	if (h->version_min < 1 || h->version_max < h->version_min) {
 		hfe_err_set(err, HFE_ERR_INVALID_MSG, "HELLO: bad version range %u..%u",
 			    h->version_min, h->version_max);
@@ -591,20 +618,16 @@ static int parse_hello(const uint8_t *p, struct hfe_msg *m, struct hfe_err *err)
 		hfe_err_set(err, HFE_ERR_INVALID_MSG, "HELLO: reserved flags 0x%08x set", h->flags);
 		return -1;
 	}
-	return get_string(h->client_name, p + 8, HFE_NAME_LEN, true, "HELLO client_name", err);
+	return 0;
 }
 
-static int parse_hello_resp(const uint8_t *p, struct hfe_msg *m, struct hfe_err *err)
+static int check_hello_resp(struct hfe_msg *m, const uint8_t *p, const struct hfe_limits *lim,
+			    struct hfe_err *err)
 {
 	struct hfe_hello_resp *h = &m->u.hello_resp;
-	h->version = hfe_rd16(p);
-	h->codecs = hfe_rd32(p + 4);
-	h->sources = hfe_rd32(p + 8);
-	h->max_width = hfe_rd32(p + 12);
-	h->max_height = hfe_rd32(p + 16);
-	h->max_payload = hfe_rd32(p + 20);
-	h->max_inflight = hfe_rd32(p + 24);
-	h->format_count = hfe_rd32(p + 28);
+	(void)p;
+	(void)lim;
+
 	if (h->version < 1) {
 		hfe_err_set(err, HFE_ERR_INVALID_MSG, "HELLO_RESP: version %u", h->version);
 		return -1;
@@ -614,84 +637,189 @@ static int parse_hello_resp(const uint8_t *p, struct hfe_msg *m, struct hfe_err 
 			    h->format_count, HFE_HELLO_MAX_FORMATS);
 		return -1;
 	}
-	for (unsigned i = 0; i < HFE_HELLO_MAX_FORMATS; i++)
-		h->formats[i] = i < h->format_count ? hfe_rd32(p + 32 + 4 * i) : 0;
-	return get_string(h->server_name, p + 64, HFE_NAME_LEN, false, "HELLO_RESP server_name",
-			  err);
+	/* Slots past format_count mean nothing, whatever the host left there. */
+	for (unsigned i = h->format_count; i < HFE_HELLO_MAX_FORMATS; i++)
+		h->formats[i] = 0;
+	return 0;
 }
 
-static void parse_stats(const uint8_t *p, struct hfe_msg *m)
+/* The builder's side of the same rule: count capped, unused slots sent as 0. */
+static void finish_hello_resp(const struct hfe_msg *m, uint8_t *body)
 {
-	struct hfe_stats *s = &m->u.stats;
-	s->frames_received = hfe_rd64(p);
-	s->frames_encoded = hfe_rd64(p + 8);
-	s->frames_dropped = hfe_rd64(p + 16);
-	s->keyframes = hfe_rd64(p + 24);
-	s->bytes_received = hfe_rd64(p + 32);
-	s->bytes_sent = hfe_rd64(p + 40);
-	s->encode_us_avg = hfe_rd32(p + 48);
-	s->encode_us_max = hfe_rd32(p + 52);
-	s->inflight = hfe_rd32(p + 56);
+	uint32_t count = m->u.hello_resp.format_count;
+
+	if (count > HFE_HELLO_MAX_FORMATS)
+		count = HFE_HELLO_MAX_FORMATS;
+	hfe_wr32(body + offsetof(struct wire_hello_resp, format_count), count);
+	memset(body + offsetof(struct wire_hello_resp, formats) + 4 * count, 0,
+	       4 * (HFE_HELLO_MAX_FORMATS - count));
+}
+
+/* ---- the message table ---- */
+
+/* What may follow the fixed body. */
+enum tail {
+	TAIL_NONE,   /* payload_size is exactly the body size */
+	TAIL_PIXELS, /* pixels, present iff HFE_FLAG_PIXEL_DATA (FRAME_REQUEST) */
+	TAIL_NALS,   /* nal_count x (u32 size, bytes) (FRAME_RESPONSE) */
+};
+
+struct msg_desc {
+	uint8_t type;
+	const char *name;
+	enum hfe_role receiver; /* the side that may receive it */
+	uint8_t since;          /* first protocol version that has it */
+	enum tail tail;
+	uint32_t body; /* fixed body size: sizeof its wire struct */
+	const struct field *fields;
+	size_t nfields;
+	/* Rules on the decoded values; may set data/data_len. NULL: none. */
+	int (*check)(struct hfe_msg *m, const uint8_t *payload, const struct hfe_limits *lim,
+		     struct hfe_err *err);
+	/* Writes what the field list cannot say. NULL: nothing. */
+	void (*finish)(const struct hfe_msg *m, uint8_t *body);
+};
+
+#define BODY(m) sizeof(struct wire_##m), m##_fields, COUNT(m##_fields)
+#define NO_BODY 0, NULL, 0
+#define MSG(T, to, since, tail, body, check, finish) \
+	{ HFE_MSG_##T, #T, HFE_ROLE_##to, since, tail, body, check, finish }
+
+static const struct msg_desc messages[] = {
+	/* type          receiver since tail     body                   check   finish */
+	MSG(FRAME_REQUEST, HOST, 1, TAIL_PIXELS, BODY(frame_req), check_frame_req, NULL),
+	MSG(FRAME_RESPONSE, CLIENT, 1, TAIL_NALS, BODY(frame_resp), check_frame_resp, NULL),
+	MSG(KEYFRAME_REQ, HOST, 1, TAIL_NONE, NO_BODY, NULL, NULL),
+	MSG(CONFIG_REQ, HOST, 1, TAIL_NONE, BODY(config_req), check_config_req, NULL),
+	MSG(CONFIG_RESP, CLIENT, 2, TAIL_NONE, BODY(config_resp), NULL, NULL),
+	MSG(PING, HOST, 1, TAIL_NONE, NO_BODY, NULL, NULL),
+	MSG(PONG, CLIENT, 1, TAIL_NONE, NO_BODY, NULL, NULL),
+	MSG(ENABLE_SCANOUT, HOST, 1, TAIL_NONE, BODY(enable_scanout), check_enable_scanout, NULL),
+	MSG(DISABLE_SCANOUT, HOST, 1, TAIL_NONE, BODY(scanout_id), NULL, NULL),
+	MSG(SCANOUT_RESP, CLIENT, 1, TAIL_NONE, BODY(scanout_resp), NULL, NULL),
+	MSG(SUBSCRIBE, HOST, 1, TAIL_NONE, BODY(scanout_id), NULL, NULL),
+	MSG(SUBSCRIBE_RESP, CLIENT, 1, TAIL_NONE, BODY(subscribe_resp), NULL, NULL),
+	MSG(HELLO, HOST, 2, TAIL_NONE, BODY(hello), check_hello, NULL),
+	MSG(HELLO_RESP, CLIENT, 2, TAIL_NONE, BODY(hello_resp), check_hello_resp,
+	    finish_hello_resp),
+	MSG(STATS_REQ, HOST, 2, TAIL_NONE, NO_BODY, NULL, NULL),
+	MSG(STATS_RESP, CLIENT, 2, TAIL_NONE, BODY(stats), NULL, NULL),
+	MSG(ERROR, CLIENT, 1, TAIL_NONE, BODY(error), NULL, NULL),
+};
+
+static const struct msg_desc *msg_desc(uint8_t type)
+{
+	for (size_t i = 0; i < COUNT(messages); i++)
+		if (messages[i].type == type)
+			return &messages[i];
+	return NULL;
+}
+
+const char *hfe_msg_type_name(uint8_t type)
+{
+	const struct msg_desc *d = msg_desc(type);
+	return d ? d->name : NULL;
+}
+
+unsigned hfe_msg_min_version(uint8_t type)
+{
+	const struct msg_desc *d = msg_desc(type);
+	return d ? d->since : 0;
+}
+
+/* ---- header ---- */
+
+int hfe_header_parse(const uint8_t buf[HFE_HEADER_SIZE], enum hfe_role role,
+		     const struct hfe_limits *lim, struct hfe_header *out, struct hfe_err *err)
+{
+	decode(header_fields, COUNT(header_fields), buf, out);
+
+	if (out->magic != HFE_MAGIC) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG, "bad magic 0x%08x (expected 0x%08x 'HXFR')",
+			    out->magic, HFE_MAGIC);
+		return -1;
+	}
+	const struct msg_desc *d = msg_desc(out->type);
+	if (!d) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG, "unknown message type 0x%02x", out->type);
+		return -1;
+	}
+	if (d->receiver != role) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG, "%s (0x%02x) is not sent %s", d->name,
+			    out->type,
+			    role == HFE_ROLE_HOST ? "by a client to a host" : "by a host to a client");
+		return -1;
+	}
+	uint8_t allowed = d->tail == TAIL_PIXELS ? HFE_FLAG_PIXEL_DATA : 0;
+	if (out->flags & ~allowed) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG, "%s: invalid flags 0x%02x", d->name,
+			    out->flags);
+		return -1;
+	}
+
+	uint32_t size = out->payload_size;
+	bool exact = d->tail == TAIL_NONE ||
+		     (d->tail == TAIL_PIXELS && !(out->flags & HFE_FLAG_PIXEL_DATA));
+	if (exact && size != d->body) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG, "%s: payload_size %u, expected %u", d->name,
+			    size, d->body);
+		return -1;
+	}
+	if (!exact && size <= d->body && d->tail == TAIL_PIXELS) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG,
+			    "%s: PIXEL_DATA set but payload_size %u leaves no pixels", d->name,
+			    size);
+		return -1;
+	}
+	if (!exact && size < d->body) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG, "%s: payload_size %u below the body size %u",
+			    d->name, size, d->body);
+		return -1;
+	}
+	if (size > lim->max_payload) {
+		hfe_err_set(err, HFE_ERR_TOO_LARGE, "%s: payload_size %u exceeds the limit %u",
+			    d->name, size, lim->max_payload);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- bodies ---- */
+
+/* Strings from a client must carry their NUL; a host's are only cut to the
+ * field, since v1 hosts may fill it whole (docs/protocol.md). */
+static int check_strings(const struct msg_desc *d, const uint8_t *p, struct hfe_err *err)
+{
+	if (d->receiver != HFE_ROLE_HOST)
+		return 0;
+	for (size_t i = 0; i < d->nfields; i++) {
+		const struct field *f = &d->fields[i];
+		if (f->kind == FIELD_STR && !memchr(p + f->wire, '\0', f->count)) {
+			hfe_err_set(err, HFE_ERR_INVALID_MSG, "%s %s is not NUL-terminated",
+				    d->name, f->name);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 int hfe_msg_parse(const struct hfe_header *hdr, const uint8_t *payload, enum hfe_role role,
 		  const struct hfe_limits *lim, struct hfe_msg *out, struct hfe_err *err)
 {
-	const struct msg_info *mi = msg_info(hdr->type);
+	const struct msg_desc *d = msg_desc(hdr->type);
 
 	memset(out, 0, sizeof(*out));
 	out->hdr = *hdr;
 	/* The header must have been validated for this role: re-check the two
-	 * facts the body parsers rely on, cheaply, rather than trust callers. */
-	if (!mi || mi->receiver != role || hdr->payload_size < mi->body) {
+	 * facts the body decoding relies on, cheaply, rather than trust callers. */
+	if (!d || d->receiver != role || hdr->payload_size < d->body) {
 		hfe_err_set(err, HFE_ERR_INTERNAL, "message parsed without a validated header");
 		return -1;
 	}
-
-	switch (hdr->type) {
-	case HFE_MSG_FRAME_REQUEST:
-		return parse_frame_request(hdr, payload, lim, out, err);
-	case HFE_MSG_FRAME_RESPONSE:
-		return parse_frame_response(hdr, payload, out, err);
-	case HFE_MSG_CONFIG_REQ:
-		return parse_config_req(payload, lim, out, err);
-	case HFE_MSG_CONFIG_RESP:
-		return parse_config_resp(payload, out, err);
-	case HFE_MSG_ENABLE_SCANOUT:
-		return parse_enable_scanout(payload, lim, out, err);
-	case HFE_MSG_DISABLE_SCANOUT:
-	case HFE_MSG_SUBSCRIBE:
-		out->u.scanout_id = hfe_rd32(payload);
-		return 0;
-	case HFE_MSG_SCANOUT_RESP:
-		out->u.scanout_resp.scanout_id = hfe_rd32(payload);
-		out->u.scanout_resp.success = hfe_rd32(payload + 4);
-		return get_string(out->u.scanout_resp.connector, payload + 8, HFE_CONNECTOR_LEN,
-				  false, "SCANOUT_RESP connector", err);
-	case HFE_MSG_SUBSCRIBE_RESP:
-		out->u.subscribe_resp.scanout_id = hfe_rd32(payload);
-		out->u.subscribe_resp.success = hfe_rd32(payload + 4);
-		return 0;
-	case HFE_MSG_HELLO:
-		return parse_hello(payload, out, err);
-	case HFE_MSG_HELLO_RESP:
-		return parse_hello_resp(payload, out, err);
-	case HFE_MSG_STATS_RESP:
-		parse_stats(payload, out);
-		return 0;
-	case HFE_MSG_ERROR:
-		out->u.error.code = (int32_t)hfe_rd32(payload);
-		/* Hosts are trusted less strictly here: v1 hosts may fill all 256. */
-		return get_string(out->u.error.message, payload + 4, HFE_ERROR_MSG_LEN, false,
-				  "ERROR message", err);
-	case HFE_MSG_KEYFRAME_REQ:
-	case HFE_MSG_PING:
-	case HFE_MSG_PONG:
-	case HFE_MSG_STATS_REQ:
-		return 0;
-	}
-	hfe_err_set(err, HFE_ERR_INTERNAL, "no parser for message type 0x%02x", hdr->type);
-	return -1;
+	decode(d->fields, d->nfields, payload, out);
+	if (d->check && d->check(out, payload, lim, err) < 0)
+		return -1;
+	return check_strings(d, payload, err);
 }
 
 bool hfe_nal_next(const struct hfe_msg *msg, size_t *pos, const uint8_t **nal, uint32_t *len)
@@ -709,161 +837,49 @@ bool hfe_nal_next(const struct hfe_msg *msg, size_t *pos, const uint8_t **nal, u
 
 /* ---- building ---- */
 
-static void put_string(uint8_t *dst, const char *src, size_t len)
-{
-	size_t n = src ? strnlen(src, len - 1) : 0;
-	memset(dst, 0, len);
-	if (n)
-		memcpy(dst, src, n);
-}
-
 size_t hfe_msg_build(const struct hfe_msg *msg, size_t extra_len, uint8_t *buf, size_t cap)
 {
-	const struct msg_info *mi = msg_info(msg->hdr.type);
-	if (!mi)
+	const struct msg_desc *d = msg_desc(msg->hdr.type);
+	if (!d)
 		return 0;
 
-	size_t body = mi->body;
-	size_t tail = extra_len; /* payload bytes after the fixed body */
-	uint8_t flags = msg->hdr.flags;
-	if (msg->hdr.type == HFE_MSG_FRAME_RESPONSE) {
+	struct hfe_header hdr = msg->hdr;
+	size_t body = d->body; /* what this call writes after the header */
+	bool nal_prefix = false;
+	switch (d->tail) {
+	case TAIL_NONE:
+		if (extra_len)
+			return 0;
+		break;
+	case TAIL_PIXELS:
+		hdr.flags = extra_len ? (hdr.flags | HFE_FLAG_PIXEL_DATA)
+				      : (hdr.flags & ~HFE_FLAG_PIXEL_DATA);
+		break;
+	case TAIL_NALS:
 		/* nal_count 1: the builder writes the single size prefix. */
 		if (msg->u.frame_resp.nal_count == 1) {
 			if (extra_len > UINT32_MAX - 4)
 				return 0;
+			nal_prefix = true;
 			body += 4;
 		} else if (msg->u.frame_resp.nal_count != 0 || extra_len != 0) {
 			return 0; /* several NALs: not produced by this library */
 		}
-	} else if (msg->hdr.type == HFE_MSG_FRAME_REQUEST) {
-		flags = extra_len ? (flags | HFE_FLAG_PIXEL_DATA) : (flags & ~HFE_FLAG_PIXEL_DATA);
-	} else if (extra_len) {
-		return 0;
+		break;
 	}
-	if (tail > UINT32_MAX - body || cap < HFE_HEADER_SIZE + body)
+	if (extra_len > UINT32_MAX - body || cap < HFE_HEADER_SIZE + body)
 		return 0;
+
+	hdr.magic = HFE_MAGIC;
+	hdr.payload_size = (uint32_t)(body + extra_len);
+	memset(buf, 0, HFE_HEADER_SIZE + body); /* reserved bytes go out as 0 */
+	encode(header_fields, COUNT(header_fields), &hdr, buf);
 
 	uint8_t *p = buf + HFE_HEADER_SIZE;
-	memset(p, 0, body);
-	hfe_wr32(buf, HFE_MAGIC);
-	buf[4] = msg->hdr.type;
-	buf[5] = flags;
-	hfe_wr16(buf + 6, msg->hdr.session_id);
-	hfe_wr32(buf + 8, (uint32_t)(body + tail));
-
-	switch (msg->hdr.type) {
-	case HFE_MSG_FRAME_REQUEST: {
-		const struct hfe_frame_request *f = &msg->u.frame_req;
-		hfe_wr32(p, f->resource_id);
-		hfe_wr32(p + 4, f->width);
-		hfe_wr32(p + 8, f->height);
-		hfe_wr32(p + 12, f->format);
-		hfe_wr32(p + 16, f->stride);
-		hfe_wr64(p + 20, (uint64_t)f->pts);
-		hfe_wr64(p + 28, (uint64_t)f->duration);
-		p[36] = f->force_keyframe;
-		break;
-	}
-	case HFE_MSG_FRAME_RESPONSE: {
-		const struct hfe_frame_response *r = &msg->u.frame_resp;
-		hfe_wr64(p, (uint64_t)r->pts);
-		hfe_wr64(p + 8, (uint64_t)r->dts);
-		p[16] = r->is_keyframe;
-		hfe_wr32(p + 20, r->nal_count);
-		if (r->nal_count == 1)
-			hfe_wr32(p + 24, (uint32_t)extra_len);
-		break;
-	}
-	case HFE_MSG_CONFIG_REQ: {
-		const struct hfe_config_req *c = &msg->u.config_req;
-		hfe_wr32(p, c->width);
-		hfe_wr32(p + 4, c->height);
-		hfe_wr32(p + 8, c->bitrate);
-		hfe_wr32(p + 12, c->fps_num);
-		hfe_wr32(p + 16, c->fps_den);
-		p[20] = c->profile;
-		p[21] = c->level;
-		p[22] = c->realtime;
-		break;
-	}
-	case HFE_MSG_CONFIG_RESP: {
-		const struct hfe_config_resp *c = &msg->u.config_resp;
-		hfe_wr32(p, c->width);
-		hfe_wr32(p + 4, c->height);
-		hfe_wr32(p + 8, c->bitrate);
-		hfe_wr32(p + 12, c->fps_num);
-		hfe_wr32(p + 16, c->fps_den);
-		p[20] = c->profile;
-		p[21] = c->level;
-		p[22] = c->realtime;
-		put_string(p + 24, c->encoder, HFE_NAME_LEN);
-		break;
-	}
-	case HFE_MSG_ENABLE_SCANOUT: {
-		const struct hfe_enable_scanout *e = &msg->u.enable_scanout;
-		hfe_wr32(p, e->scanout_id);
-		hfe_wr32(p + 4, e->width);
-		hfe_wr32(p + 8, e->height);
-		hfe_wr32(p + 12, e->refresh_rate);
-		break;
-	}
-	case HFE_MSG_DISABLE_SCANOUT:
-	case HFE_MSG_SUBSCRIBE:
-		hfe_wr32(p, msg->u.scanout_id);
-		break;
-	case HFE_MSG_SCANOUT_RESP:
-		hfe_wr32(p, msg->u.scanout_resp.scanout_id);
-		hfe_wr32(p + 4, msg->u.scanout_resp.success);
-		put_string(p + 8, msg->u.scanout_resp.connector, HFE_CONNECTOR_LEN);
-		break;
-	case HFE_MSG_SUBSCRIBE_RESP:
-		hfe_wr32(p, msg->u.subscribe_resp.scanout_id);
-		hfe_wr32(p + 4, msg->u.subscribe_resp.success);
-		break;
-	case HFE_MSG_HELLO: {
-		const struct hfe_hello *h = &msg->u.hello;
-		hfe_wr16(p, h->version_min);
-		hfe_wr16(p + 2, h->version_max);
-		hfe_wr32(p + 4, h->flags);
-		put_string(p + 8, h->client_name, HFE_NAME_LEN);
-		break;
-	}
-	case HFE_MSG_HELLO_RESP: {
-		const struct hfe_hello_resp *h = &msg->u.hello_resp;
-		uint32_t count = h->format_count < HFE_HELLO_MAX_FORMATS ? h->format_count
-									  : HFE_HELLO_MAX_FORMATS;
-		hfe_wr16(p, h->version);
-		hfe_wr32(p + 4, h->codecs);
-		hfe_wr32(p + 8, h->sources);
-		hfe_wr32(p + 12, h->max_width);
-		hfe_wr32(p + 16, h->max_height);
-		hfe_wr32(p + 20, h->max_payload);
-		hfe_wr32(p + 24, h->max_inflight);
-		hfe_wr32(p + 28, count);
-		for (uint32_t i = 0; i < count; i++)
-			hfe_wr32(p + 32 + 4 * i, h->formats[i]);
-		put_string(p + 64, h->server_name, HFE_NAME_LEN);
-		break;
-	}
-	case HFE_MSG_STATS_RESP: {
-		const struct hfe_stats *s = &msg->u.stats;
-		hfe_wr64(p, s->frames_received);
-		hfe_wr64(p + 8, s->frames_encoded);
-		hfe_wr64(p + 16, s->frames_dropped);
-		hfe_wr64(p + 24, s->keyframes);
-		hfe_wr64(p + 32, s->bytes_received);
-		hfe_wr64(p + 40, s->bytes_sent);
-		hfe_wr32(p + 48, s->encode_us_avg);
-		hfe_wr32(p + 52, s->encode_us_max);
-		hfe_wr32(p + 56, s->inflight);
-		break;
-	}
-	case HFE_MSG_ERROR:
-		hfe_wr32(p, (uint32_t)msg->u.error.code);
-		put_string(p + 4, msg->u.error.message, HFE_ERROR_MSG_LEN);
-		break;
-	default: /* empty bodies */
-		break;
-	}
+	encode(d->fields, d->nfields, msg, p);
+	if (nal_prefix)
+		hfe_wr32(p + d->body, (uint32_t)extra_len);
+	if (d->finish)
+		d->finish(msg, p);
 	return HFE_HEADER_SIZE + body;
 }

@@ -266,6 +266,9 @@ void hfe_err_set(struct hfe_err *err, int32_t code, const char *fmt, ...)
 
 /* Name of a message type ("FRAME_REQUEST"), or NULL if unknown. */
 const char *hfe_msg_type_name(uint8_t type);
+/* First protocol version with this message type (HFE_PROTO_V1 or _V2), or 0
+ * if unknown: the "since" column of docs/protocol.md. */
+unsigned hfe_msg_min_version(uint8_t type);
 /* Name of an error code ("INVALID_MSG"), never NULL. */
 const char *hfe_error_name(int32_t code);
 /* Short name of a fourcc ("XR24"), written to buf (>= 5 bytes). */
