@@ -799,11 +799,13 @@ struct e2e_vm *e2e_vm_start(const struct e2e_guest *g, const char *workdir, cons
 	snprintf(append, sizeof(append), "console=ttyS0 panic=-1 %smitigations=off %s",
 		 verbose && *verbose == '1' ? "" : "quiet ", cfg->append ? cfg->append : "");
 	snprintf(mem, sizeof(mem), "%u", cfg->mem_mb ? cfg->mem_mb : 512);
+	snprintf(gpu, sizeof(gpu), "virtio-gpu-pci");
 	if (cfg->fb_width && cfg->fb_height)
-		snprintf(gpu, sizeof(gpu), "virtio-gpu-pci,xres=%u,yres=%u", cfg->fb_width,
-			 cfg->fb_height);
-	else
-		snprintf(gpu, sizeof(gpu), "virtio-gpu-pci");
+		snprintf(gpu + strlen(gpu), sizeof(gpu) - strlen(gpu), ",xres=%u,yres=%u",
+			 cfg->fb_width, cfg->fb_height);
+	if (cfg->max_outputs)
+		snprintf(gpu + strlen(gpu), sizeof(gpu) - strlen(gpu), ",max_outputs=%u",
+			 cfg->max_outputs);
 	snprintf(out_dev, sizeof(out_dev), "socket,id=hfeout,path=%s,reconnect=1", vm->out_sock);
 
 	argv[n++] = qemu && *qemu ? qemu : "qemu-system-x86_64";

@@ -83,6 +83,7 @@ struct e2e_vm_config {
 				     * with reconnect=1); NULL: no such port */
 	unsigned fb_width;          /* virtio-gpu xres/yres; 0: the device's default */
 	unsigned fb_height;
+	unsigned max_outputs;       /* virtio-gpu outputs; 0: the device's default (1) */
 	const char *display;        /* -display value; NULL: none */
 	bool qmp;                   /* add -qmp unix:WORKDIR/NAME-qmp.sock,server=on,wait=off */
 	const char *const *extra_args; /* appended to QEMU's command line as they are */

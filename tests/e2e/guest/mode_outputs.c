@@ -17,7 +17,8 @@
  * output is then ENABLEd again at that size, remodeset and redrawn (final
  * picture at the new size). Bad requests (an id past the GPU's outputs, a
  * tiny mode, refresh 500) must be refused. Last, every output is DISABLEd
- * and must show "disconnected". Each step is an out-port TEXT record
+ * and must show "disconnected". With duration=MS, a bench workload runs
+ * after the drawing (see workload()). Each step is an out-port TEXT record
  * ("outputs ..."), which the host test reads.
  */
 #include <errno.h>
@@ -351,6 +352,54 @@ static int bring_up(struct ctx *x, struct output *out)
 	return flip(x, out);
 }
 
+/*
+ * Bench workload (duration=MS, fps=N): for MS/2, every output types a
+ * character (an 8x16 cell in place, DIRTYFB) each tick; for the other half
+ * every output changes its whole screen (flips between its two buffers).
+ * Records "outputs workload small|full start|end".
+ */
+static int workload(struct ctx *x, struct output *outs, unsigned n)
+{
+	int64_t period = 1000000000 / (x->op->fps ? x->op->fps : 10);
+	int64_t half = (int64_t)x->op->duration_ms * 500000;
+	uint32_t ticks = 0;
+
+	for (int phase = 0; phase < 2; phase++) {
+		const char *name = phase ? "full" : "small";
+		int64_t t0 = now_ns(), next = t0;
+
+		out_text(x->o, E2E_REC_TEXT, "outputs workload %s start", name);
+		while (now_ns() - t0 < half) {
+			for (unsigned i = 0; i < n; i++) {
+				struct output *out = &outs[i];
+
+				if (phase) {
+					if (flip(x, out) < 0)
+						return -1;
+					continue;
+				}
+				uint32_t cols = out->w / 8, rows = out->h / 16;
+				uint32_t cx = (ticks % cols) * 8, cy = (ticks / cols % rows) * 16;
+				uint8_t *fbp = out->fb[out->front].map;
+
+				for (uint32_t r = 0; r < 16; r++)
+					memset(fbp + (size_t)(cy + r) * out->fb[out->front].pitch + cx * 4,
+					       (int)(ticks * 53 + r * 7) & 0xff, 8 * 4);
+				if (dirty(x, out, cx, cy, 8, 16) < 0)
+					return -1;
+			}
+			ticks++;
+			next += period;
+			int64_t wait = next - now_ns();
+			if (wait > 0)
+				usleep((useconds_t)(wait / 1000));
+		}
+		out_text(x->o, E2E_REC_TEXT, "outputs workload %s end ticks=%u", name, ticks);
+		ticks = 0;
+	}
+	return 0;
+}
+
 static int enable(struct ctx *x, struct output *out)
 {
 	int r = scanout_request(x, out->id, out->w, out->h, 60, out->connector);
@@ -451,12 +500,15 @@ int run_outputs(const struct opts *op, struct out *o, char *why, size_t whylen)
 			goto out;
 	out_text(o, E2E_REC_TEXT, "outputs drawn n=%u", n);
 	usleep(op->hold_ms * 1000);
+	if (op->duration_ms && workload(&x, outs, n) < 0)
+		goto out;
 
 	if (op->resize_w) {
 		struct output *r = &outs[0];
 
 		r->w = op->resize_w;
 		r->h = op->resize_h;
+		out_text(o, E2E_REC_TEXT, "outputs resizing id=%u mode=%ux%u", r->id, r->w, r->h);
 		if (enable(&x, r) < 0 || bring_up(&x, r) < 0)
 			goto out;
 		out_text(o, E2E_REC_TEXT, "outputs resized id=%u mode=%ux%u", r->id, r->w, r->h);

@@ -1,0 +1,443 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Hot-plugged outputs (ENABLE_SCANOUT / DISABLE_SCANOUT), end to end, on both
+ * hosts: stock QEMU through -display dbus with the daemon, and the patched
+ * QEMU with its module. The VM has virtio-gpu-pci,max_outputs=5; the guest
+ * runs hfe-guest mode=outputs (the deployed display manager's part, see
+ * guest/mode_outputs.c) on outputs 1..4 at four sizes, while four host
+ * subscribers watch scanouts 1..4.
+ * Checked:
+ *  - each ENABLE gives the connector Virtual-(id+1), which the guest sees
+ *    connected with the requested size as its preferred mode;
+ *  - each subscriber gets only its own output's picture: every AU decodes
+ *    (errors fatal), at that output's size, and the last picture before the
+ *    resize is that output's final picture (>= 40 dB);
+ *  - re-ENABLE of output 1 at another size: its stream restarts with an IDR
+ *    at the new size and the new final picture (>= 40 dB); the other
+ *    streams keep their sizes;
+ *  - an id past the GPU's outputs, a tiny mode and refresh 500 are refused;
+ *  - DISABLE disconnects each connector;
+ *  - D-Bus: another VM's channel cannot enable this VM's outputs nor see its
+ *    pictures (the module is per QEMU process: isolation by construction).
+ *
+ *   test_e2e_outputs [dbus|module]   (default: both)
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "e2e_harness.h"
+#include "e2e_pattern.h"
+#include "e2e_qemu.h"
+#include "hfe/client.h"
+#include "test_util.h"
+
+#define N_OUT 4
+#define FIRST 1
+#define MAX_OUTPUTS 5
+#define SIZES "1280x720,1024x768,800x600,640x480"
+#define RESIZE_W 960
+#define RESIZE_H 540
+#define PSNR_MIN 40.0
+#define RUN_MS 600000
+
+static const uint32_t out_w[N_OUT] = { 1280, 1024, 800, 640 };
+static const uint32_t out_h[N_OUT] = { 720, 768, 600, 480 };
+
+/* ---- a host-side subscriber that keeps every AU with its arrival time ---- */
+
+struct au {
+	uint8_t *data;
+	size_t len;
+	bool key;
+	uint64_t t_ns;
+};
+
+struct watcher {
+	uint32_t scanout;
+	struct hfe_client *c;
+	pthread_t thread;
+	atomic_bool stop;
+	pthread_mutex_t lock;
+	struct au *aus;
+	size_t n, cap;
+	bool failed;
+};
+
+static void *watch_main(void *arg)
+{
+	struct watcher *w = arg;
+	struct hfe_err err;
+	struct hfe_msg m;
+
+	while (!atomic_load(&w->stop)) {
+		int r = hfe_client_recv(w->c, &m, 200, &err);
+
+		if (r < 0) {
+			w->failed = true;
+			break;
+		}
+		if (r != 1 || m.hdr.type != HFE_MSG_FRAME_RESPONSE || m.data_len < 4)
+			continue;
+		pthread_mutex_lock(&w->lock);
+		if (w->n == w->cap) {
+			w->cap = w->cap ? w->cap * 2 : 64;
+			w->aus = realloc(w->aus, w->cap * sizeof(*w->aus));
+			REQUIRE(w->aus);
+		}
+		struct au *a = &w->aus[w->n++];
+		a->len = m.data_len - 4; /* nal_count 1: one size prefix, one unit */
+		a->data = malloc(a->len);
+		REQUIRE(a->data);
+		memcpy(a->data, m.data + 4, a->len);
+		a->key = m.u.frame_resp.is_keyframe;
+		a->t_ns = e2e_now_ns();
+		pthread_mutex_unlock(&w->lock);
+	}
+	return NULL;
+}
+
+static bool watch_start(struct watcher *w, const char *sock, uint32_t scanout)
+{
+	char addr[PATH_MAX + 8];
+	struct hfe_err err = { 0 };
+	struct hfe_msg m = { .hdr = { .type = HFE_MSG_SUBSCRIBE, .session_id = (uint16_t)scanout } };
+
+	memset(w, 0, sizeof(*w));
+	pthread_mutex_init(&w->lock, NULL);
+	w->scanout = scanout;
+	snprintf(addr, sizeof(addr), "unix:%s", sock);
+	w->c = hfe_client_connect(addr, 10000, &err);
+	if (!w->c) {
+		fprintf(stderr, "subscriber %u: %s\n", scanout, err.msg);
+		return false;
+	}
+	m.u.scanout_id = scanout;
+	if (hfe_client_send_msg(w->c, &m, 5000, &err) < 0)
+		return false;
+	while (hfe_client_recv(w->c, &m, 5000, &err) == 1)
+		if (m.hdr.type == HFE_MSG_SUBSCRIBE_RESP) {
+			if (!m.u.subscribe_resp.success)
+				return false;
+			return pthread_create(&w->thread, NULL, watch_main, w) == 0;
+		}
+	return false;
+}
+
+static void watch_stop(struct watcher *w)
+{
+	atomic_store(&w->stop, true);
+	if (w->c)
+		pthread_join(w->thread, NULL);
+	hfe_client_close(w->c);
+}
+
+static void watch_free(struct watcher *w)
+{
+	for (size_t i = 0; i < w->n; i++)
+		free(w->aus[i].data);
+	free(w->aus);
+}
+
+/* ---- the guest's steps, from its out-port TEXT records ---- */
+
+struct steps {
+	char enabled[N_OUT][160];
+	uint64_t t_drawn, t_resizing, t_resized, t_disabled;
+	int refused, disabled;
+	const struct e2e_rec *end;
+};
+
+static void read_steps(struct e2e_vm *vm, struct steps *s)
+{
+	const struct e2e_rec *rec;
+
+	memset(s, 0, sizeof(*s));
+	for (size_t i = 0; e2e_vm_record(vm, i, &rec, 240000) == 1; i++) {
+		const char *t = (const char *)rec->data;
+		unsigned id;
+
+		if (rec->h.kind == E2E_REC_END) {
+			s->end = rec;
+			break;
+		}
+		if (rec->h.kind != E2E_REC_TEXT || strncmp(t, "outputs ", 8))
+			continue;
+		if (sscanf(t, "outputs enabled id=%u", &id) == 1 && id >= FIRST &&
+		    id < FIRST + N_OUT && !s->enabled[id - FIRST][0])
+			snprintf(s->enabled[id - FIRST], sizeof(s->enabled[0]), "%s", t);
+		else if (!strncmp(t, "outputs drawn", 13))
+			s->t_drawn = rec->host_ns;
+		else if (!strncmp(t, "outputs resizing", 16))
+			s->t_resizing = rec->host_ns;
+		else if (!strncmp(t, "outputs resized", 15))
+			s->t_resized = rec->host_ns;
+		else if (!strncmp(t, "outputs refused=", 16))
+			s->refused = atoi(t + 16);
+		else if (!strncmp(t, "outputs disabled", 16)) {
+			s->disabled++;
+			s->t_disabled = rec->host_ns;
+		}
+	}
+}
+
+/* ---- checks ---- */
+
+static double final_psnr(const struct tu_yuv *pic, uint32_t id)
+{
+	uint8_t *rgb = malloc((size_t)pic->w * pic->h * 3);
+	struct tu_yuv ref;
+	double p[3];
+
+	REQUIRE(rgb);
+	e2e_pattern_rgb(rgb, pic->w, pic->h, E2E_OUTPUT_T(id, E2E_OUTPUT_FINAL));
+	tu_ref_rgb_to_yuv(rgb, pic->w, pic->h, &ref);
+	free(rgb);
+	if (tu_psnr_yuv(pic, &ref, p) < 0)
+		p[0] = p[1] = p[2] = -1;
+	tu_yuv_free(&ref);
+	return p[0] < p[1] ? (p[0] < p[2] ? p[0] : p[2]) : (p[1] < p[2] ? p[1] : p[2]);
+}
+
+/* Decode w's AUs from its first IDR on (errors fatal), checking sizes: up to
+ * t_split at (w0, h0), after it at (w1, h1). psnr0, psnr1: the last picture
+ * of each part against the output's final picture. */
+static void check_stream(struct watcher *w, uint64_t t_split, uint32_t w0, uint32_t h0,
+			 uint32_t w1, uint32_t h1, double *psnr0, double *psnr1, int *idr1)
+{
+	struct tu_decoder *dec = tu_decoder_new();
+	struct tu_yuv last0 = { 0 }, last1 = { 0 };
+	size_t first = 0;
+	int errors = 0, bad_size = 0, pics = 0;
+
+	REQUIRE(dec);
+	*psnr0 = *psnr1 = -1;
+	*idr1 = 0;
+	pthread_mutex_lock(&w->lock);
+	while (first < w->n && !w->aus[first].key)
+		first++;
+	for (size_t i = first; i < w->n; i++) {
+		struct au *a = &w->aus[i];
+		bool after = t_split && a->t_ns > t_split;
+		struct tu_yuv pic;
+		int r = tu_decoder_decode(dec, a->data, a->len, &pic, NULL);
+
+		if (r < 0) {
+			errors++;
+			continue;
+		}
+		if (after && a->key)
+			(*idr1)++;
+		if (r == 0)
+			continue;
+		pics++;
+		uint32_t ew = after ? w1 : w0, eh = after ? h1 : h0;
+		if (pic.w != ew || pic.h != eh) {
+			bad_size++;
+			tu_yuv_free(&pic);
+			continue;
+		}
+		struct tu_yuv *keep = after ? &last1 : &last0;
+		tu_yuv_free(keep);
+		*keep = pic;
+	}
+	size_t n = w->n;
+	pthread_mutex_unlock(&w->lock);
+	if (last0.w)
+		*psnr0 = final_psnr(&last0, w->scanout);
+	if (last1.w)
+		*psnr1 = final_psnr(&last1, w->scanout);
+	CHECKF(first < n, "scanout %u: no IDR among %zu AUs", w->scanout, n);
+	CHECKF(errors == 0, "scanout %u: %d AUs failed to decode", w->scanout, errors);
+	CHECKF(bad_size == 0, "scanout %u: %d pictures of the wrong size", w->scanout, bad_size);
+	printf("scanout %u: %zu AUs, %d pictures, last %ux%u at %.1f dB", w->scanout, n, pics,
+	       w0, h0, *psnr0);
+	if (t_split && w1 != w0)
+		printf(", after the resize %ux%u at %.1f dB (%d IDR)", w1, h1, *psnr1, *idr1);
+	printf("\n");
+	tu_yuv_free(&last0);
+	tu_yuv_free(&last1);
+	tu_decoder_free(dec);
+}
+
+static void check_run(struct watcher *ws, const struct steps *s)
+{
+	for (int i = 0; i < N_OUT; i++) {
+		char want[96];
+		uint32_t id = FIRST + (uint32_t)i;
+
+		snprintf(want, sizeof(want), "outputs enabled id=%u connector=Virtual-%u mode=%ux%u",
+			 id, id + 1, out_w[i], out_h[i]);
+		CHECKF(!strcmp(s->enabled[i], want), "guest: '%s', want '%s'", s->enabled[i], want);
+	}
+	CHECKF(s->t_drawn && s->t_resizing && s->t_resized,
+	       "the guest did not draw and resize (drawn %d resized %d)", s->t_drawn != 0,
+	       s->t_resized != 0);
+	CHECKF(s->refused == 3, "%d of 3 bad requests refused", s->refused);
+	CHECKF(s->disabled == N_OUT, "%d of %d outputs disconnected after DISABLE", s->disabled,
+	       N_OUT);
+	CHECKF(s->end && strstr((const char *)s->end->data, "result=ok"), "guest: %s",
+	       s->end ? (const char *)s->end->data : "no END record");
+
+	for (int i = 0; i < N_OUT; i++) {
+		bool resized = i == 0;
+		double p0, p1;
+		int idr1;
+
+		check_stream(&ws[i], s->t_resizing, out_w[i], out_h[i],
+			     resized ? RESIZE_W : out_w[i], resized ? RESIZE_H : out_h[i], &p0, &p1,
+			     &idr1);
+		/* Before the resize: only the output's own final picture. */
+		CHECKF(p0 >= PSNR_MIN, "scanout %u: last picture %.1f dB against its own (want "
+		       ">= %.0f)", ws[i].scanout, p0, PSNR_MIN);
+		if (resized) {
+			CHECKF(idr1 >= 1, "scanout %u: no IDR after the resize", ws[i].scanout);
+			CHECKF(p1 >= PSNR_MIN, "scanout %u: after the resize %.1f dB", ws[i].scanout,
+			       p1);
+		}
+	}
+}
+
+/* ---- one host ---- */
+
+static const char *guest_args(void)
+{
+	static char a[512];
+
+	snprintf(a, sizeof(a),
+		 "hfe.mode=outputs hfe.outputs=%d hfe.first=%d hfe.sizes=%s hfe.frames=3 "
+		 "hfe.small=4 hfe.hold=2500 hfe.resize=%ux%u",
+		 N_OUT, FIRST, SIZES, RESIZE_W, RESIZE_H);
+	return a;
+}
+
+static void watch_all(struct watcher *ws, const char *sock)
+{
+	for (int i = 0; i < N_OUT; i++)
+		CHECKF(watch_start(&ws[i], sock, FIRST + (uint32_t)i),
+		       "subscribing to scanout %d failed", FIRST + i);
+}
+
+static void finish_run(struct e2e_vm *vm, struct watcher *ws)
+{
+	struct steps s;
+
+	read_steps(vm, &s);
+	usleep(500000); /* the last AUs in flight */
+	for (int i = 0; i < N_OUT; i++)
+		watch_stop(&ws[i]);
+	check_run(ws, &s);
+	if (tu_failures)
+		e2e_vm_dump_console(vm, 40);
+	for (int i = 0; i < N_OUT; i++)
+		watch_free(&ws[i]);
+}
+
+/* Another VM's channel: its hub has outputs of its own VM only. */
+static void check_foreign(const char *sock)
+{
+	char addr[PATH_MAX + 8];
+	struct hfe_err err = { 0 };
+	struct hfe_client *c;
+	struct hfe_msg m = { .hdr = { .type = HFE_MSG_ENABLE_SCANOUT, .session_id = 1 } };
+
+	snprintf(addr, sizeof(addr), "unix:%s", sock);
+	c = hfe_client_connect(addr, 5000, &err);
+	CHECKF(c != NULL, "the other VM's listener: %s", err.msg);
+	if (!c)
+		return;
+	m.u.enable_scanout = (struct hfe_enable_scanout){ 1, 800, 600, 60 };
+	REQUIRE(hfe_client_send_msg(c, &m, 5000, &err) == 0);
+	int r;
+	while ((r = hfe_client_recv(c, &m, 5000, &err)) == 1 && m.hdr.type != HFE_MSG_SCANOUT_RESP)
+		;
+	CHECKF(r == 1 && m.u.scanout_resp.success == 0,
+	       "ENABLE_SCANOUT from another VM's channel: %s",
+	       r == 1 ? "accepted" : "no reply");
+	hfe_client_close(c);
+}
+
+static void run_dbus(const struct e2e_guest *g, const char *workdir)
+{
+	char qmp1[PATH_MAX], qmp2[PATH_MAX], l1[PATH_MAX + 8], l2[PATH_MAX + 8],
+		sock2[PATH_MAX], err[512];
+	struct e2e_daemon d;
+	struct watcher ws[N_OUT], foreign;
+
+	printf("== stock QEMU, -display dbus, the daemon\n");
+	snprintf(qmp1, sizeof(qmp1), "qmp:unix:%s/outputs-qmp.sock", workdir);
+	snprintf(qmp2, sizeof(qmp2), "qmp:unix:%s/other-qmp.sock", workdir);
+	snprintf(sock2, sizeof(sock2), "%s/other.sock", workdir);
+	snprintf(l2, sizeof(l2), "unix:%s", sock2);
+	snprintf(l1, sizeof(l1), "unix:%s/outputs.sock", workdir);
+	const char *args[] = { "--qemu", qmp1, "--listen", l1, "--qemu", qmp2, "--listen", l2,
+			       NULL };
+	/* The daemon's own --listen (default host) is d.sock; the VM's is l1. */
+	REQUIRE(e2e_daemon_start(&d, workdir, "daemon", args, err, sizeof(err)) == 0);
+
+	struct e2e_vm_config cfg = { .append = guest_args(), .hfe_sock = l1 + 5,
+				     .display = "dbus,p2p=yes", .qmp = true,
+				     .max_outputs = MAX_OUTPUTS, .mem_mb = 768,
+				     .timeout_ms = RUN_MS };
+	struct e2e_vm *vm = e2e_vm_start(g, workdir, "outputs", &cfg, err, sizeof(err));
+	REQUIRE(vm);
+	watch_all(ws, l1 + 5);
+	CHECK(watch_start(&foreign, sock2, FIRST));
+	check_foreign(sock2);
+	finish_run(vm, ws);
+	watch_stop(&foreign);
+	CHECKF(foreign.n == 0, "another VM's subscriber got %zu AUs of this VM", foreign.n);
+	watch_free(&foreign);
+	e2e_vm_wait_exit(vm, 30000);
+	e2e_vm_free(vm);
+	CHECKF(e2e_daemon_stop(&d) == 0, "the daemon did not exit cleanly");
+}
+
+static void run_module(const struct e2e_guest *g, const char *workdir)
+{
+	struct e2e_qemu q;
+	struct e2e_guest gg = *g;
+	char sock[PATH_MAX], err[512];
+	struct watcher ws[N_OUT];
+
+	printf("== the QEMU module\n");
+	if (e2e_qemu_prepare(&q, &gg, workdir, err, sizeof(err)) < 0) {
+		CHECKF(0, "%s", err);
+		return;
+	}
+	struct e2e_vm_config cfg = { .append = guest_args(), .max_outputs = MAX_OUTPUTS,
+				     .mem_mb = 768, .timeout_ms = RUN_MS };
+	struct e2e_vm *vm = e2e_qemu_vm_start(&q, &gg, workdir, "module", NULL, &cfg, sock,
+					      sizeof(sock), err, sizeof(err));
+	CHECKF(vm != NULL, "%s", err);
+	if (!vm)
+		return;
+	watch_all(ws, sock);
+	finish_run(vm, ws);
+	e2e_vm_wait_exit(vm, 30000);
+	e2e_vm_free(vm);
+}
+
+int main(int argc, char **argv)
+{
+	const char *which = argc > 1 ? argv[1] : "both";
+	uint64_t t0 = e2e_now_ns();
+	char *workdir = tu_mkdtemp("hfe-e2e-outputs");
+	struct e2e_guest g;
+	char err[512];
+
+	REQUIRE(workdir);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (e2e_guest_get(&g, NULL, err, sizeof(err)) < 0) {
+		fprintf(stderr, "guest: %s\n", err);
+		return 1;
+	}
+	if (strcmp(which, "module"))
+		run_dbus(&g, workdir);
+	if (strcmp(which, "dbus"))
+		run_module(&g, workdir);
+	return e2e_test_finish("test_e2e_outputs", workdir, t0);
+}
