@@ -874,6 +874,29 @@ static void test_layout_every_field(void)
 	}
 }
 
+/* HELLO_RESP: only format_count slots go out (the rest as 0), and a count
+ * above the array is sent as the array's size. */
+static void test_build_hello_resp_formats(void)
+{
+	struct hfe_msg m = { 0 };
+	uint8_t out[HFE_MSG_MAX_PREFIX];
+
+	printf("build HELLO_RESP format slots\n");
+	m.hdr.type = HFE_MSG_HELLO_RESP;
+	m.u.hello_resp.version = 2;
+	for (int i = 0; i < 8; i++)
+		m.u.hello_resp.formats[i] = 0xdeadbe00u + (uint32_t)i;
+	m.u.hello_resp.format_count = 3;
+	CHECK(hfe_msg_build(&m, 0, out, sizeof(out)) == 108);
+	CHECK(out[12 + 28] == 3 && out[12 + 32] == 0x00 && out[12 + 32 + 8] == 0x02);
+	for (int b = 12 + 32 + 12; b < 12 + 64; b++)
+		CHECKC(out[b] == 0, "unused format slot not zero");
+	m.u.hello_resp.format_count = 12;
+	CHECK(hfe_msg_build(&m, 0, out, sizeof(out)) == 108);
+	CHECK(out[12 + 28] == 8 && out[12 + 29] == 0);
+	CHECK(out[12 + 32 + 28] == 0x07 && out[12 + 32 + 31] == 0xde);
+}
+
 /* ---- validation table ---- */
 
 struct patch {
@@ -1508,6 +1531,7 @@ int main(void)
 	test_layout_config_hello();
 	test_layout_every_field();
 	test_build_refusals();
+	test_build_hello_resp_formats();
 	test_roundtrip_all();
 	test_header_every_type();
 	test_validation_table();
