@@ -179,10 +179,11 @@ static void collect(struct hh *h)
 	int rc;
 
 	while ((rc = hfe_conn_next(h->client, &m)) == 1) {
-		if (h->n_got == HH_MAX_MSGS)
-			die("too many messages");
 		m.data = NULL;
-		h->got[h->n_got++] = m;
+		if (h->n_got < HH_MAX_MSGS)
+			h->got[h->n_got++] = m;
+		else
+			h->n_lost++;
 	}
 	if (rc < 0)
 		h->client_failed = true;
@@ -248,11 +249,12 @@ enum hfe_peer_action hh_step(struct hh *h)
 		}
 		if (a == HFE_PEER_CLOSE)
 			return a;
-		/* host.h: service after every I/O; a flush may finish a final reply */
-		if (hh_drain(h, SIZE_MAX) == 0)
+		hh_drain(h, SIZE_MAX);
+		/* as daemon/server.c: poll again at once if the deadline has come */
+		if (h->deadline > h->now)
 			return a;
 	}
-	die("hfe_peer_service keeps asking for SHUTDOWN_WR");
+	die("hfe_peer_service keeps asking to be called at once");
 	return HFE_PEER_CLOSE;
 }
 

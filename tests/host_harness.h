@@ -41,6 +41,7 @@ struct hh {
 	/* Every message the peer sent, data dropped (data_len kept). */
 	struct hfe_msg got[HH_MAX_MSGS];
 	unsigned n_got;
+	unsigned n_lost; /* arrived after got[] was full */
 	bool client_failed; /* the peer's output did not parse */
 	uint64_t tx_total;  /* bytes taken from the peer */
 	/* Worker wake-ups (notify). */
@@ -83,8 +84,9 @@ void hh_eof(struct hh *h);
 enum hfe_peer_action hh_service(struct hh *h);
 /* Take up to max bytes of the peer's output (SIZE_MAX: all) and parse them. */
 size_t hh_drain(struct hh *h, size_t max);
-/* What a loop does after each wake: dispatch scanouts, service, flush all
- * output, perform SHUTDOWN_WR, until the peer has nothing more to say now. */
+/* What daemon/server.c does on each wake: dispatch scanouts, flush, service
+ * (performing SHUTDOWN_WR), flush again; and another turn at once while the
+ * deadline service gave is already due. */
 enum hfe_peer_action hh_step(struct hh *h);
 /* hh_step until `n` messages have arrived in total or the peer closed,
  * waiting for worker notifies in between (up to 10 s of real time, a hang).

@@ -54,6 +54,24 @@ static void stall_fires_exactly_at_limit(void)
 	hh_stop(&h);
 }
 
+/* A final reply queued by hfe_peer_service is written after the call, with no
+ * I/O event to follow: the deadline asks for the call that half-closes. */
+static void final_reply_from_service_asks_for_next_call(void)
+{
+	struct hh h;
+
+	hh_start_default(&h);
+	push_partial_ping(&h, 5);
+	h.now += STALL_MS;
+	CHECK(hh_service(&h) == HFE_PEER_OK && hfe_peer_tx_pending(h.peer) > 0);
+	CHECK(h.deadline == h.now);
+	hh_drain(&h, SIZE_MAX);
+	CHECK(hh_service(&h) == HFE_PEER_SHUTDOWN_WR);
+	hfe_peer_shutdown_done(h.peer);
+	CHECK(hh_service(&h) == HFE_PEER_OK && h.deadline > h.now); /* now the linger */
+	hh_stop(&h);
+}
+
 /* Each read restarts the stall clock. */
 static void stall_timer_restarts_on_each_read(void)
 {
@@ -120,6 +138,23 @@ static void stall_clock_paused_while_held_back(void)
 	hh_step(&h);
 	CHECK(h.n_got == 2 && h.got[0].hdr.type == HFE_MSG_FRAME_RESPONSE &&
 	      h.got[1].u.error.code == HFE_ERR_TIMEOUT);
+	hh_stop(&h);
+}
+
+/* A stall noticed while frames are still encoding: their replies are owed
+ * first, the ERROR TIMEOUT follows them (found by fuzz_peer). */
+static void stall_error_waits_for_owed_frame_replies(void)
+{
+	struct hh h;
+
+	hh_start_default(&h);
+	hh_push_frame(&h, 1, 1);
+	push_partial_ping(&h, 5);
+	h.now += STALL_MS; /* before the frame's encode is done */
+	CHECK(hh_wait_msgs(&h, 2));
+	CHECK(h.n_got == 2);
+	CHECK(h.got[0].hdr.type == HFE_MSG_FRAME_RESPONSE);
+	CHECK(h.got[1].hdr.type == HFE_MSG_ERROR && h.got[1].u.error.code == HFE_ERR_TIMEOUT);
 	hh_stop(&h);
 }
 
@@ -284,9 +319,13 @@ int main(int argc, char **argv)
 {
 	static const struct unit_test tests[] = {
 		{ "stall_fires_exactly_at_limit", stall_fires_exactly_at_limit },
+		{ "final_reply_from_service_asks_for_next_call",
+		  final_reply_from_service_asks_for_next_call },
 		{ "stall_timer_restarts_on_each_read", stall_timer_restarts_on_each_read },
 		{ "silence_between_messages_is_not_a_stall", silence_between_messages_is_not_a_stall },
 		{ "stall_clock_paused_while_held_back", stall_clock_paused_while_held_back },
+		{ "stall_error_waits_for_owed_frame_replies",
+		  stall_error_waits_for_owed_frame_replies },
 		{ "error_waits_for_owed_frame_replies", error_waits_for_owed_frame_replies },
 		{ "error_flushed_before_half_close", error_flushed_before_half_close },
 		{ "half_close_asked_once_then_discarding", half_close_asked_once_then_discarding },

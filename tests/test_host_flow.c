@@ -216,6 +216,64 @@ static void freed_peer_leaves_hub(void)
 	hh_stop(&h);
 }
 
+/* A second peer on the same host, subscribed to SCANOUT, its output dropped. */
+static struct hfe_peer *other_subscriber(struct hh *h)
+{
+	struct hfe_peer *p = hfe_peer_new(h->host, "other", h->now);
+	struct hfe_msg m = hh_mk(HFE_MSG_SUBSCRIBE, 0);
+	uint8_t wire[HFE_MSG_MAX_PREFIX];
+	size_t n, len, used = 0;
+
+	m.u.scanout_id = SCANOUT;
+	n = hfe_msg_build(&m, 0, wire, sizeof(wire));
+	while (p && used < n) {
+		uint8_t *buf = hfe_peer_rx_buf(p, &len);
+		if (!buf)
+			break;
+		len = len < n - used ? len : n - used;
+		memcpy(buf, wire + used, len);
+		hfe_peer_rx_commit(p, len, h->now);
+		used += len;
+	}
+	if (p)
+		hfe_peer_tx_consume(p, hfe_peer_tx_pending(p)); /* SUBSCRIBE_RESP */
+	return p;
+}
+
+/* After its final ERROR a subscriber gets no more access units: nothing may
+ * follow the ERROR, nor be written after our half-close (found by fuzz_peer). */
+static void failed_subscriber_gets_nothing_after_error(void)
+{
+	static const uint8_t bad[HFE_HEADER_SIZE] = { 'H', 'X', 'F', 'R', 0x77 };
+	struct hh h;
+
+	hh_start_default(&h);
+	if (subscribe(&h) < 0) {
+		hh_stop(&h);
+		return;
+	}
+	struct hfe_peer *other = other_subscriber(&h);
+	CHECK(other != NULL);
+	hh_push(&h, bad, sizeof(bad));
+	hh_step(&h);
+	unsigned n = h.n_got;
+	CHECK(n >= 3 && h.got[n - 1].hdr.type == HFE_MSG_ERROR);
+	CHECK(h.shutdown_wr == 1);
+	/* the stream goes on for the other subscriber */
+	hh_draw(&h, 1);
+	while (other && !hfe_peer_tx_pending(other)) {
+		unsigned seen = hh_notifies(&h);
+		hfe_host_dispatch(h.host);
+		if (hfe_peer_tx_pending(other) || !CHECK(hh_wait_notify(&h, seen, 10000)))
+			break;
+	}
+	CHECK(h.peer && hfe_peer_tx_pending(h.peer) == 0);
+	hh_step(&h);
+	CHECK(h.n_got == n);
+	hfe_peer_free(other, "test over");
+	hh_stop(&h);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct unit_test tests[] = {
@@ -229,6 +287,8 @@ int main(int argc, char **argv)
 		{ "subscriber_receives_scanout_from_idr", subscriber_receives_scanout_from_idr },
 		{ "keyframe_req_reaches_watched_scanout", keyframe_req_reaches_watched_scanout },
 		{ "freed_peer_leaves_hub", freed_peer_leaves_hub },
+		{ "failed_subscriber_gets_nothing_after_error",
+		  failed_subscriber_gets_nothing_after_error },
 	};
 	return unit_run("test_host_flow", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 }

@@ -129,15 +129,23 @@ void hfe_peer_free(struct hfe_peer *p, const char *reason)
 
 const char *hfe_peer_name(const struct hfe_peer *p) { return p->name; }
 
+/* The final reply is queued: flush, then close. Scanout access units stop
+ * here, so nothing follows the ERROR or is queued after our half-close. */
+static void peer_closing(struct hfe_peer *p, uint64_t now)
+{
+	p->closing = true;
+	p->close_deadline_ms = now + LINGER_MS;
+	hfe_hub_drop_conn(p->host->hub, p->conn);
+}
+
 /* Queue a final reply, then flush and close. */
 static void peer_finish(struct hfe_peer *p, int32_t code, const char *msg, uint64_t now)
 {
 	if (p->closing)
 		return;
-	p->closing = true;
-	p->close_deadline_ms = now + LINGER_MS;
 	if (code != HFE_OK)
 		hfe_conn_send_error(p->conn, 0, code, "%s", msg);
+	peer_closing(p, now);
 }
 
 void hfe_peer_refuse_busy(struct hfe_peer *p, unsigned max_clients)
@@ -373,8 +381,7 @@ static void note_failure(struct hfe_peer *p, uint64_t now)
 	if (p->closing || (p->session && hfe_session_inflight(p->session) > 0))
 		return;
 	hfe_conn_send_failure(p->conn);
-	p->closing = true;
-	p->close_deadline_ms = now + LINGER_MS;
+	peer_closing(p, now);
 }
 
 void hfe_peer_rx_commit(struct hfe_peer *p, size_t n, uint64_t now_ms)
@@ -415,6 +422,7 @@ enum hfe_peer_action hfe_peer_service(struct hfe_peer *p, uint64_t now, uint64_t
 				      const char **reason)
 {
 	const struct hfe_host_config *cfg = &p->host->cfg;
+	bool was_closing = p->closing;
 
 	peer_collect(p);
 	note_failure(p, now);
@@ -427,13 +435,13 @@ enum hfe_peer_action hfe_peer_service(struct hfe_peer *p, uint64_t now, uint64_t
 			p->last_rx_ms = now;
 		if (hfe_conn_rx_partial(p->conn) && !p->rx_eof) {
 			uint64_t due = p->last_rx_ms + (uint64_t)cfg->stall_timeout_ms;
-			if (due <= now) {
+			if (due > now) {
+				lower(deadline_ms, due);
+			} else if (inflight == 0) { /* else the replies owed go first */
 				hfe_peer_fault("%s: stalled in the middle of a message for %d ms",
 					       p->name, cfg->stall_timeout_ms);
 				peer_finish(p, HFE_ERR_TIMEOUT,
 					    "stalled in the middle of a message; closing", now);
-			} else {
-				lower(deadline_ms, due);
 			}
 		} else if (p->rx_eof && inflight == 0 && !hfe_conn_tx_pending(p->conn)) {
 			*reason = "peer closed the connection";
@@ -455,7 +463,9 @@ enum hfe_peer_action hfe_peer_service(struct hfe_peer *p, uint64_t now, uint64_t
 			*reason = hfe_conn_failed(p->conn) ? "protocol error" : "closed by host";
 			return HFE_PEER_CLOSE;
 		}
-		lower(deadline_ms, p->close_deadline_ms);
+		/* A final reply queued by this call is written after it, and no I/O
+		 * event follows that write: ask for the call that half-closes. */
+		lower(deadline_ms, was_closing ? p->close_deadline_ms : now);
 	}
 	return HFE_PEER_OK;
 }

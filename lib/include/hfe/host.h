@@ -107,7 +107,9 @@ enum hfe_peer_action {
 /*
  * Collect finished encodes into the outbound queue and apply timeouts and
  * shutdown. Call after every wake and I/O. *deadline_ms (in/out) is lowered
- * to the next time this peer needs a call even without I/O.
+ * to the next time this peer needs a call even without I/O; to `now` when
+ * this call queued the final reply (call again once it is written, for the
+ * SHUTDOWN_WR).
  */
 enum hfe_peer_action hfe_peer_service(struct hfe_peer *p, uint64_t now_ms,
 				      uint64_t *deadline_ms, const char **reason);
