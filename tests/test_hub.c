@@ -341,6 +341,8 @@ static void test_fixed_scanouts_enable_changes_nothing(void)
 	CHECK(v1_scanout_resp(c, 1) == 1);
 	send_enable(c, 7, 1280, 720, 60);
 	CHECK(v1_scanout_resp(c, 7) == 0);
+	send_enable(c, 1, 8, 8, 60); /* judged all the same */
+	CHECK(v1_scanout_resp(c, 1) == 0);
 	drop(c);
 	teardown();
 }

@@ -153,19 +153,19 @@ static int enable_output(struct hfe_hub *hub, struct hfe_conn *conn, struct scan
 {
 	const struct hfe_hub_outputs *o = &hub->outputs;
 	uint32_t refresh = e->refresh_rate ? e->refresh_rate : 60;
+	uint32_t max_w = hub->has_outputs ? o->max_width : HFE_MAX_DIMENSION;
+	uint32_t max_h = hub->has_outputs ? o->max_height : HFE_MAX_DIMENSION;
 
-	if (!hub->has_outputs)
-		return 0; /* a fixed scanout: nothing to plug */
-	if (e->scanout_id >= o->max_outputs) {
+	/* The wire layer passes any values: this is where a request is judged. */
+	if (hub->has_outputs && e->scanout_id >= o->max_outputs) {
 		hfe_err_set(err, HFE_ERR_RESOURCE_NOT_FOUND, "ENABLE_SCANOUT: no output %u (%u outputs)",
 			    e->scanout_id, o->max_outputs);
 		return -1;
 	}
-	if (e->width < HFE_MIN_DIMENSION || e->height < HFE_MIN_DIMENSION ||
-	    e->width > o->max_width || e->height > o->max_height) {
+	if (e->width < HFE_MIN_DIMENSION || e->height < HFE_MIN_DIMENSION || e->width > max_w ||
+	    e->height > max_h) {
 		hfe_err_set(err, HFE_ERR_TOO_LARGE, "ENABLE_SCANOUT: %ux%u outside %ux%u..%ux%u",
-			    e->width, e->height, HFE_MIN_DIMENSION, HFE_MIN_DIMENSION, o->max_width,
-			    o->max_height);
+			    e->width, e->height, HFE_MIN_DIMENSION, HFE_MIN_DIMENSION, max_w, max_h);
 		return -1;
 	}
 	if (refresh > HFE_MAX_REFRESH) {
@@ -173,6 +173,8 @@ static int enable_output(struct hfe_hub *hub, struct hfe_conn *conn, struct scan
 			    refresh, HFE_MAX_REFRESH);
 		return -1;
 	}
+	if (!hub->has_outputs)
+		return 0; /* a fixed scanout: nothing to plug */
 	if (so->controller && so->controller != conn) {
 		hfe_err_set(err, HFE_ERR_BUSY, "ENABLE_SCANOUT: output %u is controlled by another "
 			    "connection", so->id);
