@@ -216,6 +216,22 @@ static double percentile(const double *v, size_t n, double p)
 	return v[rank > n ? n - 1 : rank - 1];
 }
 
+/* A "N frames, F fps" line on stderr at most once a second. */
+struct progress {
+	double t;        /* when the last line was printed (or the start) */
+	uint64_t frames; /* frames counted then */
+};
+
+static void progress_tick(struct progress *p, uint64_t frames, double t_now)
+{
+	if (t_now - p->t < 1.0)
+		return;
+	fprintf(stderr, "%s: %" PRIu64 " frames, %.1f fps\n", cmd_name, frames,
+		(double)(frames - p->frames) / (t_now - p->t));
+	p->t = t_now;
+	p->frames = frames;
+}
+
 /* ---- connection helpers ---- */
 
 static struct hfe_client *open_client(const char *addr)
@@ -734,13 +750,29 @@ static void send_usage(FILE *f)
 		DEFAULT_TIMEOUT_MS);
 }
 
-struct inflight_slot {
-	int64_t pts;
-	double t_send;
-	bool forced;
+/* What `send` was asked to do, checked for consistency. */
+struct send_opts {
+	const char *addr, *output, *input;
+	uint32_t w, h, fps, bitrate_k, inflight, kf_every, format;
+	uint64_t frames;
+	bool have_frames, v1;
+	int timeout;
+	enum pattern pat;
 };
 
-static int cmd_send(int argc, char **argv)
+static enum pattern parse_pattern(const char *s)
+{
+	if (!strcmp(s, "smpte"))
+		return PAT_SMPTE;
+	if (!strcmp(s, "ball"))
+		return PAT_BALL;
+	if (!strcmp(s, "gradient"))
+		return PAT_GRADIENT;
+	die_usage("--pattern: unknown pattern '%s' (smpte, ball, gradient)", s);
+}
+
+/* Fills o from argv; false when --help was printed instead. */
+static bool send_parse_args(int argc, char **argv, struct send_opts *o)
 {
 	static const struct option opts[] = {
 		{ "connect", required_argument, NULL, 'c' },
@@ -759,259 +791,345 @@ static int cmd_send(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *addr = NULL, *output = NULL, *input = NULL, *pattern_s = NULL;
-	uint32_t w = 1280, h = 720, fps = 0, bitrate_k = 0, inflight = 2, kf_every = 0;
-	uint32_t format = HFE_FMT_XRGB8888;
-	uint64_t frames = 0;
-	bool have_size = false, have_format = false, have_frames = false, v1 = false;
-	int timeout = DEFAULT_TIMEOUT_MS;
-	enum pattern pat = PAT_SMPTE;
+	const char *pattern_s = NULL;
+	bool have_size = false, have_format = false;
 	int c;
 
-	cmd_name = PROG " send";
+	*o = (struct send_opts){ .w = 1280, .h = 720, .inflight = 2,
+				 .format = HFE_FMT_XRGB8888, .timeout = DEFAULT_TIMEOUT_MS,
+				 .pat = PAT_SMPTE };
 	while ((c = next_opt(argc, argv, opts)) != -1) {
 		switch (c) {
-		case 'c': addr = optarg; break;
-		case 'o': output = optarg; break;
-		case 'i': input = optarg; break;
+		case 'c': o->addr = optarg; break;
+		case 'o': o->output = optarg; break;
+		case 'i': o->input = optarg; break;
 		case 'p': pattern_s = optarg; break;
-		case 's': parse_size(optarg, &w, &h); have_size = true; break;
+		case 's': parse_size(optarg, &o->w, &o->h); have_size = true; break;
 		case 'n':
-			frames = parse_u32("--frames", optarg, 1, UINT32_MAX);
-			have_frames = true;
+			o->frames = parse_u32("--frames", optarg, 1, UINT32_MAX);
+			o->have_frames = true;
 			break;
-		case 'f': format = parse_format(optarg); have_format = true; break;
-		case 'r': fps = parse_u32("--fps", optarg, 1, 240); break;
-		case 'b': bitrate_k = parse_u32("--bitrate", optarg, 10, 1000000); break;
-		case 'q': inflight = parse_u32("--inflight", optarg, 1, 64); break;
-		case 'k': kf_every = parse_u32("--keyframe-every", optarg, 1, UINT32_MAX); break;
-		case '1': v1 = true; break;
-		case 't': timeout = (int)parse_u32("--timeout", optarg, 1, INT_MAX); break;
-		case 'h': send_usage(stdout); return 0;
+		case 'f': o->format = parse_format(optarg); have_format = true; break;
+		case 'r': o->fps = parse_u32("--fps", optarg, 1, 240); break;
+		case 'b': o->bitrate_k = parse_u32("--bitrate", optarg, 10, 1000000); break;
+		case 'q': o->inflight = parse_u32("--inflight", optarg, 1, 64); break;
+		case 'k': o->kf_every = parse_u32("--keyframe-every", optarg, 1, UINT32_MAX); break;
+		case '1': o->v1 = true; break;
+		case 't': o->timeout = (int)parse_u32("--timeout", optarg, 1, INT_MAX); break;
+		case 'h': send_usage(stdout); return false;
 		}
 	}
 	no_extra_args(argc, argv);
-	require_addr(addr);
-	if (!output)
+	require_addr(o->addr);
+	if (!o->output)
 		die_usage("--output FILE is required");
-	if (input && pattern_s)
+	if (o->input && pattern_s)
 		die_usage("--input and --pattern exclude each other");
-	if (input && have_size)
+	if (o->input && have_size)
 		die_usage("--size cannot be used with --input (the y4m header has the size)");
-	if (input && have_format && format != HFE_FMT_I420)
-		die_usage("--format %s: y4m input is sent as I420", format_name(format));
-	if (v1 && bitrate_k)
+	if (o->input && have_format && o->format != HFE_FMT_I420)
+		die_usage("--format %s: y4m input is sent as I420", format_name(o->format));
+	if (o->v1 && o->bitrate_k)
 		die_usage("--bitrate needs a CONFIG_REQ, which --v1 does not send");
-	if (pattern_s) {
-		if (!strcmp(pattern_s, "smpte"))
-			pat = PAT_SMPTE;
-		else if (!strcmp(pattern_s, "ball"))
-			pat = PAT_BALL;
-		else if (!strcmp(pattern_s, "gradient"))
-			pat = PAT_GRADIENT;
-		else
-			die_usage("--pattern: unknown pattern '%s' (smpte, ball, gradient)",
-				  pattern_s);
-	}
+	if (pattern_s)
+		o->pat = parse_pattern(pattern_s);
+	return true;
+}
 
-	/* Frame source. */
-	struct y4m y4m = { 0 };
-	struct pattern_gen gen = { 0 };
-	uint32_t fps_num = fps ? fps : 30, fps_den = 1, stride;
+/* Frames to send: a y4m file or a test pattern, and what they look like. */
+struct frame_source {
+	bool y4m_input;
+	struct y4m y4m;
+	struct pattern_gen gen;
+	uint32_t w, h, format, stride, fps_num, fps_den;
 	size_t frame_len;
-	if (input) {
-		y4m_open(&y4m, input);
-		w = y4m.w;
-		h = y4m.h;
-		format = HFE_FMT_I420;
-		stride = w;
-		frame_len = y4m.frame_len;
-		if (!fps && y4m.fps_num) {
-			fps_num = y4m.fps_num;
-			fps_den = y4m.fps_den;
-		}
-		if (!have_frames)
-			frames = UINT64_MAX;
-	} else {
-		pattern_init(&gen, pat, w, h, format);
-		stride = gen.stride;
-		frame_len = gen.frame_len;
-		if (!have_frames)
-			frames = 60;
-	}
-	if ((double)fps_num / fps_den > 240)
-		die("frame rate %u/%u is above 240 fps", fps_num, fps_den);
+	uint64_t frames; /* to send; UINT64_MAX: until the file ends */
+};
 
-	install_sigint();
-	struct hfe_client *cl = open_client(addr);
+static void source_open(struct frame_source *src, const struct send_opts *o)
+{
+	memset(src, 0, sizeof(*src));
+	src->fps_num = o->fps ? o->fps : 30;
+	src->fps_den = 1;
+	src->frames = o->frames;
+	if (o->input) {
+		src->y4m_input = true;
+		y4m_open(&src->y4m, o->input);
+		src->w = src->y4m.w;
+		src->h = src->y4m.h;
+		src->format = HFE_FMT_I420;
+		src->stride = src->w;
+		src->frame_len = src->y4m.frame_len;
+		if (!o->fps && src->y4m.fps_num) {
+			src->fps_num = src->y4m.fps_num;
+			src->fps_den = src->y4m.fps_den;
+		}
+		if (!o->have_frames)
+			src->frames = UINT64_MAX;
+	} else {
+		src->w = o->w;
+		src->h = o->h;
+		src->format = o->format;
+		pattern_init(&src->gen, o->pat, src->w, src->h, src->format);
+		src->stride = src->gen.stride;
+		src->frame_len = src->gen.frame_len;
+		if (!o->have_frames)
+			src->frames = 60;
+	}
+	if ((double)src->fps_num / src->fps_den > 240)
+		die("frame rate %u/%u is above 240 fps", src->fps_num, src->fps_den);
+}
+
+/* Pixels of frame n (frames are asked for in order), NULL at the end of the file. */
+static const uint8_t *source_frame(struct frame_source *src, uint64_t n)
+{
+	if (src->y4m_input)
+		return y4m_read(&src->y4m) ? src->y4m.frame : NULL;
+	pattern_render(&src->gen, n);
+	return src->gen.frame;
+}
+
+static void source_close(struct frame_source *src)
+{
+	if (src->y4m_input)
+		y4m_close(&src->y4m);
+	else
+		pattern_free(&src->gen);
+}
+
+/* v2: HELLO (warn if the host does not list our format), then CONFIG_REQ. */
+static void send_negotiate(struct hfe_client *cl, const struct send_opts *o,
+			   const struct frame_source *src)
+{
 	struct hfe_err err = { 0 };
 	struct hfe_hello_resp caps;
-	if (!v1) {
-		do_hello(cl, &caps, timeout);
-		bool offered = false;
-		for (uint32_t i = 0; i < caps.format_count && i < HFE_HELLO_MAX_FORMATS; i++)
-			offered |= caps.formats[i] == format;
-		if (!offered)
-			fprintf(stderr, "%s: warning: host at %s does not list format %s\n",
-				cmd_name, addr, format_name(format));
-		struct hfe_config_req cfg = {
-			.width = w, .height = h, .bitrate = bitrate_k * 1000,
-			.fps_num = fps_num, .fps_den = fps_den, .realtime = 1,
+	bool offered = false;
+
+	do_hello(cl, &caps, o->timeout);
+	for (uint32_t i = 0; i < caps.format_count && i < HFE_HELLO_MAX_FORMATS; i++)
+		offered |= caps.formats[i] == src->format;
+	if (!offered)
+		fprintf(stderr, "%s: warning: host at %s does not list format %s\n", cmd_name,
+			o->addr, format_name(src->format));
+	struct hfe_config_req cfg = {
+		.width = src->w, .height = src->h, .bitrate = o->bitrate_k * 1000,
+		.fps_num = src->fps_num, .fps_den = src->fps_den, .realtime = 1,
+	};
+	if (hfe_client_send_config(cl, SESSION_ID, &cfg, o->timeout, &err) < 0)
+		die("%s", err.msg);
+}
+
+struct inflight_slot {
+	int64_t pts;
+	double t_send;
+	bool forced;
+};
+
+/* One `send` run: the pipeline of outstanding frames and what came back. */
+struct send_run {
+	const struct send_opts *o;
+	struct frame_source *src;
+	struct hfe_client *cl;
+	FILE *out;
+	struct inflight_slot *slots; /* o->inflight, indexed by frame number */
+	double *lat;                 /* round trips in ms, one per reply */
+	size_t lat_n, lat_cap;
+	uint64_t sent, received, keyframes, forced_missed, out_bytes;
+	bool source_done;
+};
+
+/* Keep up to o->inflight frames outstanding. */
+static void send_fill(struct send_run *r)
+{
+	const struct frame_source *src = r->src;
+	struct hfe_err err = { 0 };
+
+	while (!r->source_done && !interrupted && r->sent < src->frames &&
+	       r->sent - r->received < r->o->inflight) {
+		const uint8_t *pixels = source_frame(r->src, r->sent);
+		if (!pixels) {
+			r->source_done = true;
+			break;
+		}
+		struct inflight_slot *s = &r->slots[r->sent % r->o->inflight];
+		uint32_t kf_every = r->o->kf_every;
+		struct hfe_frame_request fr = {
+			.width = src->w, .height = src->h, .format = src->format,
+			.stride = src->stride,
+			.pts = (int64_t)(r->sent * 1000000000ull * src->fps_den / src->fps_num),
+			.duration = (int64_t)(1000000000ull * src->fps_den / src->fps_num),
+			.force_keyframe = kf_every && r->sent && r->sent % kf_every == 0,
 		};
-		if (hfe_client_send_config(cl, SESSION_ID, &cfg, timeout, &err) < 0)
+		s->pts = fr.pts;
+		s->forced = fr.force_keyframe;
+		s->t_send = now_s();
+		if (hfe_client_send_frame(r->cl, SESSION_ID, &fr, pixels, src->frame_len,
+					  r->o->timeout, &err) < 0)
 			die("%s", err.msg);
+		r->sent++;
 	}
+	if (r->sent >= src->frames)
+		r->source_done = true;
+}
 
-	FILE *out = open_output(output);
-	struct inflight_slot *slots = calloc(inflight, sizeof(*slots));
-	size_t lat_cap = 1024, lat_n = 0;
-	double *lat = malloc(lat_cap * sizeof(*lat));
-	if (!slots || !lat)
-		die("out of memory");
+/* A FRAME_RESPONSE: must answer the oldest outstanding frame. */
+static void send_take_frame(struct send_run *r, const struct hfe_msg *m, double t_now)
+{
+	const char *addr = r->o->addr;
+	struct inflight_slot *s = &r->slots[r->received % r->o->inflight];
 
-	uint64_t sent = 0, received = 0, keyframes = 0, forced_missed = 0, out_bytes = 0;
-	bool source_done = false;
-	double t_start = now_s(), t_progress = t_start, t_end;
-	uint64_t progress_frames = 0;
+	if (m->u.frame_resp.pts != s->pts)
+		die("host at %s: reply %" PRIu64 " has pts %" PRId64 ", expected %" PRId64
+		    " (out of order?)",
+		    addr, r->received, m->u.frame_resp.pts, s->pts);
+	if (m->hdr.session_id != SESSION_ID)
+		die("host at %s: reply %" PRIu64 " has session_id %u, expected %u", addr,
+		    r->received, m->hdr.session_id, SESSION_ID);
+	if (m->u.frame_resp.is_keyframe)
+		r->keyframes++;
+	else if (s->forced)
+		r->forced_missed++;
+	r->out_bytes += write_units(r->out, r->o->output, m);
+	if (r->lat_n == r->lat_cap) {
+		r->lat_cap *= 2;
+		r->lat = realloc(r->lat, r->lat_cap * sizeof(*r->lat));
+		if (!r->lat)
+			die("out of memory");
+	}
+	r->lat[r->lat_n++] = (t_now - s->t_send) * 1000.0;
+	r->received++;
+}
+
+/* Wait for one reply and account for it; returns when it came. */
+static double send_receive(struct send_run *r)
+{
+	const char *addr = r->o->addr;
+	struct hfe_err err = { 0 };
+	struct hfe_msg m;
+	int rc = hfe_client_recv(r->cl, &m, r->o->timeout, &err);
+
+	if (rc < 0)
+		die("%s", err.msg);
+	if (rc == 0)
+		die("host at %s: no reply to frame %" PRIu64 " within %d ms", addr, r->received,
+		    r->o->timeout);
+	double t_now = now_s();
+	switch (m.hdr.type) {
+	case HFE_MSG_FRAME_RESPONSE:
+		send_take_frame(r, &m, t_now);
+		break;
+	case HFE_MSG_CONFIG_RESP: {
+		const struct hfe_config_resp *cr = &m.u.config_resp;
+		fprintf(stderr,
+			"%s: host config: %ux%u, %u bit/s, %u/%u fps, profile %u, level %u, "
+			"encoder %s\n",
+			cmd_name, cr->width, cr->height, cr->bitrate, cr->fps_num, cr->fps_den,
+			cr->profile, cr->level, cr->encoder);
+		break;
+	}
+	case HFE_MSG_ERROR:
+		die_host_error(addr, &m);
+	default: {
+		const char *name = hfe_msg_type_name(m.hdr.type);
+		fprintf(stderr, "%s: ignoring unexpected %s from host at %s\n", cmd_name,
+			name ? name : "message", addr);
+		break;
+	}
+	}
+	return t_now;
+}
+
+/* Send and receive until every frame sent has come back (or Ctrl-C), with a
+ * progress line every second. */
+static void send_loop(struct send_run *r)
+{
+	struct progress progress = { now_s(), 0 };
 
 	for (;;) {
-		/* Keep up to `inflight` frames outstanding. */
-		while (!source_done && !interrupted && sent < frames && sent - received < inflight) {
-			const uint8_t *pixels;
-			if (input) {
-				if (!y4m_read(&y4m)) {
-					source_done = true;
-					break;
-				}
-				pixels = y4m.frame;
-			} else {
-				pattern_render(&gen, sent);
-				pixels = gen.frame;
-			}
-			struct inflight_slot *s = &slots[sent % inflight];
-			struct hfe_frame_request fr = {
-				.width = w, .height = h, .format = format, .stride = stride,
-				.pts = (int64_t)(sent * 1000000000ull * fps_den / fps_num),
-				.duration = (int64_t)(1000000000ull * fps_den / fps_num),
-				.force_keyframe = kf_every && sent && sent % kf_every == 0,
-			};
-			s->pts = fr.pts;
-			s->forced = fr.force_keyframe;
-			s->t_send = now_s();
-			if (hfe_client_send_frame(cl, SESSION_ID, &fr, pixels, frame_len, timeout,
-						  &err) < 0)
-				die("%s", err.msg);
-			sent++;
-		}
-		if (sent >= frames)
-			source_done = true;
-		if (received == sent && (source_done || interrupted))
+		send_fill(r);
+		if (r->received == r->sent && (r->source_done || interrupted))
 			break;
-
-		struct hfe_msg m;
-		int r = hfe_client_recv(cl, &m, timeout, &err);
-		if (r < 0)
-			die("%s", err.msg);
-		if (r == 0)
-			die("host at %s: no reply to frame %" PRIu64 " within %d ms", addr, received,
-			    timeout);
-		double t_now = now_s();
-		switch (m.hdr.type) {
-		case HFE_MSG_FRAME_RESPONSE: {
-			struct inflight_slot *s = &slots[received % inflight];
-			if (m.u.frame_resp.pts != s->pts)
-				die("host at %s: reply %" PRIu64 " has pts %" PRId64 ", expected %" PRId64
-				    " (out of order?)",
-				    addr, received, m.u.frame_resp.pts, s->pts);
-			if (m.hdr.session_id != SESSION_ID)
-				die("host at %s: reply %" PRIu64 " has session_id %u, expected %u", addr,
-				    received, m.hdr.session_id, SESSION_ID);
-			if (m.u.frame_resp.is_keyframe)
-				keyframes++;
-			else if (s->forced)
-				forced_missed++;
-			out_bytes += write_units(out, output, &m);
-			if (lat_n == lat_cap) {
-				lat_cap *= 2;
-				lat = realloc(lat, lat_cap * sizeof(*lat));
-				if (!lat)
-					die("out of memory");
-			}
-			lat[lat_n++] = (t_now - s->t_send) * 1000.0;
-			received++;
-			break;
-		}
-		case HFE_MSG_CONFIG_RESP: {
-			const struct hfe_config_resp *cr = &m.u.config_resp;
-			fprintf(stderr,
-				"%s: host config: %ux%u, %u bit/s, %u/%u fps, profile %u, level %u, "
-				"encoder %s\n",
-				cmd_name, cr->width, cr->height, cr->bitrate, cr->fps_num, cr->fps_den,
-				cr->profile, cr->level, cr->encoder);
-			break;
-		}
-		case HFE_MSG_ERROR:
-			die_host_error(addr, &m);
-		default: {
-			const char *name = hfe_msg_type_name(m.hdr.type);
-			fprintf(stderr, "%s: ignoring unexpected %s from host at %s\n", cmd_name,
-				name ? name : "message", addr);
-			break;
-		}
-		}
-		if (t_now - t_progress >= 1.0) {
-			fprintf(stderr, "%s: %" PRIu64 " frames, %.1f fps\n", cmd_name, received,
-				(double)(received - progress_frames) / (t_now - t_progress));
-			t_progress = t_now;
-			progress_frames = received;
-		}
+		double t_now = send_receive(r);
+		progress_tick(&progress, r->received, t_now);
 	}
-	t_end = now_s();
-	close_output(out, output);
+}
 
-	struct hfe_stats host_stats;
-	bool have_stats = false;
-	if (!v1) {
-		struct hfe_msg m = { .hdr = { .type = HFE_MSG_STATS_REQ, .session_id = SESSION_ID } };
-		send_or_die(cl, &m, timeout);
-		recv_or_die(cl, addr, &m, timeout, "STATS_RESP");
-		if (m.hdr.type != HFE_MSG_STATS_RESP)
-			die("host at %s answered STATS_REQ with %s", addr,
-			    hfe_msg_type_name(m.hdr.type));
-		host_stats = m.u.stats;
-		have_stats = true;
-	}
+/* v2: the host's counters for this connection. */
+static void fetch_stats(struct hfe_client *cl, const char *addr, int timeout,
+			struct hfe_stats *stats)
+{
+	struct hfe_msg m = { .hdr = { .type = HFE_MSG_STATS_REQ, .session_id = SESSION_ID } };
 
-	double elapsed = t_end - t_start;
-	double video_s = (double)received * fps_den / fps_num;
-	qsort(lat, lat_n, sizeof(*lat), cmp_double);
+	send_or_die(cl, &m, timeout);
+	recv_or_die(cl, addr, &m, timeout, "STATS_RESP");
+	if (m.hdr.type != HFE_MSG_STATS_RESP)
+		die("host at %s answered STATS_REQ with %s", addr, hfe_msg_type_name(m.hdr.type));
+	*stats = m.u.stats;
+}
+
+/* The summary on stderr; host_stats NULL when there are none (v1). */
+static void send_report(struct send_run *r, double elapsed, const struct hfe_stats *host_stats)
+{
+	const struct frame_source *src = r->src;
+	double video_s = (double)r->received * src->fps_den / src->fps_num;
+
+	qsort(r->lat, r->lat_n, sizeof(*r->lat), cmp_double);
 	fprintf(stderr, "%s: %" PRIu64 " frames %ux%u %s to %s (v%u) in %.2f s: %.1f fps\n",
-		cmd_name, received, w, h, format_name(format), addr, hfe_client_version(cl),
-		elapsed, elapsed > 0 ? (double)received / elapsed : 0.0);
+		cmd_name, r->received, src->w, src->h, format_name(src->format), r->o->addr,
+		hfe_client_version(r->cl), elapsed,
+		elapsed > 0 ? (double)r->received / elapsed : 0.0);
 	fprintf(stderr, "  output: %s, %" PRIu64 " bytes, %.1f kbit/s at %.2f fps, %" PRIu64
 			" keyframes\n",
-		output, out_bytes, video_s > 0 ? (double)out_bytes * 8 / video_s / 1000 : 0.0,
-		(double)fps_num / fps_den, keyframes);
+		r->o->output, r->out_bytes,
+		video_s > 0 ? (double)r->out_bytes * 8 / video_s / 1000 : 0.0,
+		(double)src->fps_num / src->fps_den, r->keyframes);
 	fprintf(stderr, "  latency (send start -> response): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-		percentile(lat, lat_n, 50), percentile(lat, lat_n, 99),
-		lat_n ? lat[lat_n - 1] : 0.0);
-	if (forced_missed)
+		percentile(r->lat, r->lat_n, 50), percentile(r->lat, r->lat_n, 99),
+		r->lat_n ? r->lat[r->lat_n - 1] : 0.0);
+	if (r->forced_missed)
 		fprintf(stderr, "  warning: %" PRIu64 " requested keyframes came back as P-frames\n",
-			forced_missed);
-	if (have_stats) {
+			r->forced_missed);
+	if (host_stats) {
 		fprintf(stderr, "  host stats (this connection):\n");
-		print_stats(stderr, "    ", &host_stats);
+		print_stats(stderr, "    ", host_stats);
 	}
 	if (interrupted)
 		fprintf(stderr, "%s: interrupted\n", cmd_name);
+}
 
-	hfe_client_close(cl);
-	free(slots);
-	free(lat);
-	if (input)
-		y4m_close(&y4m);
-	else
-		pattern_free(&gen);
+static int cmd_send(int argc, char **argv)
+{
+	struct send_opts o;
+	struct frame_source src;
+	struct hfe_stats host_stats;
+
+	cmd_name = PROG " send";
+	if (!send_parse_args(argc, argv, &o))
+		return 0;
+	source_open(&src, &o);
+
+	install_sigint();
+	struct send_run r = { .o = &o, .src = &src, .cl = open_client(o.addr), .lat_cap = 1024 };
+	if (!o.v1)
+		send_negotiate(r.cl, &o, &src);
+	r.out = open_output(o.output);
+	r.slots = calloc(o.inflight, sizeof(*r.slots));
+	r.lat = malloc(r.lat_cap * sizeof(*r.lat));
+	if (!r.slots || !r.lat)
+		die("out of memory");
+
+	double t_start = now_s();
+	send_loop(&r);
+	double elapsed = now_s() - t_start;
+	close_output(r.out, o.output);
+	if (!o.v1)
+		fetch_stats(r.cl, o.addr, o.timeout, &host_stats);
+	send_report(&r, elapsed, o.v1 ? NULL : &host_stats);
+
+	hfe_client_close(r.cl);
+	free(r.slots);
+	free(r.lat);
+	source_close(&src);
 	return interrupted ? EXIT_FAILURE : 0;
 }
 
@@ -1165,6 +1283,74 @@ static void subscribe_usage(FILE *f)
 		HFE_MAX_SCANOUTS - 1);
 }
 
+/* HELLO unless v1, SUBSCRIBE, and its answer; dies unless it is a success. */
+static void subscribe_start(struct hfe_client *cl, const char *addr, uint32_t scanout, bool v1,
+			    int timeout)
+{
+	struct hfe_hello_resp caps;
+	if (!v1) {
+		do_hello(cl, &caps, timeout);
+		if (!(caps.sources & HFE_SOURCE_SCANOUT))
+			fprintf(stderr, "%s: warning: host at %s does not offer scanout capture\n",
+				cmd_name, addr);
+	}
+	struct hfe_msg m = { .hdr = { .type = HFE_MSG_SUBSCRIBE, .session_id = (uint16_t)scanout } };
+	m.u.scanout_id = scanout;
+	send_or_die(cl, &m, timeout);
+	/* Skip anything else until the answer (nothing else is expected). */
+	for (;;) {
+		recv_or_die(cl, addr, &m, timeout, "SUBSCRIBE_RESP");
+		if (m.hdr.type == HFE_MSG_SUBSCRIBE_RESP)
+			break;
+	}
+	if (!m.u.subscribe_resp.success)
+		die("host at %s refused SUBSCRIBE to scanout %u (SUBSCRIBE_RESP success=0)", addr,
+		    scanout);
+	fprintf(stderr, "%s: subscribed to scanout %u at %s\n", cmd_name, scanout, addr);
+}
+
+struct subscribe_counts {
+	uint64_t frames, keyframes, bytes;
+};
+
+/* Write the pushed frames of `scanout` to out until max_frames (0: no limit),
+ * duration seconds (0: none) or ^C. */
+static void subscribe_receive(struct hfe_client *cl, const char *addr, uint32_t scanout,
+			      FILE *out, const char *output, uint64_t max_frames, double duration,
+			      struct subscribe_counts *n)
+{
+	double t_start = now_s();
+	struct progress progress = { t_start, 0 };
+	struct hfe_err err = { 0 };
+	struct hfe_msg m;
+
+	while (!interrupted && (!max_frames || n->frames < max_frames)) {
+		if (duration > 0 && now_s() - t_start >= duration)
+			break;
+		/* Short waits so --duration and ^C are noticed. */
+		int r = hfe_client_recv(cl, &m, 200, &err);
+		if (r < 0)
+			die("%s", err.msg);
+		if (r == 1 && m.hdr.type == HFE_MSG_ERROR)
+			die_host_error(addr, &m);
+		if (r == 1 && m.hdr.type == HFE_MSG_FRAME_RESPONSE) {
+			if (m.hdr.session_id != scanout)
+				fprintf(stderr, "%s: frame for scanout %u ignored\n", cmd_name,
+					m.hdr.session_id);
+			else {
+				if (m.u.frame_resp.is_keyframe)
+					n->keyframes++;
+				if (n->frames == 0 && !m.u.frame_resp.is_keyframe)
+					fprintf(stderr, "%s: warning: first frame is not a keyframe\n",
+						cmd_name);
+				n->bytes += write_units(out, output, &m);
+				n->frames++;
+			}
+		}
+		progress_tick(&progress, n->frames, now_s());
+	}
+}
+
 static int cmd_subscribe(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1207,70 +1393,19 @@ static int cmd_subscribe(int argc, char **argv)
 
 	install_sigint();
 	struct hfe_client *cl = open_client(addr);
-	struct hfe_hello_resp caps;
-	if (!v1) {
-		do_hello(cl, &caps, timeout);
-		if (!(caps.sources & HFE_SOURCE_SCANOUT))
-			fprintf(stderr, "%s: warning: host at %s does not offer scanout capture\n",
-				cmd_name, addr);
-	}
-	struct hfe_msg m = { .hdr = { .type = HFE_MSG_SUBSCRIBE, .session_id = (uint16_t)scanout } };
-	m.u.scanout_id = scanout;
-	send_or_die(cl, &m, timeout);
-	/* Skip anything else until the answer (nothing else is expected). */
-	for (;;) {
-		recv_or_die(cl, addr, &m, timeout, "SUBSCRIBE_RESP");
-		if (m.hdr.type == HFE_MSG_SUBSCRIBE_RESP)
-			break;
-	}
-	if (!m.u.subscribe_resp.success)
-		die("host at %s refused SUBSCRIBE to scanout %u (SUBSCRIBE_RESP success=0)", addr,
-		    scanout);
-	fprintf(stderr, "%s: subscribed to scanout %u at %s\n", cmd_name, scanout, addr);
+	subscribe_start(cl, addr, scanout, v1, timeout);
 
 	FILE *out = open_output(output);
-	uint64_t frames = 0, keyframes = 0, bytes = 0, progress_frames = 0;
-	double t_start = now_s(), t_progress = t_start;
-	struct hfe_err err = { 0 };
-	while (!interrupted && (!max_frames || frames < max_frames)) {
-		double t_now = now_s();
-		if (duration > 0 && t_now - t_start >= duration)
-			break;
-		/* Short waits so --duration and ^C are noticed. */
-		int r = hfe_client_recv(cl, &m, 200, &err);
-		if (r < 0)
-			die("%s", err.msg);
-		if (r == 1 && m.hdr.type == HFE_MSG_ERROR)
-			die_host_error(addr, &m);
-		if (r == 1 && m.hdr.type == HFE_MSG_FRAME_RESPONSE) {
-			if (m.hdr.session_id != scanout)
-				fprintf(stderr, "%s: frame for scanout %u ignored\n", cmd_name,
-					m.hdr.session_id);
-			else {
-				if (m.u.frame_resp.is_keyframe)
-					keyframes++;
-				if (frames == 0 && !m.u.frame_resp.is_keyframe)
-					fprintf(stderr, "%s: warning: first frame is not a keyframe\n",
-						cmd_name);
-				bytes += write_units(out, output, &m);
-				frames++;
-			}
-		}
-		t_now = now_s();
-		if (t_now - t_progress >= 1.0) {
-			fprintf(stderr, "%s: %" PRIu64 " frames, %.1f fps\n", cmd_name, frames,
-				(double)(frames - progress_frames) / (t_now - t_progress));
-			t_progress = t_now;
-			progress_frames = frames;
-		}
-	}
+	struct subscribe_counts n = { 0 };
+	double t_start = now_s();
+	subscribe_receive(cl, addr, scanout, out, output, max_frames, duration, &n);
 	close_output(out, output);
 	double elapsed = now_s() - t_start;
 	fprintf(stderr,
 		"%s: %" PRIu64 " frames in %.2f s (%.1f fps), %" PRIu64 " bytes (%.1f kbit/s), "
 		"%" PRIu64 " keyframes\n",
-		cmd_name, frames, elapsed, elapsed > 0 ? frames / elapsed : 0.0, bytes,
-		elapsed > 0 ? bytes * 8 / elapsed / 1000 : 0.0, keyframes);
+		cmd_name, n.frames, elapsed, elapsed > 0 ? n.frames / elapsed : 0.0, n.bytes,
+		elapsed > 0 ? n.bytes * 8 / elapsed / 1000 : 0.0, n.keyframes);
 	hfe_client_close(cl);
 	return 0;
 }
