@@ -13,8 +13,9 @@
  *    version, body size, what may follow the body, the rules its values must
  *    obey (check) and anything the builder writes beyond the fields (finish).
  * Parsing and building walk the same field list with explicit little-endian
- * loads and stores, so host endianness and alignment never matter, and a
- * new message is one struct, one field list and one table row.
+ * loads and stores, so host endianness and alignment never matter. A new
+ * message is its type code and decoded struct in wire.h, and here one packed
+ * struct, one field list and one table row.
  */
 #include "hfe/wire.h"
 
@@ -26,8 +27,9 @@
 #include "bytes.h"
 
 /* ---- wire layouts, pinned ----
- * Named after the hfe_msg union member they decode into, members named as
- * in the decoded structs (the field lists below rely on both). */
+ * wire_<m> decodes into the hfe_msg union member <m> (wire_header into
+ * struct hfe_header), and its members carry the decoded struct's names: the
+ * field list macros below rely on both. */
 
 #define PACKED __attribute__((packed))
 
