@@ -16,7 +16,7 @@
  * Control byte: bits 0-2 pick the read sizes, bit 3 makes the client side
  * behave as if it had sent HELLO (v2), bit 4 makes the client take payloads.
  *
- * Built with -DHFE_FUZZ_REPLAY it gets a main() that runs the target over
+ * Linked with fuzz_replay.c instead of libFuzzer it runs the target over
  * files and directories given on the command line (corpus regression test).
  */
 #include <inttypes.h>
@@ -25,24 +25,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "hfe/conn.h"
 #include "hfe/wire.h"
 #include "msg_compare.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_MSGS 256
 
 static const struct hfe_limits flim = { .max_width = 1024, .max_height = 1024,
 					.max_payload = (4u << 20) + 64 };
 
-#define FAIL(...)                                                      \
-	do {                                                           \
-		fprintf(stderr, "fuzz_wire: invariant broken at line %d: ", __LINE__); \
-		fprintf(stderr, __VA_ARGS__);                          \
-		fputc('\n', stderr);                                   \
-		abort();                                               \
-	} while (0)
+#define FAIL(...) FUZZ_FAIL("fuzz_wire", __VA_ARGS__)
 
 /* A message as received, reduced to what must agree between runs. */
 struct seen {
@@ -409,71 +402,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	return 0;
 }
-
-#ifdef HFE_FUZZ_REPLAY
-#include <dirent.h>
-#include <sys/stat.h>
-
-static int replay_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long len;
-
-	if (!f) {
-		perror(path);
-		return -1;
-	}
-	fseek(f, 0, SEEK_END);
-	len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc(len > 0 ? (size_t)len : 1);
-	if (!buf || (len > 0 && fread(buf, 1, (size_t)len, f) != (size_t)len)) {
-		fprintf(stderr, "%s: read failed\n", path);
-		fclose(f);
-		free(buf);
-		return -1;
-	}
-	fclose(f);
-	LLVMFuzzerTestOneInput(buf, (size_t)len);
-	free(buf);
-	return 0;
-}
-
-int main(int argc, char **argv)
-{
-	int files = 0, errors = 0;
-
-	for (int i = 1; i < argc; i++) {
-		struct stat st;
-		DIR *d;
-		struct dirent *e;
-
-		if (stat(argv[i], &st) != 0) {
-			perror(argv[i]);
-			errors++;
-			continue;
-		}
-		if (!S_ISDIR(st.st_mode)) {
-			errors += replay_file(argv[i]) != 0;
-			files++;
-			continue;
-		}
-		d = opendir(argv[i]);
-		while (d && (e = readdir(d))) {
-			char path[4096];
-
-			if (e->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", argv[i], e->d_name);
-			errors += replay_file(path) != 0;
-			files++;
-		}
-		if (d)
-			closedir(d);
-	}
-	/* every invariant aborts, so reaching here means each input passed */
-	printf("fuzz_wire replay: %d passed, %d failed\n", files - errors, errors);
-	return errors || files == 0 ? 1 : 0;
-}
-#endif

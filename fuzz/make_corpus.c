@@ -2,15 +2,19 @@
 /*
  * Writes the seed corpus for fuzz_wire into the directory given as argv[1]:
  * one valid example of every message type (in the direction it travels) and a
- * few sequences, each prefixed with fuzz_wire's control byte.
+ * few sequences, each prefixed with fuzz_wire's control byte; and the seeds of
+ * fuzz_peer into argv[1]/fuzz_peer/ (client scripts in fuzz_peer's operation
+ * format: pushes, clock steps, drains and events; see fuzz_peer.c).
  *
  *   make_corpus fuzz/corpus
  *
  * Frames are 16x16 to keep the files small.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "hfe/wire.h"
 
@@ -77,6 +81,149 @@ static void single(const char *name, uint8_t ctl, const struct hfe_msg *m, const
 
 	add(&o, m, extra, len);
 	save(name, ctl, &o);
+}
+
+/* ---- fuzz_peer scripts (operation bytes: see fuzz_peer.c) ---- */
+
+/* Push `len` bytes as fuzz_peer push operations of 1 + a*a bytes. */
+static void op_push(struct out *o, const uint8_t *b, size_t len)
+{
+	while (len) {
+		unsigned a = 63;
+		while (1u + a * a > len)
+			a--;
+		size_t n = 1u + a * a;
+		if (o->n + 1 + n > sizeof(o->buf)) {
+			fprintf(stderr, "make_corpus: fuzz_peer script too long\n");
+			exit(1);
+		}
+		o->buf[o->n++] = (uint8_t)(a << 2);
+		memcpy(o->buf + o->n, b, n);
+		o->n += n;
+		b += n;
+		len -= n;
+	}
+}
+
+static void op_msg(struct out *o, const struct hfe_msg *m, const void *extra, size_t len)
+{
+	struct out one = { .n = 0 };
+
+	add(&one, m, extra, len);
+	op_push(o, one.buf, one.n);
+}
+
+static void op(struct out *o, unsigned kind, unsigned a)
+{
+	o->buf[o->n++] = (uint8_t)(a << 2 | kind);
+}
+
+enum { OP_TIME = 1, OP_DRAIN = 2, OP_EVENT = 3 };
+enum { EV_EOF = 1, EV_STOP = 2, EV_DRAW = 4, EV_WAIT = 8, EV_TURN = 16 };
+
+static void peer_seeds(const uint8_t *pix)
+{
+	static char sub[4096];
+	struct hfe_msg m, hello = mk(HFE_MSG_HELLO, 0);
+	struct out o;
+
+	snprintf(sub, sizeof(sub), "%s/fuzz_peer", dir);
+	if (mkdir(sub, 0755) != 0 && errno != EEXIST) {
+		perror(sub);
+		exit(1);
+	}
+	dir = sub;
+	hello.u.hello = (struct hfe_hello){ 1, 2, 0, "corpus" };
+
+	/* config 0x03: 1 MiB queue, 1 in flight */
+	memset(&o, 0, sizeof(o));
+	op_msg(&o, &hello, NULL, 0);
+	m = mk(HFE_MSG_PING, 3);
+	op_msg(&o, &m, NULL, 0);
+	m = mk(HFE_MSG_STATS_REQ, 0);
+	op_msg(&o, &m, NULL, 0);
+	op(&o, OP_EVENT, EV_TURN);
+	save("peer_hello_ping_stats", 0x03, &o);
+
+	/* config 0x0f: 4 in flight */
+	memset(&o, 0, sizeof(o));
+	op_msg(&o, &hello, NULL, 0);
+	m = mk(HFE_MSG_CONFIG_REQ, 1);
+	m.u.config_req = (struct hfe_config_req){ 0, 0, 300000, 30, 1, 66, 0, 1 };
+	op_msg(&o, &m, NULL, 0);
+	m = frame(HFE_FMT_XRGB8888, 64, 0, 0);
+	op_msg(&o, &m, pix, 16 * 16 * 4);
+	m = mk(HFE_MSG_KEYFRAME_REQ, 1);
+	op_msg(&o, &m, NULL, 0);
+	m = frame(HFE_FMT_NV12, 16, 1, 0);
+	op_msg(&o, &m, pix, 16 * 24);
+	m = frame(HFE_FMT_XRGB8888, 64, 2, 7); /* resource frame: no resolver */
+	op_msg(&o, &m, NULL, 0);
+	for (int i = 0; i < 4; i++)
+		op(&o, OP_EVENT, EV_WAIT | EV_TURN);
+	save("peer_pull_frames", 0x0f, &o);
+
+	/* config 0x13: a scanout in the hub */
+	memset(&o, 0, sizeof(o));
+	m = mk(HFE_MSG_ENABLE_SCANOUT, 0);
+	m.u.enable_scanout = (struct hfe_enable_scanout){ 1, 0, 0, 60 };
+	op_msg(&o, &m, NULL, 0);
+	m = mk(HFE_MSG_SUBSCRIBE, 0);
+	m.u.scanout_id = 1;
+	op_msg(&o, &m, NULL, 0);
+	op(&o, OP_EVENT, EV_WAIT | EV_TURN);
+	op(&o, OP_EVENT, EV_DRAW | EV_WAIT | EV_TURN);
+	m = mk(HFE_MSG_KEYFRAME_REQ, 1);
+	op_msg(&o, &m, NULL, 0);
+	op(&o, OP_EVENT, EV_WAIT | EV_TURN);
+	m = mk(HFE_MSG_DISABLE_SCANOUT, 0);
+	m.u.scanout_id = 1;
+	op_msg(&o, &m, NULL, 0);
+	op(&o, OP_EVENT, EV_TURN);
+	save("peer_subscribe", 0x13, &o);
+
+	/* a message begun, then silence past the stall limit; a linger after */
+	memset(&o, 0, sizeof(o));
+	m = mk(HFE_MSG_PING, 1);
+	{
+		struct out one = { .n = 0 };
+		add(&one, &m, NULL, 0);
+		op_push(&o, one.buf, 5);
+	}
+	op(&o, OP_TIME, 20);
+	op(&o, OP_DRAIN, 0);
+	op(&o, OP_TIME, 1);
+	op(&o, OP_TIME, 20);
+	save("peer_stall", 0x03, &o);
+
+	/* config 0x00: a 64-byte queue, PINGs until reading pauses */
+	memset(&o, 0, sizeof(o));
+	m = mk(HFE_MSG_PING, 1);
+	for (int i = 0; i < 8; i++)
+		op_msg(&o, &m, NULL, 0);
+	op(&o, OP_DRAIN, 1);
+	op(&o, OP_TIME, 1);
+	op(&o, OP_DRAIN, 0);
+	op(&o, OP_EVENT, EV_TURN);
+	save("peer_backpressure", 0x00, &o);
+
+	/* a frame, then a bad header: the reply owed before the ERROR */
+	memset(&o, 0, sizeof(o));
+	m = frame(HFE_FMT_XRGB8888, 64, 0, 0);
+	op_msg(&o, &m, pix, 16 * 16 * 4);
+	op_push(&o, (const uint8_t *)"HXFR\x77\0\0\0\0\0\0\0", 12);
+	op(&o, OP_EVENT, EV_WAIT | EV_TURN);
+	op(&o, OP_TIME, 10);
+	save("peer_error_after_frame", 0x0f, &o);
+
+	/* a frame in flight when the host stops */
+	memset(&o, 0, sizeof(o));
+	m = frame(HFE_FMT_XRGB8888, 64, 0, 0);
+	op_msg(&o, &m, pix, 16 * 16 * 4);
+	op(&o, OP_EVENT, EV_STOP);
+	op(&o, OP_EVENT, EV_WAIT | EV_TURN);
+	op(&o, OP_EVENT, EV_TURN);
+	save("peer_shutdown", 0x1f, &o);
 }
 
 int main(int argc, char **argv)
@@ -242,6 +389,7 @@ int main(int argc, char **argv)
 	o.n += 12;
 	save("fail_bad_magic", 0x07, &o);
 
-	printf("make_corpus: wrote %d files to %s\n", written, dir);
+	peer_seeds(pix);
+	printf("make_corpus: wrote %d files to %s and %s/fuzz_peer\n", written, argv[1], argv[1]);
 	return 0;
 }
