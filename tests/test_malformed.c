@@ -834,12 +834,6 @@ static void cases_control(void)
 	mb_msg(&m, HFE_MSG_STATS_REQ, 0, 0);
 	bad_mb("STATS_REQ without HELLO", E_PROTO, &m);
 
-	put_enable_scanout(mb_msg(&m, HFE_MSG_ENABLE_SCANOUT, 0, HFE_ENABLE_SCANOUT_SIZE), 0, 1920,
-			   1080, 5000);
-	bad_mb("ENABLE_SCANOUT refresh 5000", E_INV, &m);
-	put_enable_scanout(mb_msg(&m, HFE_MSG_ENABLE_SCANOUT, 0, HFE_ENABLE_SCANOUT_SIZE), 0, 8, 8,
-			   0);
-	bad_mb("ENABLE_SCANOUT 8x8", E_INV, &m);
 }
 
 static void cases_stalls(void)

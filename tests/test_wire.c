@@ -1102,13 +1102,12 @@ static const struct vcase vcases[] = {
 	{ "config reserved ignored", T_CONFIG_REQ, { P(CRSV, 5, 0xff) }, 0, 0 },
 
 	/* ENABLE_SCANOUT */
-	{ "enable 0x0 (keep mode)", T_ENABLE, { P(B(4), 8, 0) }, 0, 0 },
-	{ "enable width 15", T_ENABLE, { P(B(4), 4, 15) }, 'P', INV },
-	{ "enable height 15", T_ENABLE, { P(B(8), 4, 15) }, 'P', INV },
-	{ "enable width > max", T_ENABLE, { P(B(4), 4, 322) }, 'P', TL },
-	{ "enable height > max", T_ENABLE, { P(B(8), 4, 242) }, 'P', TL },
-	{ "enable refresh 1000", T_ENABLE, { P(B(12), 4, 1000) }, 0, 0 },
-	{ "enable refresh 1001", T_ENABLE, { P(B(12), 4, 1001) }, 'P', INV },
+	/* A request's values: the host answers bad ones with success = 0
+	 * (scanout.c), the connection stays. */
+	{ "enable 0x0", T_ENABLE, { P(B(4), 8, 0) }, 0, 0 },
+	{ "enable width 15", T_ENABLE, { P(B(4), 4, 15) }, 0, 0 },
+	{ "enable width > max", T_ENABLE, { P(B(4), 4, 322) }, 0, 0 },
+	{ "enable refresh 0xffffffff", T_ENABLE, { P(B(12), 4, 0xffffffff) }, 0, 0 },
 
 	/* HELLO */
 	{ "hello version_min 0", T_HELLO, { P(B(0), 2, 0) }, 'P', INV },
