@@ -35,6 +35,7 @@
 #include "gsthfeaddr.h"
 #include "gsthfewait.h"
 #include "hfe/client.h"
+#include "hfe/h264.h"
 #include "hfe/wire.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_hfe_scanout_src_debug);
@@ -43,7 +44,6 @@ GST_DEBUG_CATEGORY_STATIC(gst_hfe_scanout_src_debug);
 #define DEFAULT_SCANOUT 0
 #define DEFAULT_BITRATE 0 /* host default */
 #define DEFAULT_TIMEOUT 5000
-#define MAX_SPS_RBSP 4096 /* more than any SPS field we read needs */
 
 enum {
 	PROP_0,
@@ -96,223 +96,6 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
 G_DEFINE_TYPE(GstHfeScanoutSrc, gst_hfe_scanout_src, GST_TYPE_PUSH_SRC);
 GST_ELEMENT_REGISTER_DEFINE(hfescanoutsrc, "hfescanoutsrc", GST_RANK_NONE,
 			    GST_TYPE_HFE_SCANOUT_SRC);
-
-/* ---- SPS parsing (the bytes come from the host: every read is checked) ---- */
-
-struct bitreader {
-	const guint8 *data;
-	gsize len;  /* bytes */
-	gsize pos;  /* bits */
-};
-
-static gboolean br_bit(struct bitreader *br, guint32 *v)
-{
-	if (br->pos >= br->len * 8)
-		return FALSE;
-	*v = (br->data[br->pos / 8] >> (7 - br->pos % 8)) & 1;
-	br->pos++;
-	return TRUE;
-}
-
-static gboolean br_bits(struct bitreader *br, guint n, guint32 *v)
-{
-	guint32 r = 0, b;
-	for (guint i = 0; i < n; i++) {
-		if (!br_bit(br, &b))
-			return FALSE;
-		r = (r << 1) | b;
-	}
-	*v = r;
-	return TRUE;
-}
-
-/* Unsigned exp-Golomb; values needing more than 32 bits are rejected. */
-static gboolean br_ue(struct bitreader *br, guint32 *v)
-{
-	guint zeros = 0;
-	guint32 b, rest;
-	for (;;) {
-		if (!br_bit(br, &b))
-			return FALSE;
-		if (b)
-			break;
-		if (++zeros > 31)
-			return FALSE;
-	}
-	if (!br_bits(br, zeros, &rest))
-		return FALSE;
-	*v = (guint32)(((guint64)1 << zeros) - 1 + rest);
-	return TRUE;
-}
-
-static gboolean br_se(struct bitreader *br, gint64 *v)
-{
-	guint32 k;
-	if (!br_ue(br, &k))
-		return FALSE;
-	*v = (k & 1) ? (gint64)(k / 2 + 1) : -(gint64)(k / 2);
-	return TRUE;
-}
-
-static gboolean br_ue_max(struct bitreader *br, guint32 max, guint32 *v)
-{
-	return br_ue(br, v) && *v <= max;
-}
-
-/* Skip one scaling_list() of `size` coefficients. */
-static gboolean skip_scaling_list(struct bitreader *br, guint size)
-{
-	gint64 last = 8, next = 8, delta;
-	for (guint j = 0; j < size; j++) {
-		if (next != 0) {
-			if (!br_se(br, &delta) || delta < -128 || delta > 127)
-				return FALSE;
-			next = (last + delta + 256) % 256;
-		}
-		last = next == 0 ? last : next;
-	}
-	return TRUE;
-}
-
-static gboolean profile_has_chroma_info(guint32 p)
-{
-	switch (p) {
-	case 100: case 110: case 122: case 244: case 44: case 83:
-	case 86: case 118: case 128: case 138: case 139: case 134: case 135:
-		return TRUE;
-	default:
-		return FALSE;
-	}
-}
-
-/* The SPS fields after the NAL header, up to the cropping window. */
-static gboolean parse_rbsp_size(struct bitreader *br, guint *width, guint *height)
-{
-	guint32 v, chroma_format_idc = 1, separate_planes = 0, frame_mbs_only, w_mbs, h_map;
-	guint32 crop_l = 0, crop_r = 0, crop_t = 0, crop_b = 0;
-	guint32 profile_idc;
-	gint64 sv;
-
-	if (!br_bits(br, 8, &profile_idc) || !br_bits(br, 16, &v) /* constraints, level */ ||
-	    !br_ue_max(br, 31, &v) /* seq_parameter_set_id */)
-		return FALSE;
-	if (profile_has_chroma_info(profile_idc)) {
-		if (!br_ue_max(br, 3, &chroma_format_idc))
-			return FALSE;
-		if (chroma_format_idc == 3 && !br_bit(br, &separate_planes))
-			return FALSE;
-		guint32 scaling_present;
-		if (!br_ue_max(br, 6, &v) || !br_ue_max(br, 6, &v) /* bit depths */ ||
-		    !br_bit(br, &v) /* qpprime_y_zero_transform_bypass */ ||
-		    !br_bit(br, &scaling_present))
-			return FALSE;
-		if (scaling_present) {
-			guint lists = chroma_format_idc != 3 ? 8 : 12;
-			for (guint i = 0; i < lists; i++) {
-				if (!br_bit(br, &v))
-					return FALSE;
-				if (v && !skip_scaling_list(br, i < 6 ? 16 : 64))
-					return FALSE;
-			}
-		}
-	}
-	guint32 poc_type;
-	if (!br_ue_max(br, 12, &v) /* log2_max_frame_num_minus4 */ ||
-	    !br_ue_max(br, 2, &poc_type))
-		return FALSE;
-	if (poc_type == 0) {
-		if (!br_ue_max(br, 12, &v))
-			return FALSE;
-	} else if (poc_type == 1) {
-		guint32 cycle;
-		if (!br_bit(br, &v) || !br_se(br, &sv) || !br_se(br, &sv) ||
-		    !br_ue_max(br, 255, &cycle))
-			return FALSE;
-		for (guint32 i = 0; i < cycle; i++)
-			if (!br_se(br, &sv))
-				return FALSE;
-	}
-	if (!br_ue(br, &v) /* max_num_ref_frames */ || !br_bit(br, &v) /* gaps */ ||
-	    !br_ue_max(br, HFE_MAX_DIMENSION / 16 - 1, &w_mbs) ||
-	    !br_ue_max(br, HFE_MAX_DIMENSION / 16 - 1, &h_map) || !br_bit(br, &frame_mbs_only))
-		return FALSE;
-	if (!frame_mbs_only && !br_bit(br, &v)) /* mb_adaptive_frame_field */
-		return FALSE;
-	guint32 cropping;
-	if (!br_bit(br, &v) /* direct_8x8_inference */ || !br_bit(br, &cropping))
-		return FALSE;
-	if (cropping && (!br_ue(br, &crop_l) || !br_ue(br, &crop_r) || !br_ue(br, &crop_t) ||
-			 !br_ue(br, &crop_b)))
-		return FALSE;
-
-	/* 7.4.2.1.1: crop units depend on chroma subsampling and field coding. */
-	guint64 unit_x = 1, unit_y = 2 - frame_mbs_only;
-	if (chroma_format_idc != 0 && !separate_planes) {
-		unit_x = chroma_format_idc == 3 ? 1 : 2;
-		unit_y *= chroma_format_idc == 1 ? 2 : 1;
-	}
-	guint64 w = (guint64)(w_mbs + 1) * 16;
-	guint64 h = (guint64)(h_map + 1) * 16 * (2 - frame_mbs_only);
-	guint64 cx = unit_x * ((guint64)crop_l + crop_r);
-	guint64 cy = unit_y * ((guint64)crop_t + crop_b);
-	if (cx >= w || cy >= h)
-		return FALSE;
-	*width = (guint)(w - cx);
-	*height = (guint)(h - cy);
-	return TRUE;
-}
-
-/*
- * Displayed picture size from an SPS NAL unit (header byte included,
- * emulation prevention bytes still in): H.264 7.3.2.1.1 up to the cropping
- * window; the VUI is not needed.
- */
-static gboolean parse_sps_size(const guint8 *nal, gsize len, guint *width, guint *height)
-{
-	gsize n = 0, zeros = 0;
-
-	if (len < 4 || (nal[0] & 0x80) || (nal[0] & 0x1f) != 7)
-		return FALSE;
-	/* Exactly sized, so that a reader bug is an out-of-bounds access that
-	 * sanitizers see. */
-	guint8 *rbsp = g_malloc(MIN(len, MAX_SPS_RBSP));
-	/* Drop emulation prevention bytes (00 00 03 -> 00 00); truncating a
-	 * huge SPS only makes the reads below fail. */
-	for (gsize i = 1; i < len && n < MAX_SPS_RBSP; i++) {
-		if (zeros >= 2 && nal[i] == 3) {
-			zeros = 0;
-			continue;
-		}
-		zeros = nal[i] == 0 ? zeros + 1 : 0;
-		rbsp[n++] = nal[i];
-	}
-	struct bitreader br = { rbsp, n, 0 };
-	gboolean ok = parse_rbsp_size(&br, width, height);
-	g_free(rbsp);
-	return ok;
-}
-
-/* Next NAL unit of an Annex-B buffer from *pos: sets nal/len (header byte
- * first, trailing zero bytes of the next start code excluded). */
-static gboolean next_nal(const guint8 *d, gsize size, gsize *pos, const guint8 **nal, gsize *len)
-{
-	gsize i = *pos;
-	while (i + 3 <= size && !(d[i] == 0 && d[i + 1] == 0 && d[i + 2] == 1))
-		i++;
-	if (i + 3 > size)
-		return FALSE;
-	gsize start = i + 3, end = start;
-	while (end + 3 <= size && !(d[end] == 0 && d[end + 1] == 0 && d[end + 2] <= 1))
-		end++;
-	if (end + 3 > size)
-		end = size;
-	*pos = end;
-	while (end > start && d[end - 1] == 0)
-		end--;
-	*nal = d + start;
-	*len = end - start;
-	return TRUE;
-}
 
 /* ---- properties ---- */
 
@@ -684,11 +467,8 @@ static GstFlowReturn frame_to_buffer(GstHfeScanoutSrc *self, const struct hfe_ms
 	gsize pos = 0, size = 0;
 
 	*out = NULL;
-	while (hfe_nal_next(msg, &pos, &unit, &unit_len)) {
-		gboolean has_sc = unit_len >= 3 && unit[0] == 0 && unit[1] == 0 &&
-				  (unit[2] == 1 || (unit_len >= 4 && unit[2] == 0 && unit[3] == 1));
-		size += unit_len + (has_sc ? 0 : 4);
-	}
+	while (hfe_nal_next(msg, &pos, &unit, &unit_len))
+		size += unit_len + (hfe_h264_start_code(unit, unit_len) ? 0 : 4);
 	if (size == 0)
 		return GST_FLOW_OK;
 
@@ -702,9 +482,7 @@ static GstFlowReturn frame_to_buffer(GstHfeScanoutSrc *self, const struct hfe_ms
 	gsize off = 0;
 	pos = 0;
 	while (hfe_nal_next(msg, &pos, &unit, &unit_len)) {
-		gboolean has_sc = unit_len >= 3 && unit[0] == 0 && unit[1] == 0 &&
-				  (unit[2] == 1 || (unit_len >= 4 && unit[2] == 0 && unit[3] == 1));
-		if (!has_sc) {
+		if (!hfe_h264_start_code(unit, unit_len)) {
 			memcpy(map.data + off, start_code, 4);
 			off += 4;
 		}
@@ -715,19 +493,15 @@ static GstFlowReturn frame_to_buffer(GstHfeScanoutSrc *self, const struct hfe_ms
 	/* The host's flag, checked against the bitstream: an IDR slice makes a
 	 * keyframe; the SPS gives the picture size. */
 	gboolean idr = FALSE, have_sps = FALSE, sps_ok = FALSE;
-	guint w = 0, h = 0;
-	const guint8 *nal;
-	gsize nal_len;
+	struct hfe_h264_nal nal;
+	struct hfe_h264_sps sps;
 	pos = 0;
-	while (next_nal(map.data, map.size, &pos, &nal, &nal_len)) {
-		if (nal_len == 0)
-			continue;
-		guint type = nal[0] & 0x1f;
-		if (type == 5)
+	while (hfe_h264_next_nal(map.data, map.size, &pos, &nal)) {
+		if (nal.type == HFE_H264_NAL_IDR)
 			idr = TRUE;
-		else if (type == 7 && !have_sps) {
+		else if (nal.type == HFE_H264_NAL_SPS && !have_sps) {
 			have_sps = TRUE;
-			sps_ok = parse_sps_size(nal, nal_len, &w, &h);
+			sps_ok = hfe_h264_parse_sps_nal(&nal, &sps);
 		}
 	}
 	gst_buffer_unmap(buf, &map);
@@ -744,7 +518,7 @@ static GstFlowReturn frame_to_buffer(GstHfeScanoutSrc *self, const struct hfe_ms
 		}
 		GST_WARNING_OBJECT(self, "unparsable SPS; keeping %ux%u", self->width,
 				   self->height);
-	} else if (sps_ok && !update_caps(self, w, h)) {
+	} else if (sps_ok && !update_caps(self, sps.width, sps.height)) {
 		gst_buffer_unref(buf);
 		return GST_FLOW_NOT_NEGOTIATED;
 	}

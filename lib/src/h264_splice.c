@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hfe/h264.h"
+
 #define POC_LSB_BITS 16 /* log2_max_pic_order_cnt_lsb written into the SPS */
 #define MB_TYPE_P_I_PCM 30 /* I_PCM (25) after the 5 P macroblock types */
-
-enum { NAL_SLICE = 1, NAL_IDR = 5, NAL_SPS = 7, NAL_PPS = 8 };
 
 /* ---- bits out ---- */
 
@@ -82,102 +82,18 @@ static void bw_bytes(struct bw *w, const uint8_t *p, size_t n)
 		bw_byte(w, p[i]);
 }
 
-/* ---- bits in (an RBSP: emulation prevention already removed) ---- */
-
-struct br {
-	const uint8_t *p;
-	size_t nbits, pos;
-	bool err;
-};
-
-static uint32_t br_bits(struct br *r, unsigned n)
-{
-	uint32_t v = 0;
-	if (r->pos + n > r->nbits) {
-		r->err = true;
-		r->pos = r->nbits;
-		return 0;
-	}
-	for (unsigned i = 0; i < n; i++, r->pos++)
-		v = (v << 1) | ((r->p[r->pos >> 3] >> (7 - (r->pos & 7))) & 1u);
-	return v;
-}
-
-static uint32_t br_ue(struct br *r)
-{
-	unsigned zeros = 0;
-	while (!br_bits(r, 1)) {
-		if (r->err || ++zeros > 31) {
-			r->err = true;
-			return 0;
-		}
-	}
-	return zeros ? (uint32_t)((1ull << zeros) - 1 + br_bits(r, zeros)) : 0;
-}
-
-static int32_t br_se(struct br *r)
-{
-	uint32_t k = br_ue(r);
-	return (k & 1) ? (int32_t)((k + 1) / 2) : -(int32_t)(k / 2);
-}
+/* ---- bits in: hfe/h264.h ---- */
 
 /* Copy the bits [r->pos, end) of r to w. */
-static void copy_bits(struct bw *w, struct br *r, size_t end)
+static void copy_bits(struct bw *w, struct hfe_h264_bits *r, size_t end)
 {
 	while (r->pos < end && !w->oom) {
 		unsigned n = end - r->pos > 24 ? 24 : (unsigned)(end - r->pos);
-		bw_bits(w, n, br_bits(r, n));
+		bw_bits(w, n, hfe_h264_u(r, n));
 	}
 }
 
-/* Position of the rbsp_stop_one_bit, or 0 if there is none. */
-static size_t rbsp_payload_end(const uint8_t *p, size_t n)
-{
-	while (n && !p[n - 1])
-		n--;
-	if (!n)
-		return 0;
-	return n * 8 - 1 - (size_t)__builtin_ctz(p[n - 1]);
-}
-
-/* ---- NAL units ---- */
-
-/* The next NAL unit of an Annex B buffer: [*nal, *nal + *len). */
-static bool next_nal(const uint8_t *buf, size_t size, size_t *off, const uint8_t **nal,
-		     size_t *len)
-{
-	size_t i = *off;
-	while (i + 3 <= size && !(buf[i] == 0 && buf[i + 1] == 0 && buf[i + 2] == 1))
-		i++;
-	if (i + 3 > size)
-		return false;
-	size_t start = i + 3, j = start;
-	while (j + 3 <= size && !(buf[j] == 0 && buf[j + 1] == 0 && buf[j + 2] <= 1))
-		j++;
-	size_t end = j + 3 <= size ? j : size;
-	while (end > start && buf[end - 1] == 0) /* zero_byte of the next start code */
-		end--;
-	*nal = buf + start;
-	*len = end - start;
-	*off = end;
-	return *len > 0;
-}
-
-/* Emulation prevention bytes out: the RBSP of a NAL payload. */
-static size_t unescape(const uint8_t *src, size_t n, uint8_t *dst)
-{
-	size_t o = 0;
-	unsigned zeros = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (zeros >= 2 && src[i] == 3) {
-			zeros = 0;
-			continue;
-		}
-		zeros = src[i] ? 0 : zeros + 1;
-		dst[o++] = src[i];
-	}
-	return o;
-}
+/* ---- NAL units out ---- */
 
 /* Start code, NAL header byte, then the RBSP with emulation prevention. */
 static void put_nal(struct bw *out, uint8_t header, const uint8_t *rbsp, size_t n)
@@ -247,117 +163,85 @@ bool h264_splicer_can_patch(const struct h264_splicer *sp, uint32_t *mb_w, uint3
 	return true;
 }
 
-static bool high_profile(uint32_t profile_idc)
+/* SPS: learn the stream's layout. Returns whether it is one we can splice:
+ * raw samples are written as 8-bit 4:2:0 frames, and only the picture
+ * order count types 0 and 2 are rewritten. */
+static bool take_sps(struct h264_splicer *sp, const struct hfe_h264_sps *s)
 {
-	static const uint8_t ids[] = { 100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135 };
-	for (size_t i = 0; i < sizeof(ids); i++)
-		if (profile_idc == ids[i])
-			return true;
-	return false;
-}
-
-/* Where the picture order count fields of an SPS are. */
-struct sps_layout {
-	size_t poc_at, rest_at; /* pic_order_cnt_type, and what follows its fields */
-};
-
-/* SPS: learn the stream's layout. Returns whether it is one we can splice. */
-static bool parse_sps(struct h264_splicer *sp, struct br *r, struct sps_layout *lay)
-{
-	uint32_t profile = br_bits(r, 8);
-	br_bits(r, 16); /* constraint flags, level_idc */
-	sp->sps_id = br_ue(r);
-	bool ok = true;
-	if (high_profile(profile)) {
-		uint32_t chroma = br_ue(r);
-		if (chroma == 3)
-			br_bits(r, 1);
-		uint32_t depth_l = br_ue(r), depth_c = br_ue(r);
-		br_bits(r, 1); /* qpprime_y_zero_transform_bypass_flag */
-		uint32_t scaling = br_bits(r, 1);
-		/* raw samples are written as 8-bit 4:2:0; scaling lists would
-		 * need parsing to find what follows */
-		ok = chroma == 1 && !depth_l && !depth_c && !scaling;
-	}
-	sp->frame_num_bits = br_ue(r) + 4;
-	lay->poc_at = r->pos;
-	sp->in_poc_type = br_ue(r);
-	if (sp->in_poc_type == 0)
-		sp->in_poc_lsb_bits = br_ue(r) + 4;
-	else if (sp->in_poc_type != 2)
-		ok = false;
-	lay->rest_at = r->pos;
-	br_ue(r);      /* max_num_ref_frames */
-	br_bits(r, 1); /* gaps_in_frame_num_value_allowed_flag */
-	sp->mb_w = br_ue(r) + 1;
-	sp->mb_h = br_ue(r) + 1;
-	bool frame_mbs_only = br_bits(r, 1);
-	return ok && frame_mbs_only && !r->err && sp->frame_num_bits <= 16 && sp->mb_w <= 1024 &&
-	       sp->mb_h <= 1024 && sp->in_poc_lsb_bits <= 16;
+	sp->sps_id = s->sps_id;
+	sp->frame_num_bits = s->log2_max_frame_num;
+	sp->in_poc_type = s->poc_type;
+	sp->in_poc_lsb_bits = s->log2_max_poc_lsb;
+	sp->mb_w = s->width_mbs;
+	sp->mb_h = s->height_map_units;
+	return s->chroma_format_idc == 1 && s->bit_depth_luma == 8 && s->bit_depth_chroma == 8 &&
+	       !s->scaling_matrix_present && (s->poc_type == 0 || s->poc_type == 2) &&
+	       s->frame_mbs_only;
 }
 
 /* The same SPS with pic_order_cnt_type 0 and our lsb size. */
 static void rewrite_sps(struct bw *out, uint8_t hdr, const uint8_t *rbsp, size_t n, size_t end,
-			const struct sps_layout *lay)
+			const struct hfe_h264_sps *s)
 {
-	struct br r = { .p = rbsp, .nbits = n * 8 };
+	struct hfe_h264_bits r;
 	struct bw body = { 0 };
-	copy_bits(&body, &r, lay->poc_at);
+	hfe_h264_bits_init(&r, rbsp, n);
+	copy_bits(&body, &r, s->poc_bitpos);
 	bw_ue(&body, 0);                /* pic_order_cnt_type */
 	bw_ue(&body, POC_LSB_BITS - 4); /* log2_max_pic_order_cnt_lsb_minus4 */
-	r.pos = lay->rest_at;
+	r.pos = s->poc_end_bitpos;
 	copy_bits(&body, &r, end);
 	put_body(out, hdr, &body);
 }
 
 /* PPS: only read (whether slices can be rewritten and patches written). */
-static void read_pps(struct h264_splicer *sp, struct br *r)
+static void read_pps(struct h264_splicer *sp, struct hfe_h264_bits *r)
 {
 	sp->pps_ok = false;
-	sp->pps_id = br_ue(r);
-	uint32_t sps_id = br_ue(r);
-	bool cabac = br_bits(r, 1);
-	bool bottom_field_poc = br_bits(r, 1);
-	uint32_t slice_groups = br_ue(r);
-	br_ue(r); /* num_ref_idx_l0_default_active_minus1 */
-	br_ue(r); /* l1 */
-	bool weighted = br_bits(r, 1);
-	br_bits(r, 2); /* weighted_bipred_idc */
-	sp->pic_init_qp = 26 + br_se(r);
-	br_se(r); /* pic_init_qs_minus26 */
-	br_se(r); /* chroma_qp_index_offset */
-	sp->deblock_ctl = br_bits(r, 1);
-	br_bits(r, 1); /* constrained_intra_pred_flag */
-	bool redundant = br_bits(r, 1);
+	sp->pps_id = hfe_h264_ue(r);
+	uint32_t sps_id = hfe_h264_ue(r);
+	bool cabac = hfe_h264_u(r, 1);
+	bool bottom_field_poc = hfe_h264_u(r, 1);
+	uint32_t slice_groups = hfe_h264_ue(r);
+	hfe_h264_ue(r);   /* num_ref_idx_l0_default_active_minus1 */
+	hfe_h264_ue(r);   /* l1 */
+	bool weighted = hfe_h264_u(r, 1);
+	hfe_h264_u(r, 2); /* weighted_bipred_idc */
+	sp->pic_init_qp = 26 + hfe_h264_se(r);
+	hfe_h264_se(r);   /* pic_init_qs_minus26 */
+	hfe_h264_se(r);   /* chroma_qp_index_offset */
+	sp->deblock_ctl = hfe_h264_u(r, 1);
+	hfe_h264_u(r, 1); /* constrained_intra_pred_flag */
+	bool redundant = hfe_h264_u(r, 1);
 	sp->pps_ok = !r->err && sps_id == sp->sps_id && !cabac && !bottom_field_poc &&
 		     !slice_groups && !weighted && !redundant;
 }
 
 /* Slice: pic_order_cnt_lsb in, frame_num noted. */
-static void splice_slice(struct h264_splicer *sp, struct bw *out, uint8_t hdr, struct br *r,
-			 size_t end)
+static void splice_slice(struct h264_splicer *sp, struct bw *out, const struct hfe_h264_nal *nal,
+			 struct hfe_h264_bits *r, size_t end)
 {
-	unsigned type = hdr & 0x1f;
-	br_ue(r); /* first_mb_in_slice */
-	br_ue(r); /* slice_type */
-	br_ue(r); /* pic_parameter_set_id */
-	uint32_t frame_num = br_bits(r, sp->frame_num_bits);
-	if (type == NAL_IDR)
-		br_ue(r); /* idr_pic_id */
+	hfe_h264_ue(r); /* first_mb_in_slice */
+	hfe_h264_ue(r); /* slice_type */
+	hfe_h264_ue(r); /* pic_parameter_set_id */
+	uint32_t frame_num = hfe_h264_u(r, sp->frame_num_bits);
+	if (nal->type == HFE_H264_NAL_IDR)
+		hfe_h264_ue(r); /* idr_pic_id */
 	size_t poc_at = r->pos;
 	if (sp->in_poc_type == 0)
-		br_bits(r, sp->in_poc_lsb_bits);
+		hfe_h264_u(r, sp->in_poc_lsb_bits);
 	size_t rest_at = r->pos;
-	if (hdr & 0x60)
+	if (nal->ref_idc)
 		sp->last_ref_frame_num = frame_num;
 
-	struct br again = { .p = r->p, .nbits = r->nbits, .pos = 0 };
+	struct hfe_h264_bits again = *r;
 	struct bw body = { 0 };
+	again.pos = 0;
 	copy_bits(&body, &again, poc_at);
 	bw_bits(&body, POC_LSB_BITS, sp->poc & ((1u << POC_LSB_BITS) - 1));
 	again.pos = rest_at;
 	copy_bits(&body, &again, end);
-	put_body(out, hdr, &body);
+	put_body(out, nal->data[0], &body);
 }
 
 static int packet_from(struct bw *w, struct hfe_packet *pkt, int64_t index, bool keyframe)
@@ -387,27 +271,27 @@ static bool grow_scratch(struct h264_splicer *sp, size_t n)
 
 int h264_splice_encoder_au(struct h264_splicer *sp, struct hfe_packet *pkt)
 {
-	const uint8_t *nal;
-	size_t len, off = 0;
-	struct sps_layout lay = { 0 };
+	struct hfe_h264_nal nal;
+	size_t off = 0;
+	struct hfe_h264_sps sps = { 0 };
 	bool have_sps = false;
 
 	if (!grow_scratch(sp, pkt->size))
 		return -1;
 	/* First the parameter sets: whether this stream can be spliced is
 	 * known only once both are read, and the SPS comes first. */
-	while (next_nal(pkt->data, pkt->size, &off, &nal, &len)) {
-		unsigned type = nal[0] & 0x1f;
-		if (type != NAL_SPS && type != NAL_PPS)
+	while (hfe_h264_next_nal(pkt->data, pkt->size, &off, &nal)) {
+		if (nal.type != HFE_H264_NAL_SPS && nal.type != HFE_H264_NAL_PPS)
 			continue;
-		size_t n = unescape(nal + 1, len - 1, sp->rbsp);
-		struct br r = { .p = sp->rbsp, .nbits = n * 8 };
-		if (type == NAL_SPS) {
+		size_t n = hfe_h264_unescape(nal.data + 1, nal.size - 1, sp->rbsp);
+		if (nal.type == HFE_H264_NAL_SPS) {
 			have_sps = true;
-			sp->sps_ok = parse_sps(sp, &r, &lay);
+			sp->sps_ok = hfe_h264_parse_sps(sp->rbsp, n, &sps) && take_sps(sp, &sps);
 			sp->pps_ok = false; /* a new SPS needs its PPS along */
 			sp->idr_seen = false;
 		} else {
+			struct hfe_h264_bits r;
+			hfe_h264_bits_init(&r, sp->rbsp, n);
 			read_pps(sp, &r);
 		}
 	}
@@ -415,30 +299,29 @@ int h264_splice_encoder_au(struct h264_splicer *sp, struct hfe_packet *pkt)
 	struct bw out = { 0 };
 	bool any = false, poc_set = false;
 	off = 0;
-	while (next_nal(pkt->data, pkt->size, &off, &nal, &len)) {
-		uint8_t hdr = nal[0];
-		unsigned type = hdr & 0x1f;
-		bool slice = type == NAL_SLICE || type == NAL_IDR;
-		if (!rewriting(sp) || (type != NAL_SPS && !slice)) {
+	while (hfe_h264_next_nal(pkt->data, pkt->size, &off, &nal)) {
+		bool slice = nal.type == HFE_H264_NAL_SLICE || nal.type == HFE_H264_NAL_IDR;
+		if (!rewriting(sp) || (nal.type != HFE_H264_NAL_SPS && !slice)) {
 			static const uint8_t start[4] = { 0, 0, 0, 1 };
 			bw_bytes(&out, start, sizeof(start));
-			bw_bytes(&out, nal, len);
+			bw_bytes(&out, nal.data, nal.size);
 			continue;
 		}
-		size_t n = unescape(nal + 1, len - 1, sp->rbsp);
-		size_t end = rbsp_payload_end(sp->rbsp, n);
-		if (type == NAL_SPS && have_sps) {
-			rewrite_sps(&out, hdr, sp->rbsp, n, end, &lay);
+		size_t n = hfe_h264_unescape(nal.data + 1, nal.size - 1, sp->rbsp);
+		size_t end = hfe_h264_rbsp_stop_bit(sp->rbsp, n);
+		if (nal.type == HFE_H264_NAL_SPS && have_sps) {
+			rewrite_sps(&out, nal.data[0], sp->rbsp, n, end, &sps);
 		} else if (slice) {
 			if (!poc_set) { /* one picture order count per access unit */
-				sp->poc = type == NAL_IDR ? 0 : sp->poc + 2;
+				sp->poc = nal.type == HFE_H264_NAL_IDR ? 0 : sp->poc + 2;
 				poc_set = true;
 			}
-			struct br r = { .p = sp->rbsp, .nbits = n * 8 };
-			splice_slice(sp, &out, hdr, &r, end);
+			struct hfe_h264_bits r;
+			hfe_h264_bits_init(&r, sp->rbsp, n);
+			splice_slice(sp, &out, &nal, &r, end);
 		}
 		any = true;
-		if (type == NAL_IDR)
+		if (nal.type == HFE_H264_NAL_IDR)
 			sp->idr_seen = true;
 	}
 	if (!any) {
@@ -532,7 +415,7 @@ int h264_splice_patch(struct h264_splicer *sp, const struct hfe_image *pic, cons
 		bw_ue(&body, run);
 
 	struct bw out = { 0 };
-	put_body(&out, NAL_SLICE, &body); /* nal_ref_idc 0 */
+	put_body(&out, HFE_H264_NAL_SLICE, &body); /* nal_ref_idc 0 */
 	int rc = packet_from(&out, pkt, -1, false);
 	free(out.buf);
 	if (rc == 0)
