@@ -158,6 +158,11 @@ static void test_nal_edges(void)
 	static const uint8_t inner[] = { 0, 0, 1, 0x01, 0, 0, 2, 0x05 };
 	k = scan(inner, sizeof(inner), n, 4);
 	CHECK(k == 1 && n[0].size == 5);
+	/* 00 00 00 cannot occur inside a unit (B.2): it ends one, and what
+	 * follows up to the next start code belongs to none. */
+	static const uint8_t zeros3[] = { 0, 0, 1, 0x41, 0x9a, 0, 0, 0, 5, 6, 0, 0, 1, 0x09, 0x10 };
+	k = scan(zeros3, sizeof(zeros3), n, 4);
+	CHECK(k == 2 && n[0].size == 2 && n[1].type == 9 && n[1].data == zeros3 + 13);
 	/* Once at the end it stays there. */
 	size_t pos = sizeof(tail);
 	CHECK(!hfe_h264_next_nal(tail, sizeof(tail), &pos, &n[0]) && pos == sizeof(tail));
