@@ -4,7 +4,8 @@
  * at the outbound queue bound and at the session's in-flight bound and
  * resumes when they drain; host shutdown (stop reading, finish frames in
  * flight, ERROR SHUTDOWN); scanout subscriptions through the host's hub with
- * a real stream fed the test source's picture. No sockets (host_harness.h);
+ * a real stream fed the test source's picture (access units from an IDR,
+ * KEYFRAME_REQ, a subscriber's CONFIG_REQ, leaving the hub on close or error). No sockets (host_harness.h);
  * one behaviour per test, `test_host_flow NAME` runs one.
  */
 #include <stdio.h>
@@ -216,6 +217,35 @@ static void freed_peer_leaves_hub(void)
 	hh_stop(&h);
 }
 
+/* A subscriber's CONFIG_REQ on the scanout's id goes to that scanout (the
+ * hub answers at once with the stream's settings), not to a pull session. */
+static void subscriber_config_req_goes_to_scanout(void)
+{
+	struct hh h;
+
+	hh_start_default(&h);
+	hh_add_scanout(&h, SCANOUT, 160, 96);
+	hh_draw(&h, 0);
+	struct hfe_msg m = hh_mk_hello(1, 2);
+	hh_push_msg(&h, &m, NULL, 0);
+	m = hh_mk(HFE_MSG_SUBSCRIBE, 0);
+	m.u.scanout_id = SCANOUT;
+	hh_push_msg(&h, &m, NULL, 0);
+	hh_step(&h);
+	unsigned n = h.n_got;
+	m = hh_mk(HFE_MSG_CONFIG_REQ, SCANOUT);
+	m.u.config_req = (struct hfe_config_req){ .bitrate = 300000, .fps_num = 30, .fps_den = 1 };
+	hh_push_msg(&h, &m, NULL, 0);
+	hh_step(&h); /* no waiting: no worker is involved */
+	int c = hh_find(&h, HFE_MSG_CONFIG_RESP, n);
+	if (CHECK(c >= 0)) {
+		CHECK(h.got[c].hdr.session_id == SCANOUT);
+		CHECK(h.got[c].u.config_resp.width == 160 && h.got[c].u.config_resp.height == 96);
+		CHECK(h.got[c].u.config_resp.bitrate == 300000);
+	}
+	hh_stop(&h);
+}
+
 /* A second peer on the same host, subscribed to SCANOUT, its output dropped. */
 static struct hfe_peer *other_subscriber(struct hh *h)
 {
@@ -287,6 +317,7 @@ int main(int argc, char **argv)
 		{ "subscriber_receives_scanout_from_idr", subscriber_receives_scanout_from_idr },
 		{ "keyframe_req_reaches_watched_scanout", keyframe_req_reaches_watched_scanout },
 		{ "freed_peer_leaves_hub", freed_peer_leaves_hub },
+		{ "subscriber_config_req_goes_to_scanout", subscriber_config_req_goes_to_scanout },
 		{ "failed_subscriber_gets_nothing_after_error",
 		  failed_subscriber_gets_nothing_after_error },
 	};
