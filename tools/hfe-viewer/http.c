@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * hfe-viewer: the HTTP server (libsoup 3). Serves the page (compiled in as
+ * a GResource), /stats.json, and the WebSocket endpoint /ws (pages.c);
+ * answers only requests addressed to an IP literal or localhost.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "viewer.h"
+
+/* The page, compiled in (tools/viewer/viewer.gresource.xml; registered by
+ * the generated code's constructor). */
+#define RES_PREFIX "/org/helix/hfe-viewer/"
+
+/* Against DNS rebinding: answer only requests addressed to an IP literal or
+ * localhost (what --http binds), not to some other name. */
+gboolean host_allowed(SoupServerMessage *msg)
+{
+	SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
+	const char *host = soup_message_headers_get_one(h, "Host");
+	if (!host)
+		return TRUE; /* HTTP/1.0 client */
+	char name[256];
+	const char *end;
+	if (host[0] == '[') {
+		end = strchr(host, ']');
+		if (!end)
+			return FALSE;
+		host++;
+	} else {
+		end = strrchr(host, ':');
+		if (!end)
+			end = host + strlen(host);
+	}
+	size_t n = (size_t)(end - host);
+	if (n == 0 || n >= sizeof(name))
+		return FALSE;
+	memcpy(name, host, n);
+	name[n] = '\0';
+	if (!g_ascii_strcasecmp(name, "localhost") || g_hostname_is_ip_address(name))
+		return TRUE;
+	return FALSE;
+}
+
+static void serve_resource(SoupServerMessage *msg, const char *name, const char *type)
+{
+	GBytes *b = g_resources_lookup_data(name, G_RESOURCE_LOOKUP_FLAGS_NONE, NULL);
+	if (!b) {
+		soup_server_message_set_status(msg, SOUP_STATUS_NOT_FOUND, NULL);
+		return;
+	}
+	gsize n;
+	const void *d = g_bytes_get_data(b, &n);
+	soup_server_message_set_response(msg, type, SOUP_MEMORY_COPY, d, n);
+	soup_server_message_set_status(msg, SOUP_STATUS_OK, NULL);
+	g_bytes_unref(b);
+}
+
+static char *stats_json(struct viewer *v)
+{
+	GString *s = g_string_new(NULL);
+	char *addr = g_strescape(v->addr, NULL);
+	g_string_append_printf(s,
+			       "{\"upstream\":{\"connected\":%s,\"address\":\"%s\",\"scanout\":%u,"
+			       "\"frames\":%" PRIu64 ",\"keyframes\":%" PRIu64 ",\"bytes\":%" PRIu64
+			       ",\"keyframe_requests\":%" PRIu64 ",\"reconnects\":%" PRIu64 "},",
+			       v->up ? "true" : "false", addr, v->scanout, v->frames_in,
+			       v->keyframes_in, v->bytes_in, v->key_requests, v->reconnects);
+	g_free(addr);
+	g_string_append(s, "\"viewers\":[");
+	bool first = true;
+	for (guint i = 0; i < v->pages->len; i++) {
+		struct page *p = g_ptr_array_index(v->pages, i);
+		if (p->gone)
+			continue;
+		g_string_append_printf(s,
+				       "%s{\"id\":%u,\"frames_sent\":%" PRIu64
+				       ",\"frames_skipped\":%" PRIu64 ",\"bytes_sent\":%" PRIu64
+				       ",\"inflight\":%u,\"resyncs\":%" PRIu64
+				       ",\"waiting_key\":%s}",
+				       first ? "" : ",", p->id, p->frames_sent, p->frames_skipped,
+				       p->bytes_sent, page_inflight(p), p->resyncs,
+				       p->waiting_key ? "true" : "false");
+		first = false;
+	}
+	g_string_append(s, "],\"record\":");
+	if (v->recording) {
+		char *path = g_strescape(v->rec.path, NULL);
+		g_string_append_printf(s, "{\"path\":\"%s\",\"frames\":%" PRIu64 "}", path,
+				       v->rec.frames);
+		g_free(path);
+	} else {
+		g_string_append(s, "null");
+	}
+	g_string_append(s, "}\n");
+	return g_string_free(s, FALSE);
+}
+
+static void on_http(SoupServer *server, SoupServerMessage *msg, const char *path,
+		    GHashTable *query, gpointer data)
+{
+	struct viewer *v = data;
+	const char *method = soup_server_message_get_method(msg);
+	(void)server;
+	(void)query;
+
+	if (!host_allowed(msg)) {
+		soup_server_message_set_status(msg, SOUP_STATUS_FORBIDDEN, NULL);
+		return;
+	}
+	if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+		soup_server_message_set_status(msg, SOUP_STATUS_METHOD_NOT_ALLOWED, NULL);
+		return;
+	}
+	SoupMessageHeaders *rh = soup_server_message_get_response_headers(msg);
+	soup_message_headers_replace(rh, "Cache-Control", "no-store");
+	soup_message_headers_replace(rh, "X-Content-Type-Options", "nosniff");
+	if (!strcmp(path, "/") || !strcmp(path, "/index.html")) {
+		serve_resource(msg, RES_PREFIX "index.html", "text/html; charset=utf-8");
+	} else if (!strcmp(path, "/viewer.js")) {
+		serve_resource(msg, RES_PREFIX "viewer.js", "text/javascript; charset=utf-8");
+	} else if (!strcmp(path, "/stats.json")) {
+		char *j = stats_json(v);
+		soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_TAKE, j,
+						 strlen(j));
+		soup_server_message_set_status(msg, SOUP_STATUS_OK, NULL);
+	} else {
+		soup_server_message_set_status(msg, SOUP_STATUS_NOT_FOUND, NULL);
+	}
+}
+
+/* "HOST:PORT", HOST an IP literal (IPv6 in brackets) or localhost. */
+static GSocketAddress *parse_http(const char *s)
+{
+	char host[256];
+	const char *colon;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':')
+			return NULL;
+		if ((size_t)(rb - s - 1) >= sizeof(host))
+			return NULL;
+		memcpy(host, s + 1, (size_t)(rb - s - 1));
+		host[rb - s - 1] = '\0';
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || (size_t)(colon - s) >= sizeof(host))
+			return NULL;
+		memcpy(host, s, (size_t)(colon - s));
+		host[colon - s] = '\0';
+	}
+	char *end;
+	errno = 0;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	if (errno || end == colon + 1 || *end || port > 65535)
+		return NULL;
+	if (!strcmp(host, "localhost"))
+		snprintf(host, sizeof(host), "127.0.0.1");
+	return g_inet_socket_address_new_from_string(host, (guint)port);
+}
+
+bool start_http(struct viewer *v)
+{
+	GError *error = NULL;
+	GSocketAddress *sa = parse_http(v->http);
+	if (!sa) {
+		say("--http: expected IP:PORT (e.g. 127.0.0.1:8080 or [::1]:8080), got '%s'",
+		    v->http);
+		v->exit_code = EXIT_USAGE;
+		return false;
+	}
+	v->server = soup_server_new("server-header", PROG " ", NULL);
+	/* H.264 does not deflate; spare the CPU. */
+	soup_server_remove_websocket_extension(v->server, SOUP_TYPE_WEBSOCKET_EXTENSION_DEFLATE);
+	soup_server_add_websocket_handler(v->server, "/ws", NULL, NULL, on_ws, v, NULL);
+	soup_server_add_handler(v->server, NULL, on_http, v, NULL);
+	if (!soup_server_listen(v->server, sa, 0, &error)) {
+		say("cannot listen on %s: %s", v->http, error->message);
+		g_error_free(error);
+		g_object_unref(sa);
+		return false;
+	}
+	g_object_unref(sa);
+
+	GSList *uris = soup_server_get_uris(v->server);
+	if (uris) {
+		GUri *u = uris->data;
+		const char *h = g_uri_get_host(u);
+		bool any = !strcmp(h, "0.0.0.0") || !strcmp(h, "::");
+		bool v6 = strchr(h, ':') != NULL;
+		v->url = g_strdup_printf("http://%s%s%s:%d/", v6 && !any ? "[" : "",
+					 any ? "127.0.0.1" : h, v6 && !any ? "]" : "",
+					 g_uri_get_port(u));
+	}
+	g_slist_free_full(uris, (GDestroyNotify)g_uri_unref);
+	return v->url != NULL;
+}
+

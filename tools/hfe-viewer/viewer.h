@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * hfe-viewer: watch a scanout live in a browser. The state the parts share
+ * and what each part offers the others.
+ *
+ * One upstream HXFR connection subscribes to a scanout; every access unit it
+ * pushes is sent, whole, as one WebSocket message to each page that is
+ * watching, where WebCodecs decodes it (tools/viewer/viewer.js). Optionally
+ * the same stream is written to an MP4.
+ *
+ * Everything runs in one GMainLoop: libsoup's HTTP/WebSocket server and the
+ * upstream socket (g_unix_fd_add). A page joining mid-GOP is sent nothing
+ * until a keyframe, and one is requested upstream (KEYFRAME_REQ) for it. Pages
+ * acknowledge what they have decoded; a page too far behind is skipped until
+ * it has caught up and then resynced with an IDR, so it never slows the others
+ * and the server's memory stays bounded. See docs/viewer.md.
+ *
+ * The parts: main.c (options, start, shutdown), upstream.c (the HXFR
+ * subscription), pages.c (the WebSocket pages and their flow control),
+ * http.c (the HTTP server: page, stats), record.c (the MP4).
+ */
+#ifndef HFE_VIEWER_H
+#define HFE_VIEWER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+#include <libsoup/soup.h>
+
+#include "hfe/client.h"
+#include "hfe/wire.h"
+#include "record.h"
+
+#define PROG "hfe-viewer"
+#define EXIT_USAGE 2
+
+#define RETRY_MS 1000 /* reconnect interval */
+
+/* Per page: frames sent but not yet acknowledged. Past either cap the page
+ * is skipped until it has caught up, then resynced with an IDR. */
+#define INFLIGHT_MAX_FRAMES 60
+#define INFLIGHT_MAX_BYTES (8u << 20)
+#define INFLIGHT_RESUME_FRAMES 2
+#define MAX_PAGES 32
+
+/* WebSocket protocol version (docs/viewer.md). */
+#define WS_VERSION 1
+
+struct viewer;
+
+struct page {
+	struct viewer *v;
+	SoupWebsocketConnection *ws;
+	unsigned id;
+	char peer[80];
+	bool gone; /* closed: freed by the reaper, never used for sending */
+	bool waiting_key;
+
+	/* Unacknowledged frames, oldest first. */
+	uint32_t ring_seq[INFLIGHT_MAX_FRAMES];
+	uint32_t ring_size[INFLIGHT_MAX_FRAMES];
+	unsigned ring_head, ring_count;
+	uint64_t inflight_bytes;
+
+	uint64_t frames_sent, frames_skipped, bytes_sent, resyncs;
+};
+
+struct viewer {
+	/* options */
+	const char *addr;
+	uint32_t scanout;
+	const char *http;
+
+	GMainLoop *loop;
+	SoupServer *server;
+	char *url;
+
+	/* upstream */
+	struct hfe_client *up;
+	char server_name[HFE_NAME_LEN];
+	guint up_watch, up_idle, retry_timer, tick_timer;
+	char last_fail[HFE_ERROR_MSG_LEN];
+	uint32_t seq; /* access units received, all connections: the page's frame number */
+	bool key_pending;
+	int64_t key_req_ns;
+	uint64_t frames_in, keyframes_in, bytes_in, key_requests, reconnects;
+
+	/* pages */
+	GPtrArray *pages;
+	unsigned next_page_id;
+	guint reaper;
+
+	struct recorder rec;
+	bool recording;
+	int exit_code;
+};
+
+/* main.c */
+int64_t mono_ns(void);
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* upstream.c */
+bool upstream_connect(struct viewer *v);
+gboolean on_retry(gpointer data); /* a g_timeout: upstream_connect until it works */
+void upstream_close(struct viewer *v);
+void request_keyframe(struct viewer *v);
+char *upstream_status_json(struct viewer *v); /* g_free it */
+
+/* pages.c */
+unsigned page_inflight(const struct page *p);
+void page_send_text(struct page *p, const char *text);
+void broadcast_text(struct viewer *v, const char *text);
+/* One frame message to every page that can take it. */
+void fan_out(struct viewer *v, GBytes *msg, uint32_t seq, bool key);
+/* Ask for an IDR if a page waits for one and has room to take it. */
+void maybe_request_keyframe(struct viewer *v);
+/* libsoup's WebSocket handler for /ws. */
+void on_ws(SoupServer *server, SoupServerMessage *msg, const char *path,
+	   SoupWebsocketConnection *ws, gpointer data);
+/* Close every page with a Going Away, give the close frames a moment, free them. */
+void close_pages(struct viewer *v);
+
+/* http.c */
+gboolean host_allowed(SoupServerMessage *msg);
+bool start_http(struct viewer *v);
+
+#endif
