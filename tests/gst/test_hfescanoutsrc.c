@@ -26,6 +26,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <gst/video/video.h>
@@ -714,9 +715,19 @@ GST_START_TEST(test_stop_while_waiting)
 }
 GST_END_TEST;
 
+/* CPU time this process used so far (all threads), ms. */
+static double cpu_ms(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
 /* A flush sent to the source: unlock() ends the wait (FLUSH_STOP takes the
  * stream lock, so it returns only once create() did), and unlock_stop()
- * resynchronises: a fresh IDR follows. */
+ * resynchronises: a fresh IDR follows, and the source waits again, without
+ * spinning. */
 GST_START_TEST(test_flush_while_waiting)
 {
 	struct seen s;
@@ -734,6 +745,11 @@ GST_START_TEST(test_flush_while_waiting)
 	g_mutex_lock(&s.lock);
 	CHECK(s.keyframes == 2 && s.last_key_index == 1);
 	g_mutex_unlock(&s.lock);
+	double cpu0 = cpu_ms();
+	g_usleep(500000);
+	double cpu = cpu_ms() - cpu0;
+	printf("  %.1f ms CPU in 500 ms of waiting after the flush\n", cpu);
+	CHECKF(cpu < 50, "%.1f ms CPU in 500 ms of waiting: spinning?", cpu);
 	gst_object_unref(src);
 	stop_pipeline(p);
 }
