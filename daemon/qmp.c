@@ -178,6 +178,11 @@ static int classify(JsonObject *o)
 	return -1;
 }
 
+static bool is_object(JsonNode *n)
+{
+	return n && JSON_NODE_HOLDS_OBJECT(n);
+}
+
 /*
  * Next message: its kind and *root (a JSON object; the caller unrefs it),
  * with *line its text for error messages. -1 with why when the line is not
@@ -205,11 +210,13 @@ static int read_message(struct hfe_qmp *m, uint64_t deadline, JsonNode **root,
 	if (json_parser_load_from_data(p, text, (gssize)n, &e))
 		*root = json_parser_steal_root(p);
 	g_object_unref(p);
-	if (*root && JSON_NODE_HOLDS_OBJECT(*root))
+	if (is_object(*root))
 		kind = classify(json_node_get_object(*root));
 	if (kind < 0) {
-		snprintf(why, len, "QMP: malformed message (%s): %.80s",
-			 e ? e->message : *root ? "not a QMP message" : "not a JSON object", text);
+		const char *what = e ? e->message
+			       : is_object(*root) ? "not a QMP message" : "not a JSON object";
+
+		snprintf(why, len, "QMP: malformed message (%s): %.80s", what, text);
 		if (*root)
 			json_node_unref(*root);
 		*root = NULL;

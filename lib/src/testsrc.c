@@ -91,11 +91,13 @@ static void draw_counter(uint8_t *fb, uint32_t stride, uint32_t w, uint32_t h, u
 	}
 }
 
-static void draw_box(uint8_t *fb, uint32_t stride, uint32_t bx, uint32_t by, uint64_t tick)
+/* The box, clipped to the w x h picture (hfe_testsrc_render takes any size). */
+static void draw_box(uint8_t *fb, uint32_t stride, uint32_t w, uint32_t h, uint32_t bx,
+		     uint32_t by, uint64_t tick)
 {
 	uint8_t r = (uint8_t)(200 + (tick % 56)), g = 60, b = (uint8_t)(255 - (tick % 128));
-	for (uint32_t y = 0; y < BOX; y++)
-		for (uint32_t x = 0; x < BOX; x++) {
+	for (uint32_t y = 0; y < BOX && by + y < h; y++)
+		for (uint32_t x = 0; x < BOX && bx + x < w; x++) {
 			/* soft edge so PSNR stays meaningful */
 			uint32_t e = x < 4 ? x : (x >= BOX - 4 ? BOX - 1 - x : 4);
 			uint32_t f = y < 4 ? y : (y >= BOX - 4 ? BOX - 1 - y : 4);
@@ -122,7 +124,7 @@ void hfe_testsrc_render(uint8_t *bgrx, uint32_t stride, uint32_t width, uint32_t
 			background_px(bgrx + (size_t)y * stride + (size_t)x * 4, x, y, width, height);
 	uint32_t bx, by;
 	box_pos(tick, width, height, &bx, &by);
-	draw_box(bgrx, stride, bx, by, tick);
+	draw_box(bgrx, stride, width, height, bx, by, tick);
 	draw_counter(bgrx, stride, width, height, tick);
 }
 
@@ -155,7 +157,7 @@ static void *run(void *arg)
 		uint32_t nx, ny;
 		box_pos(tick, t->width, t->height, &nx, &ny);
 		restore_background(t->fb, t->stride, t->width, t->height, bx, by);
-		draw_box(t->fb, t->stride, nx, ny, tick);
+		draw_box(t->fb, t->stride, t->width, t->height, nx, ny, tick);
 		draw_counter(t->fb, t->stride, t->width, t->height, tick);
 		/* Old and new box positions and the counter, in one flush, as a
 		 * display driver would report them. */
