@@ -461,14 +461,13 @@ static GstClockTime arrival_time(GstHfeScanoutSrc *self)
 static GstFlowReturn frame_to_buffer(GstHfeScanoutSrc *self, const struct hfe_msg *msg,
 				     GstBuffer **out)
 {
-	static const guint8 start_code[4] = { 0, 0, 0, 1 };
 	const guint8 *unit;
 	guint32 unit_len;
 	gsize pos = 0, size = 0;
 
 	*out = NULL;
 	while (hfe_nal_next(msg, &pos, &unit, &unit_len))
-		size += unit_len + (hfe_h264_start_code(unit, unit_len) ? 0 : 4);
+		size += hfe_h264_put_annexb(NULL, unit, unit_len);
 	if (size == 0)
 		return GST_FLOW_OK;
 
@@ -481,14 +480,8 @@ static GstFlowReturn frame_to_buffer(GstHfeScanoutSrc *self, const struct hfe_ms
 	}
 	gsize off = 0;
 	pos = 0;
-	while (hfe_nal_next(msg, &pos, &unit, &unit_len)) {
-		if (!hfe_h264_start_code(unit, unit_len)) {
-			memcpy(map.data + off, start_code, 4);
-			off += 4;
-		}
-		memcpy(map.data + off, unit, unit_len);
-		off += unit_len;
-	}
+	while (hfe_nal_next(msg, &pos, &unit, &unit_len))
+		off += hfe_h264_put_annexb(map.data + off, unit, unit_len);
 
 	/* The host's flag, checked against the bitstream: an IDR slice makes a
 	 * keyframe; the SPS gives the picture size. */

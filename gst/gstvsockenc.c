@@ -41,6 +41,7 @@
 #include "gsthfewait.h"
 #include "gstvirtgpu.h"
 #include "hfe/client.h"
+#include "hfe/h264.h"
 #include "hfe/wire.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_vsock_enc_debug);
@@ -562,17 +563,12 @@ static void conn_lost(GstVsockEnc *self, const struct hfe_err *err)
  * when the host sent no data for the frame (it skipped it). */
 static GstBuffer *au_buffer(const struct hfe_msg *msg, gboolean *empty)
 {
-	static const guint8 sc[4] = { 0, 0, 0, 1 };
 	const guint8 *nal;
 	uint32_t len;
 	size_t pos = 0, total = 0;
 
-	while (hfe_nal_next(msg, &pos, &nal, &len)) {
-		gboolean has_sc =
-			(len >= 3 && nal[0] == 0 && nal[1] == 0 && nal[2] == 1) ||
-			(len >= 4 && nal[0] == 0 && nal[1] == 0 && nal[2] == 0 && nal[3] == 1);
-		total += len + (has_sc ? 0 : 4);
-	}
+	while (hfe_nal_next(msg, &pos, &nal, &len))
+		total += hfe_h264_put_annexb(NULL, nal, len);
 	if (!total) {
 		*empty = TRUE;
 		return NULL;
@@ -586,17 +582,8 @@ static GstBuffer *au_buffer(const struct hfe_msg *msg, gboolean *empty)
 	}
 	guint8 *dst = map.data;
 	pos = 0;
-	while (hfe_nal_next(msg, &pos, &nal, &len)) {
-		gboolean has_sc =
-			(len >= 3 && nal[0] == 0 && nal[1] == 0 && nal[2] == 1) ||
-			(len >= 4 && nal[0] == 0 && nal[1] == 0 && nal[2] == 0 && nal[3] == 1);
-		if (!has_sc) {
-			memcpy(dst, sc, 4);
-			dst += 4;
-		}
-		memcpy(dst, nal, len);
-		dst += len;
-	}
+	while (hfe_nal_next(msg, &pos, &nal, &len))
+		dst += hfe_h264_put_annexb(dst, nal, len);
 	gst_buffer_unmap(buf, &map);
 	return buf;
 }

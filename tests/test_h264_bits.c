@@ -4,7 +4,7 @@
  * per test function:
  *  - Annex-B framing: 3- and 4-byte start codes, bytes before the first one,
  *    trailing zero bytes, empty units, nal_unit_type and nal_ref_idc;
- *  - emulation prevention removal;
+ *  - emulation prevention removal; units written out as Annex B;
  *  - u(n), ue(v), se(v) at their edge values, more_rbsp_data(), and reads
  *    past the end or codes too long for 32 bits flagged, not performed;
  *  - the SPS of real libx264 output (the project's encoder) at several sizes
@@ -183,6 +183,23 @@ static void test_unescape(void)
 	n = hfe_h264_unescape(src2, sizeof(src2), out);
 	CHECK(n == sizeof(want2) && !memcmp(out, want2, n));
 	CHECK(hfe_h264_unescape(src, 0, out) == 0);
+}
+
+static void test_put_annexb(void)
+{
+	printf("units written as Annex B\n");
+	static const uint8_t sc4[] = { 0, 0, 0, 1, 0x65, 0x88 }, sc3[] = { 0, 0, 1, 0x41 };
+	static const uint8_t bare[] = { 0x67, 0x42 }, almost[] = { 0, 0, 2, 0x41 };
+	uint8_t out[16];
+	CHECK(hfe_h264_put_annexb(NULL, sc4, sizeof(sc4)) == 6);
+	CHECK(hfe_h264_put_annexb(out, sc4, sizeof(sc4)) == 6 && !memcmp(out, sc4, 6));
+	CHECK(hfe_h264_put_annexb(out, sc3, sizeof(sc3)) == 4 && !memcmp(out, sc3, 4));
+	CHECK(hfe_h264_put_annexb(NULL, bare, sizeof(bare)) == 6);
+	memset(out, 0xee, sizeof(out));
+	CHECK(hfe_h264_put_annexb(out, bare, sizeof(bare)) == 6 &&
+	      !memcmp(out, (const uint8_t[]){ 0, 0, 0, 1, 0x67, 0x42 }, 6) && out[6] == 0xee);
+	CHECK(hfe_h264_put_annexb(out, almost, sizeof(almost)) == 8 &&
+	      !memcmp(out + 4, almost, 4));
 }
 
 /* ---- bits ---- */
@@ -673,6 +690,7 @@ int main(void)
 	test_nal_framing();
 	test_nal_edges();
 	test_unescape();
+	test_put_annexb();
 	test_u();
 	test_ue_se();
 	test_more_rbsp_data();

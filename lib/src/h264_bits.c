@@ -6,6 +6,7 @@
 #include "hfe/h264.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "hfe/wire.h"
 
@@ -54,6 +55,17 @@ bool hfe_h264_next_nal(const uint8_t *buf, size_t size, size_t *pos, struct hfe_
 			return true;
 		}
 	}
+}
+
+size_t hfe_h264_put_annexb(uint8_t *dst, const uint8_t *unit, size_t len)
+{
+	static const uint8_t start[4] = { 0, 0, 0, 1 };
+	size_t sc = hfe_h264_start_code(unit, len) ? 0 : sizeof(start);
+	if (dst) {
+		memcpy(dst, start, sc);
+		memcpy(dst + sc, unit, len);
+	}
+	return sc + len;
 }
 
 size_t hfe_h264_unescape(const uint8_t *src, size_t n, uint8_t *dst)

@@ -52,6 +52,11 @@ size_t hfe_h264_start_code(const uint8_t *p, size_t n);
  * there is none left. */
 bool hfe_h264_next_nal(const uint8_t *buf, size_t size, size_t *pos, struct hfe_h264_nal *nal);
 
+/* One unit as Annex B into dst: as it is when it starts with a start code,
+ * else behind 00 00 00 01 (hosts may send bare units). Returns the bytes
+ * written; dst NULL only counts them. */
+size_t hfe_h264_put_annexb(uint8_t *dst, const uint8_t *unit, size_t len);
+
 /* A NAL payload without its emulation prevention bytes (00 00 03 -> 00 00):
  * writes at most n bytes to dst and returns how many. */
 size_t hfe_h264_unescape(const uint8_t *src, size_t n, uint8_t *dst);
