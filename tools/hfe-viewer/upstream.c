@@ -13,6 +13,7 @@
 
 #include <glib-unix.h>
 
+#include "hfe/h264.h"
 #include "viewer.h"
 
 #define CONNECT_TIMEOUT_MS 1000  /* blocks the loop: keep it short */
@@ -88,18 +89,17 @@ static void handle_frame(struct viewer *v, const struct hfe_msg *m)
 	const uint8_t *nal;
 	uint32_t len;
 
-	/* This host sends one unit per access unit; join several anyway. */
+	/* This host sends one unit per access unit; join several anyway, as
+	 * Annex B (WebCodecs and the MP4 take nothing else). */
 	while (hfe_nal_next(m, &pos, &nal, &len))
-		total += len;
+		total += hfe_h264_put_annexb(NULL, nal, len);
 	if (!total)
 		return;
 	uint8_t *buf = g_malloc(WS_HEADER_SIZE + total);
 	size_t off = WS_HEADER_SIZE;
 	pos = 0;
-	while (hfe_nal_next(m, &pos, &nal, &len)) {
-		memcpy(buf + off, nal, len);
-		off += len;
-	}
+	while (hfe_nal_next(m, &pos, &nal, &len))
+		off += hfe_h264_put_annexb(buf + off, nal, len);
 
 	bool key = m->u.frame_resp.is_keyframe != 0;
 	uint32_t seq = ++v->seq;
