@@ -2,6 +2,7 @@
 /* helix-frame-export: the host daemon's command line. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -62,6 +63,19 @@ static void usage(FILE *f)
 		"      --max-queue BYTES     outbound bytes per client before reading pauses (16M)\n"
 		"      --stall-timeout MS    drop a client stuck mid-message (default 10000)\n"
 		"      --shutdown-timeout MS time for frames in flight at SIGTERM (default 5000)\n"
+		"\n"
+		"Least privilege (applied once the listeners are open and the VMs attach):\n"
+		"      --user USER           switch to USER and its groups (from root)\n"
+		"      --socket-mode MODE    unix listeners' file mode, octal (default 0660:\n"
+		"                            owner and group may connect, others not)\n"
+		"      --socket-group GROUP  unix listeners' group (default: the daemon's)\n"
+		"      --seccomp on|log|off  system call allow-list (default on: others fail\n"
+		"                            with EPERM; log: allow them but have the kernel\n"
+		"                            log each, see dmesg, to find a missing call)\n"
+		"      --no-seccomp          same as --seccomp off\n"
+		"                            (HFE_SECCOMP=on|log|off sets the default, e.g.\n"
+		"                            for a whole test suite)\n"
+		"  no_new_privs is always set.\n"
 		"\n"
 		"  -v, --verbose             debug logging (or HFE_LOG=debug|info|warn|error)\n"
 		"  -V, --version             print the version and exit\n"
@@ -131,7 +145,21 @@ enum {
 	OPT_FPS = 256, OPT_PROFILE, OPT_PRESET, OPT_TUNE, OPT_THREADS, OPT_MAX_CLIENTS,
 	OPT_MAX_WIDTH, OPT_MAX_HEIGHT, OPT_MAX_PAYLOAD, OPT_MAX_INFLIGHT, OPT_MAX_QUEUE,
 	OPT_STALL, OPT_SHUTDOWN, OPT_TEST_SCANOUT, OPT_MAX_FPS, OPT_NO_PATCH, OPT_QEMU, OPT_CONSOLE,
+	OPT_USER, OPT_SOCKET_MODE, OPT_SOCKET_GROUP, OPT_SECCOMP, OPT_NO_SECCOMP,
 };
+
+static int parse_seccomp(const char *s, enum hfe_seccomp_mode *out)
+{
+	if (!strcmp(s, "on"))
+		*out = HFE_SECCOMP_ON;
+	else if (!strcmp(s, "log"))
+		*out = HFE_SECCOMP_LOG;
+	else if (!strcmp(s, "off"))
+		*out = HFE_SECCOMP_OFF;
+	else
+		return -1;
+	return 0;
+}
 
 static int bad(const char *opt, const char *val, const char *want)
 {
@@ -196,6 +224,11 @@ int main(int argc, char **argv)
 		{ "no-patch-frames", no_argument, NULL, OPT_NO_PATCH },
 		{ "qemu", required_argument, NULL, OPT_QEMU },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
+		{ "user", required_argument, NULL, OPT_USER },
+		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
+		{ "socket-group", required_argument, NULL, OPT_SOCKET_GROUP },
+		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
+		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -206,7 +239,10 @@ int main(int argc, char **argv)
 	uint64_t v;
 	char err[256];
 	int opt;
+	const char *env_seccomp = getenv("HFE_SECCOMP");
 
+	if (env_seccomp && *env_seccomp && parse_seccomp(env_seccomp, &cfg.confine.seccomp) < 0)
+		return bad("HFE_SECCOMP", env_seccomp, "on, log or off");
 	while ((opt = getopt_long(argc, argv, "l:e:b:g:vVh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
@@ -352,6 +388,41 @@ int main(int argc, char **argv)
 		case OPT_NO_PATCH:
 			cfg.no_patch_frames = true;
 			break;
+		case OPT_USER:
+			cfg.confine.user = optarg;
+			if (hfe_confine_resolve_user(&cfg.confine, err, sizeof(err)) < 0)
+				return bad("--user", optarg, err);
+			break;
+		case OPT_SOCKET_MODE: {
+			char *end;
+			unsigned long m = strtoul(optarg, &end, 8);
+
+			/* Connecting needs write permission: a mode without it for the
+			 * owner would lock everyone out. */
+			if (end == optarg || *end || *optarg == '-' || m > 0777 || !(m & 0200))
+				return bad("--socket-mode", optarg,
+					   "octal permission bits 0200..0777 with the owner's write bit");
+			if (m & 0002)
+				fprintf(stderr, "helix-frame-export: warning: --socket-mode %s lets "
+						"every local user connect\n", optarg);
+			cfg.unix_perm.mode = (unsigned)m;
+			break;
+		}
+		case OPT_SOCKET_GROUP: {
+			struct group *gr = getgrnam(optarg);
+
+			if (!gr)
+				return bad("--socket-group", optarg, "no such group");
+			cfg.unix_perm.gid = gr->gr_gid;
+			break;
+		}
+		case OPT_SECCOMP:
+			if (parse_seccomp(optarg, &cfg.confine.seccomp) < 0)
+				return bad("--seccomp", optarg, "on, log or off");
+			break;
+		case OPT_NO_SECCOMP:
+			cfg.confine.seccomp = HFE_SECCOMP_OFF;
+			break;
 		case 'v':
 			hfe_log_set_level(HFE_LOG_DEBUG);
 			break;
@@ -389,6 +460,9 @@ int main(int argc, char **argv)
 	}
 	if (cfg.n_listen == 0)
 		hfe_addr_parse(DEFAULT_LISTEN, &cfg.listen[cfg.n_listen++], err, sizeof(err));
+	/* The daemon's user owns its sockets (it removes them at exit). */
+	if (cfg.confine.user)
+		cfg.unix_perm.uid = cfg.confine.uid;
 
 	const char *enc = cfg.host.enc.name[0] ? cfg.host.enc.name : HFE_DEFAULT_ENCODER;
 	if (!hfe_encoder_available(enc)) {

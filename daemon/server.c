@@ -73,6 +73,7 @@ void hfe_server_config_default(struct hfe_server_config *cfg)
 	cfg->max_clients = 64;
 	cfg->shutdown_timeout_ms = 5000;
 	cfg->max_fps = 60;
+	cfg->unix_perm = (struct hfe_unix_perm){ HFE_UNIX_MODE_DEFAULT, (uid_t)-1, (gid_t)-1 };
 }
 
 static int make_pipe(int fds[2])
@@ -245,7 +246,8 @@ static int setup_listeners(struct server *srv)
 	for (unsigned i = 0; i < srv->cfg->n_listen; i++) {
 		const struct hfe_addr *a = &srv->cfg->listen[i];
 		note[0] = '\0';
-		int fd = hfe_listen(a, err, sizeof(err), note, sizeof(note));
+		int fd = hfe_listen_perm(a, &srv->cfg->unix_perm, err, sizeof(err), note,
+					 sizeof(note));
 		if (fd < 0) {
 			hfe_error("cannot listen on %s: %s", hfe_addr_str(a, name, sizeof(name)), err);
 			return -1;
@@ -336,13 +338,19 @@ static int setup_vms(struct server *srv)
 		for (unsigned i = 0; i < vm->n_consoles; i++) {
 			char name[HFE_CONNECTOR_LEN];
 
-			snprintf(name, sizeof(name), "DBUS-%u", vm->consoles[i]);
+			/* The guest's DRM name of virtio-gpu output (head) N. */
+			snprintf(name, sizeof(name), "Virtual-%u", vm->consoles[i] + 1);
 			if (hfe_hub_add_scanout(hfe_host_hub(srv->hosts[1 + k]), vm->consoles[i],
 						hfe_qemu_dbus_stream(srv->vms[k], i), name) < 0) {
 				hfe_error("%s: duplicate console %u", vm->name, vm->consoles[i]);
 				return -1;
 			}
 		}
+		struct hfe_hub_outputs outs;
+
+		hfe_qemu_dbus_outputs(srv->vms[k], cfg->host.limits.max_width,
+				      cfg->host.limits.max_height, &outs);
+		hfe_hub_set_outputs(hfe_host_hub(srv->hosts[1 + k]), &outs);
 #else
 		hfe_error("%s: this build has no -display dbus support (GIO missing)", vm->name);
 		return -1;
@@ -407,6 +415,12 @@ int hfe_server_run(const struct hfe_server_config *cfg)
 
 	if (setup_test_scanouts(&srv) < 0 || setup_vms(&srv) < 0 || setup_listeners(&srv) < 0)
 		goto out;
+	/* Everything that needs privileges is open now: drop them (confine.c). */
+	char cerr[256];
+	if (hfe_confine(&cfg->confine, cerr, sizeof(cerr)) < 0) {
+		hfe_error("cannot confine the daemon: %s", cerr);
+		goto out;
+	}
 
 	char lname[HFE_SERVER_MAX_LISTEN][128];
 	for (unsigned i = 0; i < cfg->n_listen; i++)

@@ -7,6 +7,7 @@
 
 #include "hfe/addr.h"
 #include "hfe/host.h"
+#include "confine.h"
 
 #define HFE_SERVER_MAX_LISTEN 16
 #define HFE_SERVER_MAX_VMS 16
@@ -41,6 +42,8 @@ struct hfe_server_config {
 	unsigned n_test_scanouts;
 	uint32_t max_fps; /* scanout streams: encode at most this often */
 	bool no_patch_frames; /* scanout streams: every change through the encoder */
+	struct hfe_unix_perm unix_perm;  /* unix listeners' mode and owner */
+	struct hfe_confine_config confine; /* applied once listening (confine.h) */
 };
 
 void hfe_server_config_default(struct hfe_server_config *cfg);

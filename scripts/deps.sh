@@ -13,7 +13,7 @@ HFE_DEPS_BUILD=(
 	build-essential meson ninja-build pkg-config
 	libavcodec-dev libavutil-dev libavformat-dev libyuv-dev
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libdrm-dev
-	libglib2.0-dev libjson-glib-dev
+	libglib2.0-dev libjson-glib-dev libseccomp-dev
 	libsoup-3.0-dev
 )
 # Added for scripts/test.sh: ffprobe, and clang with libFuzzer + sanitizer runtimes.

@@ -499,11 +499,15 @@ static int unix_clear_stale(const struct sockaddr_un *sun, const char *name, cha
 	return 0;
 }
 
-static int listen_unix(const struct hfe_addr *a, const char *name, char *err, size_t errlen,
-		       char *note, size_t notelen)
+static int listen_unix(const struct hfe_addr *a, const struct hfe_unix_perm *perm,
+		       const char *name, char *err, size_t errlen, char *note, size_t notelen)
 {
+	unsigned mode = perm && perm->mode ? perm->mode & 0777 : HFE_UNIX_MODE_DEFAULT;
+	uid_t uid = perm ? perm->uid : (uid_t)-1;
+	gid_t gid = perm ? perm->gid : (gid_t)-1;
 	struct sockaddr_un sun;
-	int fd;
+	mode_t old_mask;
+	int fd, r, e;
 
 	if (fill_sun(&sun, a, name, err, errlen) < 0)
 		return -1;
@@ -515,9 +519,25 @@ static int listen_unix(const struct hfe_addr *a, const char *name, char *err, si
 		return -1;
 	}
 	tune_socket(fd, AF_UNIX);
-	if (bind(fd, (const struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		set_err(err, errlen, "cannot listen on %s: bind: %s", name, strerror(errno));
+	/* bind() creates the file with 0777 & ~umask: the mode is right from the
+	 * start. (umask is per process; nothing else here creates files now.) */
+	old_mask = umask(~(mode_t)mode & 0777);
+	r = bind(fd, (const struct sockaddr *)&sun, sizeof(sun));
+	e = errno;
+	umask(old_mask);
+	if (r < 0) {
+		set_err(err, errlen, "cannot listen on %s: bind: %s", name, strerror(e));
 		close(fd);
+		return -1;
+	}
+	/* Nobody can connect before listen(): the owner changes first. Not
+	 * following a symlink someone swapped in for the socket file. */
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
+	    fchownat(AT_FDCWD, sun.sun_path, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+		set_err(err, errlen, "cannot listen on %s: setting owner %d:%d: %s", name,
+			(int)uid, (int)gid, strerror(errno));
+		close(fd);
+		unlink(sun.sun_path);
 		return -1;
 	}
 	if (listen(fd, HFE_LISTEN_BACKLOG) < 0) {
@@ -626,6 +646,12 @@ static int listen_vsock(const struct hfe_addr *a, const char *name, char *err, s
 
 int hfe_listen(const struct hfe_addr *a, char *err, size_t errlen, char *note, size_t notelen)
 {
+	return hfe_listen_perm(a, NULL, err, errlen, note, notelen);
+}
+
+int hfe_listen_perm(const struct hfe_addr *a, const struct hfe_unix_perm *perm, char *err,
+		    size_t errlen, char *note, size_t notelen)
+{
 	char name[HFE_ADDR_STRMAX];
 
 	if (err && errlen)
@@ -635,7 +661,7 @@ int hfe_listen(const struct hfe_addr *a, char *err, size_t errlen, char *note, s
 	hfe_addr_str(a, name, sizeof(name));
 	switch (a->kind) {
 	case HFE_ADDR_UNIX:
-		return listen_unix(a, name, err, errlen, note, notelen);
+		return listen_unix(a, perm, name, err, errlen, note, notelen);
 	case HFE_ADDR_TCP:
 		return listen_tcp(a, name, err, errlen);
 	case HFE_ADDR_VSOCK:

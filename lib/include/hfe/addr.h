@@ -42,6 +42,23 @@ const char *hfe_addr_str(const struct hfe_addr *a, char *buf, size_t len);
  * exists but is not a socket is never removed. Returns fd or -1 with err.
  */
 int hfe_listen(const struct hfe_addr *a, char *err, size_t errlen, char *note, size_t notelen);
+
+/*
+ * Who may connect to a unix listener: the socket file gets this mode and
+ * owner as it is created (a umask around bind(), then lchown, then listen():
+ * it is never more open than mode, not even for an instant). Connecting needs
+ * write permission, so 0660 lets the owner and the group in, 0600 the owner.
+ * hfe_listen() uses HFE_UNIX_MODE_DEFAULT and the creator's user and group.
+ */
+#define HFE_UNIX_MODE_DEFAULT 0660
+struct hfe_unix_perm {
+	unsigned mode; /* permission bits (no setuid/sticky); 0 = the default */
+	uid_t uid;     /* owner; (uid_t)-1 = the creator */
+	gid_t gid;     /* group; (gid_t)-1 = the creator's */
+};
+/* hfe_listen() with perm (NULL = defaults); perm is ignored for tcp and vsock. */
+int hfe_listen_perm(const struct hfe_addr *a, const struct hfe_unix_perm *perm, char *err,
+		    size_t errlen, char *note, size_t notelen);
 /* Accept one connection: fd, or -1 with errno (EAGAIN when none pending). */
 int hfe_accept(int listen_fd);
 
