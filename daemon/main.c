@@ -29,7 +29,8 @@ static void usage(FILE *f)
 		"                            -qmp unix:PATH,server=on,wait=off); attaches when it\n"
 		"                            appears and again whenever that QEMU restarts\n"
 		"      --console N           capture its console N as scanout N (repeatable,\n"
-		"                            0..15; default 0)\n"
+		"                            0..15; default: every graphic console it has;\n"
+		"                            virtio-gpu's outputs hot-plug on ENABLE_SCANOUT)\n"
 		"  -l, --listen ADDR         a channel of that VM only, typically the unix socket\n"
 		"                            of its virtserialport chardev: a client there reaches\n"
 		"                            this VM's consoles and nothing else\n"
@@ -446,8 +447,11 @@ int main(int argc, char **argv)
 		struct hfe_server_vm *vm = &cfg.vms[k];
 		bool reachable = false;
 
+		/* Every console QEMU has (found at attach); absent ones cost an
+		 * idle stream each. */
 		if (!vm->n_consoles)
-			vm->consoles[vm->n_consoles++] = 0;
+			for (uint32_t i = 0; i < HFE_MAX_SCANOUTS; i++)
+				vm->consoles[vm->n_consoles++] = i;
 		for (unsigned i = 0; i < cfg.n_listen; i++)
 			reachable |= cfg.listen_vm[i] == k + 1;
 		if (!reachable) {

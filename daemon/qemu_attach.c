@@ -8,14 +8,18 @@
  *    then closed (QEMU's QMP socket takes one client at a time).
  * 2. A GDBus peer connection on the other end (QEMU authenticates as the
  *    server).
- * 3. Per console: RegisterListener(h) with one end of another socketpair.
+ * 3. The VM's ConsoleIDs, then each wanted console's properties (Type, Head,
+ *    Label): consoles QEMU does not have, and text consoles, are skipped;
+ *    the graphic consoles of a virtio-gpu whose head is their index are the
+ *    VM's hot-pluggable outputs (SetUIInfo, see hfe_qemu_attach_set_ui_info).
+ * 4. Per graphic console: RegisterListener(h) with one end of another socketpair.
  *    QEMU answers, then blocks its main loop while it authenticates that
  *    connection and builds its proxy (a Properties.GetAll to us), so our end
  *    is set up at once and in parallel with the call: connection with
  *    DELAY_MESSAGE_PROCESSING, handed to the console (filter, object), then
  *    processing.
- * 4. Attached when every console serves or failed; ATTACH_TIMEOUT_MS for all
- *    of it, else start over.
+ * 5. Attached when every console serves, failed or is absent;
+ *    ATTACH_TIMEOUT_MS for all of it, else start over.
  *
  * Any failure, and QEMU closing a connection, detaches everything and
  * schedules the next attempt; the consoles' streams stay, disabled.
@@ -23,6 +27,7 @@
 #include "qemu_attach.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,10 +41,15 @@
 #include "qmp.h"
 
 #define CONSOLE_IFACE "org.qemu.Display1.Console"
+#define VM_IFACE "org.qemu.Display1.VM"
+#define VM_PATH "/org/qemu/Display1/VM"
+#define PROPS_IFACE "org.freedesktop.DBus.Properties"
+#define MM_PER_INCH_X10 254 /* SetUIInfo's physical size at PREFERRED_DPI */
+#define PREFERRED_DPI 96
 
 #define QMP_TIMEOUT_MS 3000     /* each QMP reply */
 #define ATTACH_TIMEOUT_MS 10000 /* add_client done -> every console's listener up */
-#define CALL_TIMEOUT_MS 5000    /* RegisterListener */
+#define CALL_TIMEOUT_MS 5000    /* RegisterListener, GetAll, SetUIInfo */
 #define REFUSED_RETRY_MS 5000   /* QEMU answers but refuses */
 
 /* A console's part in the current attempt. */
@@ -50,6 +60,9 @@ struct attach_console {
 	GDBusConnection *setup; /* listener connection, from set-up until detach */
 	guint closed_id;
 	bool registered, ready, failed;
+	bool absent; /* QEMU has no such console, or not a graphic one */
+	bool output; /* an output of the VM's virtio-gpu (under the attach's lock) */
+	uint32_t head;
 	char conn_error[160]; /* our end failed before RegisterListener answered */
 };
 
@@ -68,6 +81,10 @@ struct hfe_qemu_attach {
 	bool attached, stopping;
 	unsigned attaches, pending_ops;
 	char last_wait[256];
+
+	/* What the hub's thread may read (hfe_qemu_attach_output). */
+	pthread_mutex_t lock;
+	bool outputs_known; /* attached, consoles' outputs below valid */
 };
 
 static gboolean try_attach(gpointer data);
@@ -177,9 +194,9 @@ static void check_settled(struct hfe_qemu_attach *a)
 	for (unsigned i = 0; i < a->n_cons; i++) {
 		struct attach_console *c = &a->cons[i];
 
-		if (!c->failed && !(c->registered && c->ready))
+		if (!c->failed && !c->absent && !(c->registered && c->ready))
 			return;
-		up += !c->failed;
+		up += !c->failed && !c->absent;
 	}
 	drop_source(&a->timeout_src);
 	if (!up) {
@@ -190,8 +207,17 @@ static void check_settled(struct hfe_qemu_attach *a)
 	}
 	a->attached = true;
 	a->attaches++;
-	hfe_info("%s: attached to QEMU at %s (%u of %u consoles)", a->name, a->qmp_path, up,
-		 a->n_cons);
+	unsigned outputs = 0, absent = 0;
+
+	pthread_mutex_lock(&a->lock);
+	a->outputs_known = true;
+	for (unsigned i = 0; i < a->n_cons; i++) {
+		outputs += a->cons[i].output;
+		absent += a->cons[i].absent;
+	}
+	pthread_mutex_unlock(&a->lock);
+	hfe_info("%s: attached to QEMU at %s (%u of %u consoles, %u absent; %u hot-pluggable "
+		 "outputs)", a->name, a->qmp_path, up, a->n_cons, absent, outputs);
 }
 
 static bool was_cancelled(const GError *e)
@@ -316,6 +342,135 @@ static void start_console(struct hfe_qemu_attach *a, struct attach_console *c)
 	g_object_unref(sock);
 }
 
+/* Properties.GetAll of iface at path on the display connection, in this
+ * attempt (cancelled with it). */
+static void get_all(struct hfe_qemu_attach *a, const char *path, const char *iface,
+		    GAsyncReadyCallback cb, void *data)
+{
+	a->pending_ops++;
+	g_dbus_connection_call(a->display, NULL, path, PROPS_IFACE, "GetAll",
+			       g_variant_new("(s)", iface), G_VARIANT_TYPE("(a{sv})"),
+			       G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, a->attempt, cb, data);
+}
+
+/* A GetAll reply's dictionary (NULL: failed or cancelled, *e says which). */
+static GVariant *get_all_finish(GObject *src, GAsyncResult *res, GError **e)
+{
+	GVariant *r = g_dbus_connection_call_finish(G_DBUS_CONNECTION(src), res, e);
+	GVariant *dict = NULL;
+
+	if (r) {
+		dict = g_variant_get_child_value(r, 0);
+		g_variant_unref(r);
+	}
+	return dict;
+}
+
+/*
+ * Is a console with this Label one of virtio-gpu's outputs? QEMU labels a
+ * graphic console with its device's id, else its type name, plus ".<head>"
+ * when the device has several heads: virtio-gpu-device (virtio-gpu-pci's and
+ * virtio-vga's inner device), virtio-gpu-gl-device, vhost-user-gpu. Only
+ * those raise a display-change event on SetUIInfo. A GPU given an id of its
+ * own is not recognised (its label is that id).
+ */
+static bool is_gpu_label(const char *label)
+{
+	static const char *const gpus[] = { "virtio-gpu-device", "virtio-gpu-gl-device",
+					    "vhost-user-gpu" };
+
+	for (size_t i = 0; i < sizeof(gpus) / sizeof(gpus[0]); i++) {
+		size_t n = strlen(gpus[i]);
+
+		if (!strncmp(label, gpus[i], n) && (label[n] == '\0' || label[n] == '.'))
+			return true;
+	}
+	return false;
+}
+
+static void on_console_props(GObject *src, GAsyncResult *res, gpointer data)
+{
+	struct attach_console *c = data;
+	struct hfe_qemu_attach *a = c->a;
+	GError *e = NULL;
+	GVariant *dict = get_all_finish(src, res, &e);
+	const char *type = "", *label = "";
+	uint32_t head = UINT32_MAX;
+
+	a->pending_ops--;
+	if (!dict) {
+		if (!was_cancelled(e)) {
+			hfe_warn("%s: its properties: %s", hfe_dbus_console_tag(c->dc), e->message);
+			c->failed = true;
+			check_settled(a);
+		}
+		g_error_free(e);
+		return;
+	}
+	g_variant_lookup(dict, "Type", "&s", &type);
+	g_variant_lookup(dict, "Label", "&s", &label);
+	g_variant_lookup(dict, "Head", "u", &head);
+	if (strcmp(type, "Graphic")) {
+		hfe_info("%s: a %s console (%s), skipped", hfe_dbus_console_tag(c->dc), type, label);
+		c->absent = true;
+	} else {
+		/* Our scanout id is the console index, the guest's connector is
+		 * named after the head: only where they agree is it an output. */
+		pthread_mutex_lock(&a->lock);
+		c->head = head;
+		c->output = is_gpu_label(label) && head == hfe_dbus_console_index(c->dc);
+		pthread_mutex_unlock(&a->lock);
+		hfe_debug("%s: %s head %u%s", hfe_dbus_console_tag(c->dc), label, head,
+			  c->output ? ", hot-pluggable output" : "");
+		start_console(a, c);
+	}
+	g_variant_unref(dict);
+	check_settled(a);
+}
+
+static void on_vm_props(GObject *src, GAsyncResult *res, gpointer data)
+{
+	struct hfe_qemu_attach *a = data;
+	GError *e = NULL;
+	GVariant *dict = get_all_finish(src, res, &e);
+	GVariant *ids = NULL;
+
+	a->pending_ops--;
+	if (!dict) {
+		if (!was_cancelled(e)) {
+			hfe_warn("%s: QEMU's display properties: %s", a->name, e->message);
+			detach(a, NULL);
+			schedule_retry(a);
+		}
+		g_error_free(e);
+		return;
+	}
+	ids = g_variant_lookup_value(dict, "ConsoleIDs", G_VARIANT_TYPE("au"));
+	gsize n_ids = 0;
+	const uint32_t *id = ids ? g_variant_get_fixed_array(ids, &n_ids, sizeof(uint32_t)) : NULL;
+
+	for (unsigned i = 0; i < a->n_cons; i++) {
+		struct attach_console *c = &a->cons[i];
+		bool present = false;
+
+		for (gsize k = 0; k < n_ids && !present; k++)
+			present = id[k] == hfe_dbus_console_index(c->dc);
+		if (present) {
+			char path[64];
+
+			snprintf(path, sizeof(path), "/org/qemu/Display1/Console_%u",
+				 hfe_dbus_console_index(c->dc));
+			get_all(a, path, CONSOLE_IFACE, on_console_props, c);
+		} else {
+			c->absent = true;
+		}
+	}
+	if (ids)
+		g_variant_unref(ids);
+	g_variant_unref(dict);
+	check_settled(a);
+}
+
 static void on_display_ready(GObject *src, GAsyncResult *res, gpointer data)
 {
 	struct hfe_qemu_attach *a = data;
@@ -340,9 +495,7 @@ static void on_display_ready(GObject *src, GAsyncResult *res, gpointer data)
 	}
 	a->display = conn;
 	a->display_closed_id = g_signal_connect(conn, "closed", G_CALLBACK(on_closed), a);
-	for (unsigned i = 0; i < a->n_cons; i++)
-		start_console(a, &a->cons[i]);
-	check_settled(a);
+	get_all(a, VM_PATH, VM_IFACE, on_vm_props, a);
 }
 
 static gboolean on_attach_timeout(gpointer data)
@@ -427,14 +580,99 @@ static void detach(struct hfe_qemu_attach *a, const char *reason)
 			g_clear_object(&c->setup);
 			c->closed_id = 0;
 		}
-		c->registered = c->ready = c->failed = false;
+		c->registered = c->ready = c->failed = c->absent = false;
 	}
+	pthread_mutex_lock(&a->lock);
+	a->outputs_known = false;
+	for (unsigned i = 0; i < a->n_cons; i++)
+		a->cons[i].output = false;
+	pthread_mutex_unlock(&a->lock);
 	if (a->display) {
 		g_signal_handler_disconnect(a->display, a->display_closed_id);
 		g_dbus_connection_close(a->display, NULL, NULL, NULL);
 		g_clear_object(&a->display);
 	}
 	a->attached = false;
+}
+
+/* ---- outputs ---- */
+
+int hfe_qemu_attach_output(struct hfe_qemu_attach *a, uint32_t console, unsigned *n_outputs)
+{
+	int r = -1;
+
+	*n_outputs = 0;
+	pthread_mutex_lock(&a->lock);
+	if (a->outputs_known) {
+		r = 0;
+		for (unsigned i = 0; i < a->n_cons; i++) {
+			*n_outputs += a->cons[i].output;
+			if (a->cons[i].output && hfe_dbus_console_index(a->cons[i].dc) == console)
+				r = 1;
+		}
+	}
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+struct ui_info_call {
+	struct hfe_qemu_attach *a;
+	uint32_t console, w, h;
+};
+
+static void on_ui_info(GObject *src, GAsyncResult *res, gpointer data)
+{
+	struct ui_info_call *u = data;
+	GError *e = NULL;
+	GVariant *r = g_dbus_connection_call_finish(G_DBUS_CONNECTION(src), res, &e);
+
+	u->a->pending_ops--;
+	if (r) {
+		hfe_debug("%s: console %u: SetUIInfo %ux%u done", u->a->name, u->console, u->w,
+			  u->h);
+		g_variant_unref(r);
+	} else {
+		hfe_error("%s: console %u: SetUIInfo %ux%u failed: %s", u->a->name, u->console,
+			  u->w, u->h, e->message);
+		g_error_free(e);
+	}
+	free(u);
+}
+
+/* Physical size at PREFERRED_DPI: virtio-gpu puts it in the output's EDID
+ * (QEMU's default without it would be 100 dpi). */
+static uint16_t px_to_mm(uint32_t px)
+{
+	uint32_t mm = (uint32_t)((uint64_t)px * MM_PER_INCH_X10 / 10 / PREFERRED_DPI);
+
+	return mm > UINT16_MAX ? UINT16_MAX : (uint16_t)mm;
+}
+
+void hfe_qemu_attach_set_ui_info(struct hfe_qemu_attach *a, uint32_t console, uint32_t w,
+				 uint32_t h)
+{
+	char path[64];
+	struct ui_info_call *u;
+
+	if (!a->attached || !a->display) {
+		hfe_warn("%s: console %u: QEMU went away before SetUIInfo %ux%u", a->name, console,
+			 w, h);
+		return;
+	}
+	if (!(u = malloc(sizeof(*u)))) {
+		hfe_error("%s: console %u: SetUIInfo: out of memory", a->name, console);
+		return;
+	}
+	*u = (struct ui_info_call){ a, console, w, h };
+	snprintf(path, sizeof(path), "/org/qemu/Display1/Console_%u", console);
+	a->pending_ops++;
+	/* Not cancelled on detach: a call already sent is answered or fails
+	 * with the connection, and the attach outlives both. */
+	g_dbus_connection_call(a->display, NULL, path, CONSOLE_IFACE, "SetUIInfo",
+			       g_variant_new("(qqiiuu)", w ? px_to_mm(w) : 0, h ? px_to_mm(h) : 0,
+					     0, 0, w, h),
+			       G_VARIANT_TYPE_UNIT, G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, NULL,
+			       on_ui_info, u);
 }
 
 /* ---- lifetime ---- */
@@ -453,6 +691,7 @@ struct hfe_qemu_attach *hfe_qemu_attach_new(const char *name, const char *qmp_pa
 	snprintf(a->qmp_path, sizeof(a->qmp_path), "%s", qmp_path);
 	a->retry_ms = retry_ms;
 	a->ctx = ctx;
+	pthread_mutex_init(&a->lock, NULL);
 	a->n_cons = n;
 	for (unsigned i = 0; i < n; i++) {
 		a->cons[i].a = a;
@@ -482,6 +721,7 @@ void hfe_qemu_attach_free(struct hfe_qemu_attach *a)
 {
 	if (!a)
 		return;
+	pthread_mutex_destroy(&a->lock);
 	free(a->cons);
 	free(a);
 }

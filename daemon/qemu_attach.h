@@ -9,6 +9,8 @@
 #ifndef HFE_QEMU_ATTACH_H
 #define HFE_QEMU_ATTACH_H
 
+#include <stdint.h>
+
 #include <glib.h>
 
 #include "dbus_console.h"
@@ -26,6 +28,18 @@ struct hfe_qemu_attach *hfe_qemu_attach_new(const char *name, const char *qmp_pa
  * reason) and never retry. */
 void hfe_qemu_attach_begin(struct hfe_qemu_attach *a);
 void hfe_qemu_attach_end(struct hfe_qemu_attach *a, const char *reason);
+/*
+ * Hot-pluggable outputs: the consoles that are outputs of the VM's
+ * virtio-gpu with head = console index (learnt at each attach).
+ * _output (any thread): 1 if console is one, 0 if not, -1 while QEMU is not
+ * attached; *n_outputs: how many there are.
+ * _set_ui_info (control thread): SetUIInfo on that console, w x h as its
+ * preferred mode at 96 dpi (w = h = 0: disconnected). Asynchronous: QEMU's
+ * refusal is logged.
+ */
+int hfe_qemu_attach_output(struct hfe_qemu_attach *a, uint32_t console, unsigned *n_outputs);
+void hfe_qemu_attach_set_ui_info(struct hfe_qemu_attach *a, uint32_t console, uint32_t w,
+				 uint32_t h);
 /* GDBus operations started and not yet called back (they call back in ctx,
  * cancelled ones too): free only at 0. */
 unsigned hfe_qemu_attach_pending(const struct hfe_qemu_attach *a);

@@ -7,6 +7,11 @@
  * GMainContext. The pixels never pass through that thread: GDBus's I/O
  * thread hands them to the consoles directly.
  *
+ * Outputs (ENABLE/DISABLE_SCANOUT from the hub, on the daemon's poll loop):
+ * checked against what the attach learnt, then handed to the control thread
+ * as a SetUIInfo call that runs asynchronously there; the poll loop never
+ * waits for QEMU.
+ *
  * Stop: the control thread ends the attach (detach, no more retries), then
  * iterates its context until GDBus has called back every cancelled
  * operation and dropped every console's filter (bounded by STOP_DRAIN_MS),
@@ -86,6 +91,72 @@ static void *thread_main(void *arg)
 			 q->name, hfe_qemu_attach_pending(q->attach), filters_alive(q));
 	g_main_context_pop_thread_default(q->ctx);
 	return NULL;
+}
+
+/* ---- hot-pluggable outputs (hub's thread -> control thread) ---- */
+
+struct ui_info_job {
+	struct hfe_qemu_dbus *q;
+	uint32_t console, w, h;
+};
+
+static gboolean run_ui_info(gpointer data)
+{
+	struct ui_info_job *j = data;
+
+	hfe_qemu_attach_set_ui_info(j->q->attach, j->console, j->w, j->h);
+	return G_SOURCE_REMOVE;
+}
+
+static int request_ui_info(struct hfe_qemu_dbus *q, uint32_t id, uint32_t w, uint32_t h,
+			   struct hfe_err *err)
+{
+	unsigned n;
+	int r = hfe_qemu_attach_output(q->attach, id, &n);
+	struct ui_info_job *j;
+
+	if (r < 0) {
+		hfe_err_set(err, HFE_ERR_RESOURCE_NOT_FOUND, "%s: QEMU not attached", q->name);
+		return -1;
+	}
+	if (r == 0) {
+		hfe_err_set(err, HFE_ERR_RESOURCE_NOT_FOUND,
+			    "%s: console %u is not a virtio-gpu output (the VM has %u)", q->name,
+			    id, n);
+		return -1;
+	}
+	if (!(j = malloc(sizeof(*j)))) {
+		hfe_err_set(err, HFE_ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	*j = (struct ui_info_job){ q, id, w, h };
+	/* Queued in order: an ENABLE and the DISABLE after it reach QEMU in
+	 * that order. */
+	g_main_context_invoke_full(q->ctx, G_PRIORITY_DEFAULT, run_ui_info, j, free);
+	return 0;
+}
+
+static int output_enable(void *opaque, uint32_t id, uint32_t w, uint32_t h, uint32_t refresh,
+			 struct hfe_err *err)
+{
+	(void)refresh; /* SetUIInfo has no refresh rate: QEMU's EDID says 75 Hz */
+	return request_ui_info(opaque, id, w, h, err);
+}
+
+static int output_disable(void *opaque, uint32_t id, struct hfe_err *err)
+{
+	return request_ui_info(opaque, id, 0, 0, err);
+}
+
+void hfe_qemu_dbus_outputs(struct hfe_qemu_dbus *q, uint32_t max_w, uint32_t max_h,
+			   struct hfe_hub_outputs *out)
+{
+	*out = (struct hfe_hub_outputs){ .max_outputs = HFE_MAX_SCANOUTS,
+					 .max_width = max_w ? max_w : HFE_MAX_DIMENSION,
+					 .max_height = max_h ? max_h : HFE_MAX_DIMENSION,
+					 .enable = output_enable,
+					 .disable = output_disable,
+					 .opaque = q };
 }
 
 struct hfe_stream *hfe_qemu_dbus_stream(struct hfe_qemu_dbus *q, unsigned i)

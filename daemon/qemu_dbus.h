@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "hfe/scanout.h"
 #include "hfe/stream.h"
 #include "hfe/wire.h"
 
@@ -40,6 +41,17 @@ struct hfe_qemu_dbus *hfe_qemu_dbus_start(const struct hfe_qemu_dbus_config *cfg
 					  struct hfe_err *err);
 /* Stream of consoles[i] (owned by the source; valid until _stop). */
 struct hfe_stream *hfe_qemu_dbus_stream(struct hfe_qemu_dbus *q, unsigned i);
+/*
+ * The VM's hot-pluggable outputs for its hub (hfe_hub_set_outputs): ENABLE
+ * and DISABLE become SetUIInfo on the output's console (w x h, or 0 x 0 to
+ * disconnect), sent from the control thread without blocking the caller.
+ * Refused while QEMU is not attached, and for a console that is not an
+ * output of the VM's virtio-gpu (head = console index). max_outputs is
+ * HFE_MAX_SCANOUTS: the real count is only known once attached, and the
+ * callbacks refuse what QEMU does not have.
+ */
+void hfe_qemu_dbus_outputs(struct hfe_qemu_dbus *q, uint32_t max_w, uint32_t max_h,
+			   struct hfe_hub_outputs *out);
 /* Detach from QEMU, stop the thread, free the streams. NULL is ignored. */
 void hfe_qemu_dbus_stop(struct hfe_qemu_dbus *q);
 

@@ -338,13 +338,19 @@ static int setup_vms(struct server *srv)
 		for (unsigned i = 0; i < vm->n_consoles; i++) {
 			char name[HFE_CONNECTOR_LEN];
 
-			snprintf(name, sizeof(name), "DBUS-%u", vm->consoles[i]);
+			/* The guest's DRM name of virtio-gpu output (head) N. */
+			snprintf(name, sizeof(name), "Virtual-%u", vm->consoles[i] + 1);
 			if (hfe_hub_add_scanout(hfe_host_hub(srv->hosts[1 + k]), vm->consoles[i],
 						hfe_qemu_dbus_stream(srv->vms[k], i), name) < 0) {
 				hfe_error("%s: duplicate console %u", vm->name, vm->consoles[i]);
 				return -1;
 			}
 		}
+		struct hfe_hub_outputs outs;
+
+		hfe_qemu_dbus_outputs(srv->vms[k], cfg->host.limits.max_width,
+				      cfg->host.limits.max_height, &outs);
+		hfe_hub_set_outputs(hfe_host_hub(srv->hosts[1 + k]), &outs);
 #else
 		hfe_error("%s: this build has no -display dbus support (GIO missing)", vm->name);
 		return -1;
