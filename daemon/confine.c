@@ -129,14 +129,17 @@ static const char *const allowed[] = {
 	"recvmmsg", "shutdown",
 };
 
+/* 1 added, 0 not a call of this architecture (e.g. open on arm64), -errno. */
 static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned n,
 		    struct scmp_arg_cmp *cmp)
 {
 	int nr = seccomp_syscall_resolve_name(name);
+	int rc;
 
 	if (nr == __NR_SCMP_ERROR)
-		return 0; /* not a call of this architecture (e.g. open on arm64) */
-	return seccomp_rule_add_array(ctx, action, nr, n, cmp);
+		return 0;
+	rc = seccomp_rule_add_array(ctx, action, nr, n, cmp);
+	return rc < 0 ? rc : 1;
 }
 
 static int install_seccomp(enum hfe_seccomp_mode mode, char *err, size_t errlen)
@@ -147,6 +150,7 @@ static int install_seccomp(enum hfe_seccomp_mode mode, char *err, size_t errlen)
 	scmp_filter_ctx ctx = seccomp_init(deny);
 	const char *what = "seccomp_init";
 	int rc = -ENOMEM;
+	unsigned n_allowed = 5; /* clone, tgkill, kill, socket, prctl: below, arguments checked */
 
 	if (!ctx)
 		goto fail;
@@ -162,6 +166,7 @@ static int install_seccomp(enum hfe_seccomp_mode mode, char *err, size_t errlen)
 			continue; /* below, with its flags checked */
 		if ((rc = add_rule(ctx, SCMP_ACT_ALLOW, allowed[i], 0, none)) < 0)
 			goto fail;
+		n_allowed += (unsigned)rc;
 	}
 	/* Threads yes, namespaces no. clone3's flags sit behind a pointer seccomp
 	 * cannot read: ENOSYS makes glibc fall back to clone. */
@@ -190,10 +195,10 @@ static int install_seccomp(enum hfe_seccomp_mode mode, char *err, size_t errlen)
 	if ((rc = seccomp_load(ctx)) < 0)
 		goto fail;
 	seccomp_release(ctx);
-	hfe_info("seccomp filter on (%s): %zu system calls allowed", 
+	hfe_info("seccomp filter on (%s): %u system calls allowed",
 		 mode == HFE_SECCOMP_LOG ? "log mode: others allowed and logged to the kernel log"
 					 : "others fail with EPERM",
-		 sizeof(allowed) / sizeof(allowed[0]) + 4);
+		 n_allowed);
 	return 0;
 fail:
 	if (ctx)

@@ -62,6 +62,10 @@ fi
 # 2. --no-seccomp: the same execve reaches the kernel (ENOENT).
 if start off --no-seccomp; then
 	[[ "$(status Seccomp)" == 0 ]] && ok "--no-seccomp: no filter" || fail "--no-seccomp: Seccomp $(status Seccomp)"
+	# libseccomp sets no_new_privs itself when it loads a filter: here only
+	# the daemon's own prctl does.
+	[[ "$(status NoNewPrivs)" == 1 ]] && ok "--no-seccomp: no_new_privs still" ||
+		fail "--no-seccomp: NoNewPrivs $(status NoNewPrivs)"
 	grep -q "execve: No such file or directory (NOT refused" "$dir/off.log" &&
 		ok "--no-seccomp: execve not refused" || fail "--no-seccomp: $(grep forbidden "$dir/off.log")"
 	stop
