@@ -18,7 +18,7 @@
  *  - the frame count is sane (at least one AU per drawn frame, no flood);
  *  - the static screen produced no new frames;
  *  - the module copied only what changed: the small changes cost a fraction
- *    of a full frame (update_bytes in its stats, read over QMP).
+ *    of a full frame (update-bytes in its stats, read over QMP).
  * During the static hold a second client connects from the host to the
  * same socket: HELLO offers scanout and resource sources; SUBSCRIBE to a
  * missing scanout is refused; SUBSCRIBE 0 gets an IDR at once showing the
