@@ -77,6 +77,8 @@ struct hfe_dbus_console {
 	uint8_t *shadow;       /* QEMU's picture without the cursor, B,G,R,x */
 	uint32_t w, h, stride;
 	bool surface;          /* a Scanout was accepted on this connection */
+	bool streaming;        /* the stream runs at the surface's size */
+	bool hidden;           /* an unplugged output: pictures not streamed */
 	uint8_t *cursor;       /* cw x ch, B,G,R,A, straight alpha */
 	uint8_t *under;        /* shadow pixels under the drawn cursor */
 	int cw, ch;
@@ -203,7 +205,34 @@ static void push(struct hfe_dbus_console *c, const struct hfe_rect *r, unsigned 
 static void surface_off(struct hfe_dbus_console *c)
 {
 	c->surface = false;
+	c->streaming = false;
 	hfe_stream_disable(c->stream);
+}
+
+/* Rectangle r of the shadow into the stream; the first one after a new
+ * surface (or after _show) starts the stream at the surface's size, with
+ * the whole picture (the stream restarts with an IDR). Nothing while
+ * hidden. r NULL: the whole picture. 0, or -1 when the stream cannot take
+ * the surface. */
+static int feed(struct hfe_dbus_console *c, const struct hfe_rect *r)
+{
+	struct hfe_rect all = { 0, 0, c->w, c->h };
+	struct hfe_err err;
+
+	if (c->hidden)
+		return 0;
+	if (!c->streaming || !r) {
+		if (hfe_stream_resize(c->stream, c->w, c->h, &err) < 0) {
+			hfe_error("%s: cannot take a %ux%u surface: %s", c->tag, c->w, c->h,
+				  err.msg);
+			surface_off(c);
+			return -1;
+		}
+		c->streaming = true;
+		r = &all;
+	}
+	push(c, r, 1);
+	return 0;
 }
 
 /* Each handler returns NULL, or the text of an error reply. */
@@ -242,13 +271,10 @@ static const char *on_scanout(struct hfe_dbus_console *c, GVariant *body)
 		goto out;
 	}
 	if (!c->surface || w != c->w || h != c->h) {
-		struct hfe_err err;
 		uint8_t *shadow = malloc((size_t)w * 4 * h);
 
-		if (!shadow || hfe_stream_resize(c->stream, w, h, &err) < 0) {
-			hfe_error("%s: cannot take a %ux%u surface: %s", c->tag, w, h,
-				  shadow ? err.msg : "out of memory");
-			free(shadow);
+		if (!shadow) {
+			hfe_error("%s: cannot take a %ux%u surface: out of memory", c->tag, w, h);
 			surface_off(c);
 			why = "cannot take the surface";
 			goto out;
@@ -256,15 +282,18 @@ static const char *on_scanout(struct hfe_dbus_console *c, GVariant *body)
 		free(c->shadow);
 		c->shadow = shadow;
 		if (w != c->w || h != c->h)
-			hfe_info("%s: surface %ux%u", c->tag, w, h);
+			hfe_info("%s: surface %ux%u%s", c->tag, w, h,
+				 c->hidden ? " (output unplugged: not streamed)" : "");
 		c->w = w;
 		c->h = h;
 		c->stride = w * 4;
 		c->surface = true;
+		c->streaming = false;
 		c->warned_size = c->warned_format = false;
 	}
 	copy_in(c, 0, 0, w, h, px, stride, fmt);
-	push(c, &(struct hfe_rect){ 0, 0, w, h }, 1);
+	if (feed(c, &(struct hfe_rect){ 0, 0, w, h }) < 0)
+		why = "cannot take the surface";
 out:
 	g_variant_unref(v);
 	return why;
@@ -301,7 +330,8 @@ static const char *on_update(struct hfe_dbus_console *c, GVariant *body)
 	if (ch > c->h - (uint32_t)y)
 		ch = c->h - (uint32_t)y;
 	copy_in(c, (uint32_t)x, (uint32_t)y, cw, ch, px, stride, fmt);
-	push(c, &(struct hfe_rect){ (uint32_t)x, (uint32_t)y, cw, ch }, 1);
+	if (feed(c, &(struct hfe_rect){ (uint32_t)x, (uint32_t)y, cw, ch }) < 0)
+		why = "cannot take the surface";
 out:
 	g_variant_unref(v);
 	return why;
@@ -569,6 +599,7 @@ void hfe_dbus_console_unserve(struct hfe_dbus_console *c, const char *reason)
 	pthread_mutex_lock(&c->lock);
 	c->conn = NULL; /* the filter now refuses this connection's messages */
 	c->surface = false;
+	c->streaming = false;
 	c->cursor_on = false;
 	pthread_mutex_unlock(&c->lock);
 	hfe_stream_disable(c->stream);
@@ -581,6 +612,29 @@ void hfe_dbus_console_unserve(struct hfe_dbus_console *c, const char *reason)
 		g_dbus_connection_unregister_object(c->served, c->reg_id);
 	c->served = NULL;
 	c->reg_id = c->filter_id = 0;
+}
+
+void hfe_dbus_console_hide(struct hfe_dbus_console *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->hidden = true;
+	c->streaming = false;
+	hfe_stream_disable(c->stream);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void hfe_dbus_console_show(struct hfe_dbus_console *c, uint32_t w, uint32_t h)
+{
+	pthread_mutex_lock(&c->lock);
+	bool was = c->hidden;
+
+	c->hidden = false;
+	/* The picture QEMU has now is the output's own only if it has the
+	 * mode asked for; else it is the placeholder, and the guest's modeset
+	 * brings the real one. */
+	if (was && c->conn && c->surface && c->w == w && c->h == h)
+		feed(c, NULL);
+	pthread_mutex_unlock(&c->lock);
 }
 
 int hfe_dbus_console_filter_alive(const struct hfe_dbus_console *c)

@@ -42,6 +42,16 @@ const char *hfe_dbus_console_tag(const struct hfe_dbus_console *c);
  */
 void hfe_dbus_console_serve(struct hfe_dbus_console *c, GDBusConnection *conn);
 void hfe_dbus_console_unserve(struct hfe_dbus_console *c, const char *reason);
+/*
+ * Any thread. An unplugged output (virtio-gpu head > 0 not enabled through
+ * SetUIInfo) shows QEMU's placeholder ("Display output is not active"),
+ * which D-Bus does not tell from a picture: _hide keeps such a console's
+ * pictures out of its stream (disabled) until _show, which streams the
+ * current picture at once only when it already has the mode w x h asked
+ * for (then it is the output's own: a re-ENABLE, a restarted daemon).
+ */
+void hfe_dbus_console_hide(struct hfe_dbus_console *c);
+void hfe_dbus_console_show(struct hfe_dbus_console *c, uint32_t w, uint32_t h);
 /* 1 while GDBus still holds the message filter of an earlier _serve (it lets
  * go in the control thread's context, some time after _unserve). */
 int hfe_dbus_console_filter_alive(const struct hfe_dbus_console *c);

@@ -367,25 +367,27 @@ static GVariant *get_all_finish(GObject *src, GAsyncResult *res, GError **e)
 }
 
 /*
- * Is a console with this Label one of virtio-gpu's outputs? QEMU labels a
- * graphic console with its device's id, else its type name, plus ".<head>"
- * when the device has several heads: virtio-gpu-device (virtio-gpu-pci's and
- * virtio-vga's inner device), virtio-gpu-gl-device, vhost-user-gpu. Only
- * those raise a display-change event on SetUIInfo. A GPU given an id of its
- * own is not recognised (its label is that id).
+ * Is a graphic console with this Label and Head one of virtio-gpu's outputs?
+ * QEMU labels it with its device's id, else the device's type name, plus
+ * ".<head>" when the device has several heads. Recognised: the virtio-gpu
+ * family by type name (virtio-gpu-pci, virtio-vga, their -gl variants,
+ * virtio-gpu-device, vhost-user-gpu/-vga: those raise a display-change event
+ * on SetUIInfo), and any device with several heads (in QEMU 7.2 only
+ * virtio-gpu's have that), so that a GPU given an id of its own is found
+ * when it has max_outputs > 1.
  */
-static bool is_gpu_label(const char *label)
+static bool is_gpu_output(const char *label, uint32_t head)
 {
-	static const char *const gpus[] = { "virtio-gpu-device", "virtio-gpu-gl-device",
-					    "vhost-user-gpu" };
+	static const char *const gpus[] = { "virtio-gpu", "virtio-vga", "vhost-user-gpu",
+					    "vhost-user-vga" };
+	char suffix[16];
+	size_t n = strlen(label);
+	int l = snprintf(suffix, sizeof(suffix), ".%u", head);
 
-	for (size_t i = 0; i < sizeof(gpus) / sizeof(gpus[0]); i++) {
-		size_t n = strlen(gpus[i]);
-
-		if (!strncmp(label, gpus[i], n) && (label[n] == '\0' || label[n] == '.'))
+	for (size_t i = 0; i < sizeof(gpus) / sizeof(gpus[0]); i++)
+		if (!strncmp(label, gpus[i], strlen(gpus[i])))
 			return true;
-	}
-	return false;
+	return l > 0 && n > (size_t)l && !strcmp(label + n - (size_t)l, suffix);
 }
 
 static void on_console_props(GObject *src, GAsyncResult *res, gpointer data)
@@ -418,10 +420,16 @@ static void on_console_props(GObject *src, GAsyncResult *res, gpointer data)
 		 * named after the head: only where they agree is it an output. */
 		pthread_mutex_lock(&a->lock);
 		c->head = head;
-		c->output = is_gpu_label(label) && head == hfe_dbus_console_index(c->dc);
+		c->output = is_gpu_output(label, head) && head == hfe_dbus_console_index(c->dc);
 		pthread_mutex_unlock(&a->lock);
 		hfe_debug("%s: %s head %u%s", hfe_dbus_console_tag(c->dc), label, head,
 			  c->output ? ", hot-pluggable output" : "");
+		/* Outputs but the boot one are unplugged until ENABLEd: QEMU
+		 * sends them its placeholder picture meanwhile. */
+		if (c->output && head != 0)
+			hfe_dbus_console_hide(c->dc);
+		else
+			hfe_dbus_console_show(c->dc, 0, 0);
 		start_console(a, c);
 	}
 	g_variant_unref(dict);
@@ -664,6 +672,16 @@ void hfe_qemu_attach_set_ui_info(struct hfe_qemu_attach *a, uint32_t console, ui
 		return;
 	}
 	*u = (struct ui_info_call){ a, console, w, h };
+	/* Before QEMU acts: the placeholder of an unplugged output never
+	 * reaches the stream, the guest's first picture on it does. */
+	for (unsigned i = 0; i < a->n_cons; i++) {
+		if (hfe_dbus_console_index(a->cons[i].dc) != console)
+			continue;
+		if (w && h)
+			hfe_dbus_console_show(a->cons[i].dc, w, h);
+		else
+			hfe_dbus_console_hide(a->cons[i].dc);
+	}
 	snprintf(path, sizeof(path), "/org/qemu/Display1/Console_%u", console);
 	a->pending_ops++;
 	/* Not cancelled on detach: a call already sent is answered or fails

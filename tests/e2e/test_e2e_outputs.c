@@ -42,6 +42,7 @@
 #define RESIZE_W 960
 #define RESIZE_H 540
 #define PSNR_MIN 40.0
+#define WATCH_BITRATE 16000000u
 #define RUN_MS 600000
 
 static const uint32_t out_w[N_OUT] = { 1280, 1024, 800, 640 };
@@ -121,6 +122,14 @@ static bool watch_start(struct watcher *w, const char *sock, uint32_t scanout)
 	while (hfe_client_recv(w->c, &m, 5000, &err) == 1)
 		if (m.hdr.type == HFE_MSG_SUBSCRIBE_RESP) {
 			if (!m.u.subscribe_resp.success)
+				return false;
+			/* The deployed bridge's CONFIG_REQ: a bitrate at which one
+			 * encoded full picture of the test pattern reaches
+			 * PSNR_MIN (the host's default 4 Mbit/s gives ~30 dB). */
+			m = (struct hfe_msg){ .hdr = { .type = HFE_MSG_CONFIG_REQ,
+						       .session_id = (uint16_t)scanout },
+					      .u.config_req = { .bitrate = WATCH_BITRATE } };
+			if (hfe_client_send_msg(w->c, &m, 5000, &err) < 0)
 				return false;
 			return pthread_create(&w->thread, NULL, watch_main, w) == 0;
 		}

@@ -151,6 +151,16 @@ static int wait_connector(struct ctx *x, const char *connector, uint32_t w, uint
 	snprintf(want, sizeof(want), "%ux%u", w, h);
 	for (;;) {
 		snprintf(path, sizeof(path), "/sys/class/drm/card0-%s/status", connector);
+		/* Probe, as a compositor does on the hotplug uevent: virtio-gpu
+		 * learns the new display info after its hotplug event, and the
+		 * status file shows the last probe's answer (fbdev, which would
+		 * probe, waits while we are DRM master). */
+		FILE *probe = fopen(path, "w");
+
+		if (probe) {
+			fputs("detect", probe);
+			fclose(probe);
+		}
 		if (read_line(path, status, sizeof(status)) == 0) {
 			snprintf(path, sizeof(path), "/sys/class/drm/card0-%s/modes", connector);
 			if (read_line(path, mode, sizeof(mode)) < 0)
