@@ -1,0 +1,714 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Many desktops per VM (issue 12's benchmark): N hot-plugged 1920x1080
+ * virtio-gpu outputs in one TCG VM, all drawing at once, N subscribers on
+ * the host. The guest runs hfe-guest mode=outputs with its bench workload
+ * (guest/mode_outputs.c): it ENABLEs outputs FIRST..FIRST+N-1, draws each
+ * once, holds still (the idle phase), then for duration/2 types an 8x16
+ * character on every output each tick ("small"), then for duration/2 flips
+ * every output between two full pictures each tick ("full"), and DISABLEs
+ * them. The phases are the guest's out-port TEXT records.
+ *
+ * Per host (stock QEMU -display dbus + the daemon, or the patched QEMU with
+ * its module) and per N, per phase:
+ *   AU/s        access units received by all subscribers per second
+ *   ticks/s     the guest's workload ticks per second (asked: --fps); under
+ *               TCG the guest may not keep up, which bounds the AU rate
+ *   lat         receive time - FRAME_RESPONSE pts (the host CLOCK_MONOTONIC
+ *               time of the damage): p50/p99 of all AUs of the phase, and the
+ *               worst desktop's p99
+ *   CPU %       per-thread schedstat (100 = one core): QEMU in all, QEMU's
+ *               vCPU threads (the guest's own emulated drawing: TCG), and the
+ *               display path = QEMU's other threads + the daemon
+ *   AU/s/core   AU/s / (CPU % / 100), once with all CPU counted and once with
+ *               the display path only; the deployed system: 3 desktops at
+ *               1080p, 10.1 AU/s at 460 % CPU = 2.2 AU/s per core
+ *   RSS         VmRSS of QEMU and of the daemon at the end of the full phase
+ *               (QEMU's includes the guest RAM the guest touched: its dumb
+ *               buffers, 16 MB per output); per added desktop against the
+ *               smallest N of the run
+ *   stall       module only: max-stall-cpu-us / max-stall-us of the phase
+ *               (reset by qom-set before it) from the `stats` QAPI struct
+ *
+ * usage: outputs [--host dbus|module|both] [--n 1,4,8,16] [--duration MS]
+ *                [--fps N] [--idle MS] [--size WxH] [--first ID]
+ * Environment as for the e2e tests (HFE_DAEMON, HFE_E2E_BUILD_GUEST,
+ * HFE_E2E_GUEST_TOOL, HFE_QEMU_BUILD, HFE_BUILD_ROOT, HFE_E2E_QEMU_DIR).
+ */
+#include <dirent.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "e2e_harness.h"
+#include "e2e_qemu.h"
+#include "hfe/client.h"
+#include "test_util.h"
+
+#define MAX_N 16
+#define SETTLE_MS 2500 /* after the last bring-up, before the idle window */
+#define DEPLOYED_AU_PER_CORE (10.1 / 4.6)
+
+enum { PH_IDLE, PH_SMALL, PH_FULL, N_PH };
+static const char *const ph_name[N_PH] = { "idle", "small", "full" };
+
+struct opts {
+	char host[16], ns[64];
+	int duration_ms, fps, idle_ms, first;
+	unsigned w, h;
+};
+
+/* ---- a subscriber keeping each AU's arrival time and pts ---- */
+
+struct watcher {
+	struct hfe_client *c;
+	pthread_t thread;
+	atomic_bool stop;
+	pthread_mutex_t lock;
+	uint64_t *t_ns, *pts;
+	size_t n, cap;
+	bool running;
+};
+
+static void *watch_main(void *arg)
+{
+	struct watcher *w = arg;
+	struct hfe_err err;
+	struct hfe_msg m;
+
+	while (!atomic_load(&w->stop)) {
+		int r = hfe_client_recv(w->c, &m, 200, &err);
+
+		if (r < 0)
+			break;
+		if (r != 1 || m.hdr.type != HFE_MSG_FRAME_RESPONSE)
+			continue;
+		uint64_t now = e2e_now_ns();
+
+		pthread_mutex_lock(&w->lock);
+		if (w->n == w->cap) {
+			w->cap = w->cap ? w->cap * 2 : 1024;
+			w->t_ns = realloc(w->t_ns, w->cap * sizeof(*w->t_ns));
+			w->pts = realloc(w->pts, w->cap * sizeof(*w->pts));
+			REQUIRE(w->t_ns && w->pts);
+		}
+		w->t_ns[w->n] = now;
+		w->pts[w->n++] = m.u.frame_resp.pts;
+		pthread_mutex_unlock(&w->lock);
+	}
+	return NULL;
+}
+
+static bool watch_start(struct watcher *w, const char *sock, uint32_t scanout)
+{
+	char addr[PATH_MAX + 8];
+	struct hfe_err err = { 0 };
+	struct hfe_msg m = { .hdr = { .type = HFE_MSG_SUBSCRIBE, .session_id = (uint16_t)scanout } };
+
+	memset(w, 0, sizeof(*w));
+	pthread_mutex_init(&w->lock, NULL);
+	snprintf(addr, sizeof(addr), "unix:%s", sock);
+	w->c = hfe_client_connect(addr, 10000, &err);
+	if (!w->c) {
+		fprintf(stderr, "outputs: subscriber %u: %s\n", scanout, err.msg);
+		return false;
+	}
+	m.u.scanout_id = scanout;
+	if (hfe_client_send_msg(w->c, &m, 5000, &err) < 0)
+		return false;
+	while (hfe_client_recv(w->c, &m, 5000, &err) == 1)
+		if (m.hdr.type == HFE_MSG_SUBSCRIBE_RESP) {
+			if (!m.u.subscribe_resp.success)
+				return false;
+			w->running = pthread_create(&w->thread, NULL, watch_main, w) == 0;
+			return w->running;
+		}
+	return false;
+}
+
+static void watch_end(struct watcher *w)
+{
+	atomic_store(&w->stop, true);
+	if (w->running)
+		pthread_join(w->thread, NULL);
+	hfe_client_close(w->c);
+	free(w->t_ns);
+	free(w->pts);
+}
+
+/* ---- processes: CPU per thread, RSS ---- */
+
+/* CPU ms of a process so far: all threads (utime + stime of /proc/PID/stat,
+ * which keeps the time of threads that exited: the daemon's encoders come and
+ * go), and its vCPU threads from their schedstat (QEMU names them "CPU n/TCG"
+ * or "CPU n/KVM"; they live as long as the VM). */
+struct cpu {
+	double all_ms, vcpu_ms;
+};
+
+static double stat_cpu_ms(pid_t pid)
+{
+	char path[64], buf[2048];
+	unsigned long ut, st;
+	size_t n;
+	char *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+			 &st) != 2)
+		return 0;
+	return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
+static struct cpu cpu_now(pid_t pid)
+{
+	struct cpu c = { 0, 0 };
+	char path[64];
+	struct dirent *e;
+	DIR *d;
+
+	if (pid <= 0)
+		return c;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	while (d && (e = readdir(d))) {
+		char p[64 + 300], comm[64] = "";
+		unsigned long long run;
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/task/%.255s/schedstat", (int)pid, e->d_name);
+		f = fopen(p, "r");
+		if (!f)
+			continue;
+		if (fscanf(f, "%llu", &run) != 1)
+			run = 0;
+		fclose(f);
+		snprintf(p, sizeof(p), "/proc/%d/task/%.255s/comm", (int)pid, e->d_name);
+		f = fopen(p, "r");
+		if (f) {
+			if (!fgets(comm, sizeof(comm), f))
+				comm[0] = '\0';
+			fclose(f);
+		}
+		if (!strncmp(comm, "CPU ", 4))
+			c.vcpu_ms += (double)run / 1e6;
+	}
+	if (d)
+		closedir(d);
+	c.all_ms = stat_cpu_ms(pid);
+	return c;
+}
+
+static long rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = pid > 0 ? fopen(path, "r") : NULL;
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6))
+			v = strtol(line + 6, NULL, 10);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/* QEMU's pid: the process other than not (the daemon, which names the same
+ * socket in its --qemu) with an argument naming its (unique) QMP socket. */
+static pid_t pid_with_arg(const char *needle, pid_t not)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = -1;
+
+	while (d && (e = readdir(d)) && found < 0) {
+		char path[300], buf[8192];
+		size_t n;
+		FILE *f;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9' || atoi(e->d_name) == (int)not ||
+		    atoi(e->d_name) == (int)getpid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+			if (strstr(buf + i, needle))
+				found = atoi(e->d_name);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* ---- one run ---- */
+
+struct phase {
+	uint64_t t0, t1;        /* host ns */
+	struct cpu q0, q1;      /* QEMU */
+	double d0, d1;          /* daemon, all threads */
+	unsigned ticks;
+	double stall_us, stall_cpu_us;
+	char hist_cpu[64];
+};
+
+struct result {
+	int n;
+	bool ok;
+	struct phase ph[N_PH];
+	long rss_qemu, rss_daemon;
+	double aus[N_PH], p50[N_PH], p99[N_PH], worst_p99[N_PH];
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double pctl(double *v, size_t n, double p)
+{
+	if (!n)
+		return NAN;
+	qsort(v, n, sizeof(*v), cmp_double);
+	size_t i = (size_t)ceil(p * (double)n);
+
+	return v[i ? (i <= n ? i - 1 : n - 1) : 0];
+}
+
+static void snap(struct phase *p, bool end, pid_t qpid, pid_t dpid)
+{
+	struct cpu c = cpu_now(qpid), d = cpu_now(dpid);
+
+	if (end) {
+		p->t1 = e2e_now_ns();
+		p->q1 = c;
+		p->d1 = d.all_ms;
+	} else {
+		p->t0 = e2e_now_ns();
+		p->q0 = c;
+		p->d0 = d.all_ms;
+	}
+}
+
+static const char STALL_RESET[] =
+	"{\"execute\":\"qom-set\",\"arguments\":{\"path\":\"/objects/hfe0\","
+	"\"property\":\"max-stall-us\",\"value\":0}}";
+
+static void stall_reset(const char *qmp)
+{
+	char reply[512], err[256];
+
+	if (qmp)
+		e2e_qmp(qmp, STALL_RESET, reply, sizeof(reply), 5000, err, sizeof(err));
+}
+
+static void stall_read(const char *qmp, struct phase *p)
+{
+	char stats[16384], err[256];
+
+	p->stall_us = p->stall_cpu_us = NAN;
+	if (!qmp || e2e_qemu_qom_get(qmp, "/objects/hfe0", "stats", stats, sizeof(stats), err,
+				     sizeof(err)) < 0)
+		return;
+	p->stall_us = e2e_qemu_json_num(stats, "max-stall-us", NAN);
+	p->stall_cpu_us = e2e_qemu_json_num(stats, "max-stall-cpu-us", NAN);
+	/* Callbacks per CPU-time bucket (bounds 100/250/500/1000/2000/5000 µs):
+	 * cumulative since QEMU started. */
+	const char *h = strstr(stats, "\"hist-cpu-us\"");
+	const char *b = h ? strchr(h, '[') : NULL, *e = b ? strchr(b, ']') : NULL;
+
+	if (b && e && e - b < (long)sizeof(p->hist_cpu))
+		snprintf(p->hist_cpu, sizeof(p->hist_cpu), "%.*s", (int)(e - b + 1), b);
+}
+
+/* Follow the guest's TEXT records, snapshotting CPU at each phase boundary. */
+static bool follow(struct e2e_vm *vm, struct result *r, pid_t qpid, pid_t dpid, const char *qmp,
+		   const struct opts *op)
+{
+	const struct e2e_rec *rec;
+	int seen = 0;
+
+	for (size_t i = 0; e2e_vm_record(vm, i, &rec, 600000) == 1; i++) {
+		const char *t = (const char *)rec->data;
+
+		if (rec->h.kind == E2E_REC_END)
+			return seen == 5 && strstr(t, "result=ok");
+		if (rec->h.kind != E2E_REC_TEXT || strncmp(t, "outputs ", 8))
+			continue;
+		if (!strncmp(t, "outputs drawn", 13)) {
+			usleep(SETTLE_MS * 1000);
+			stall_reset(qmp);
+			snap(&r->ph[PH_IDLE], false, qpid, dpid);
+			seen++;
+		} else if (!strcmp(t, "outputs workload small start")) {
+			snap(&r->ph[PH_IDLE], true, qpid, dpid);
+			stall_read(qmp, &r->ph[PH_IDLE]);
+			stall_reset(qmp);
+			snap(&r->ph[PH_SMALL], false, qpid, dpid);
+			seen++;
+		} else if (!strncmp(t, "outputs workload small end", 26)) {
+			snap(&r->ph[PH_SMALL], true, qpid, dpid);
+			r->ph[PH_SMALL].ticks = (unsigned)e2e_kv_num(t, "ticks", 0);
+			stall_read(qmp, &r->ph[PH_SMALL]);
+			seen++;
+		} else if (!strcmp(t, "outputs workload full start")) {
+			stall_reset(qmp);
+			snap(&r->ph[PH_FULL], false, qpid, dpid);
+			seen++;
+		} else if (!strncmp(t, "outputs workload full end", 25)) {
+			snap(&r->ph[PH_FULL], true, qpid, dpid);
+			r->ph[PH_FULL].ticks = (unsigned)e2e_kv_num(t, "ticks", 0);
+			stall_read(qmp, &r->ph[PH_FULL]);
+			r->rss_qemu = rss_kb(qpid);
+			r->rss_daemon = rss_kb(dpid);
+			seen++;
+		} else if (!strncmp(t, "outputs enabled", 15))
+			printf("  %s\n", t);
+	}
+	(void)op;
+	return false;
+}
+
+/* AU counts and latencies of each phase window, from every subscriber. */
+static void tally(struct result *r, struct watcher *ws, int n)
+{
+	for (int p = 0; p < N_PH; p++) {
+		const struct phase *ph = &r->ph[p];
+		size_t cap = 0, cnt = 0;
+		double *all = NULL, worst = NAN;
+
+		for (int k = 0; k < n; k++) {
+			struct watcher *w = &ws[k];
+			double *mine = malloc((w->n + 1) * sizeof(double));
+			size_t m = 0;
+
+			REQUIRE(mine);
+			for (size_t i = 0; i < w->n; i++) {
+				if (w->t_ns[i] < ph->t0 || w->t_ns[i] > ph->t1)
+					continue;
+				mine[m++] = ((double)w->t_ns[i] - (double)w->pts[i]) / 1e6;
+			}
+			if (cnt + m > cap) {
+				cap = (cnt + m) * 2;
+				all = realloc(all, cap * sizeof(double));
+				REQUIRE(all);
+			}
+			memcpy(all + cnt, mine, m * sizeof(double));
+			cnt += m;
+			double p99 = pctl(mine, m, 0.99);
+			if (m && (isnan(worst) || p99 > worst))
+				worst = p99;
+			free(mine);
+		}
+		double secs = (double)(ph->t1 - ph->t0) / 1e9;
+
+		r->aus[p] = secs > 0 ? (double)cnt / secs : NAN;
+		r->p50[p] = pctl(all, cnt, 0.5);
+		r->p99[p] = pctl(all, cnt, 0.99);
+		r->worst_p99[p] = worst;
+		free(all);
+	}
+}
+
+static double secs_of(const struct phase *p)
+{
+	return (double)(p->t1 - p->t0) / 1e9;
+}
+
+static double pct_of(double ms, const struct phase *p)
+{
+	double s = secs_of(p);
+
+	return s > 0 ? ms / 10.0 / s : NAN;
+}
+
+static void print_result(const char *host, const struct result *r, const struct opts *op)
+{
+	printf("%s N=%d:%s\n", host, r->n, r->ok ? "" : " (incomplete run)");
+	for (int p = 0; p < N_PH; p++) {
+		const struct phase *ph = &r->ph[p];
+		double q = pct_of(ph->q1.all_ms - ph->q0.all_ms, ph);
+		double v = pct_of(ph->q1.vcpu_ms - ph->q0.vcpu_ms, ph);
+		double d = pct_of(ph->d1 - ph->d0, ph);
+		double disp = q - v + d, all = q + d;
+
+		printf("  %-5s %5.1f s  AU/s %7.2f", ph_name[p], secs_of(ph), r->aus[p]);
+		if (p != PH_IDLE)
+			printf("  ticks/s %5.2f (asked %d)", ph->ticks / secs_of(ph), op->fps);
+		printf("  lat p50 %6.1f p99 %6.1f worst-desktop p99 %6.1f ms\n", r->p50[p],
+		       r->p99[p], r->worst_p99[p]);
+		printf("        CPU %%: QEMU %5.1f (vCPU %5.1f, other %5.1f) daemon %5.1f -> "
+		       "all %5.1f display %5.1f;  AU/s per core: all %5.2f display %5.2f\n", q, v,
+		       q - v, d, all, disp, all > 0 ? r->aus[p] / (all / 100) : NAN,
+		       disp > 0 ? r->aus[p] / (disp / 100) : NAN);
+		if (!isnan(ph->stall_cpu_us))
+			printf("        module main loop: longest callback %.0f us CPU, %.0f us wall; "
+			       "hist-cpu-us (since start) %s\n", ph->stall_cpu_us, ph->stall_us,
+			       ph->hist_cpu);
+	}
+	printf("  RSS: QEMU %.1f MiB, daemon %.1f MiB\n", r->rss_qemu / 1024.0,
+	       r->rss_daemon > 0 ? r->rss_daemon / 1024.0 : 0.0);
+}
+
+static bool run_one(const struct e2e_guest *g, const struct e2e_qemu *q, const char *workdir,
+		    const struct opts *op, bool module, int n, struct result *r)
+{
+	char tag[32], append[512], err[1024], sock[PATH_MAX + 16] = "", qmparg[PATH_MAX + 16],
+		listen[PATH_MAX + 16];
+	struct e2e_daemon d = { .pid = 0 };
+	struct watcher ws[MAX_N];
+	int max_outputs = op->first + n > MAX_N ? MAX_N : op->first + n;
+	struct e2e_vm *vm;
+
+	memset(r, 0, sizeof(*r));
+	r->n = n;
+	for (int p = 0; p < N_PH; p++)
+		r->ph[p].stall_us = r->ph[p].stall_cpu_us = NAN;
+	snprintf(tag, sizeof(tag), "%s-n%d", module ? "module" : "dbus", n);
+	snprintf(append, sizeof(append),
+		 "hfe.mode=outputs hfe.outputs=%d hfe.first=%d hfe.sizes=%ux%u hfe.frames=1 "
+		 "hfe.small=0 hfe.hold=%d hfe.duration=%d hfe.fps=%d", n, op->first, op->w, op->h,
+		 SETTLE_MS + op->idle_ms, op->duration_ms, op->fps);
+	/* Named threads: the vCPU ones ("CPU 0/TCG") are told apart by name. */
+	static const char *const extra[] = { "-name", "debug-threads=on", NULL };
+	struct e2e_vm_config cfg = { .append = append, .max_outputs = (unsigned)max_outputs,
+				     .mem_mb = 512 + 16 * (unsigned)n, .qmp = true,
+				     .extra_args = extra, .timeout_ms = 1800000 };
+	if (module) {
+		vm = e2e_qemu_vm_start(q, g, workdir, tag, NULL, &cfg, sock, sizeof(sock), err,
+				       sizeof(err));
+	} else {
+		snprintf(qmparg, sizeof(qmparg), "qmp:unix:%s/%s-qmp.sock", workdir, tag);
+		snprintf(listen, sizeof(listen), "unix:%s/%s-vm.sock", workdir, tag);
+		snprintf(sock, sizeof(sock), "%s", listen + 5);
+		const char *args[] = { "--qemu", qmparg, "--listen", listen, NULL };
+
+		/* The daemon's own --listen is WORKDIR/TAG.sock; the VM's is listen. */
+		if (e2e_daemon_start(&d, workdir, tag, args, err, sizeof(err)) < 0) {
+			fprintf(stderr, "outputs: %s: daemon: %s\n", tag, err);
+			return false;
+		}
+		cfg.hfe_sock = sock;
+		cfg.display = "dbus,p2p=yes";
+		vm = e2e_vm_start(g, workdir, tag, &cfg, err, sizeof(err));
+	}
+	if (!vm) {
+		fprintf(stderr, "outputs: %s: cannot start QEMU: %s\n", tag, err);
+		if (d.pid)
+			e2e_daemon_stop(&d);
+		return false;
+	}
+	const char *qmp = e2e_vm_qmp_path(vm);
+	pid_t qpid = -1;
+
+	/* QEMU may not have exec'd yet when e2e_vm_start returns. */
+	for (int t = 0; t < 100 && (qpid = pid_with_arg(qmp, d.pid)) <= 0; t++)
+		usleep(50000);
+	if (qpid <= 0)
+		fprintf(stderr, "outputs: %s: cannot find QEMU's pid\n", tag);
+	int started = 0;
+
+	for (; started < n; started++)
+		if (!watch_start(&ws[started], sock, (uint32_t)(op->first + started)))
+			break;
+	if (started == n)
+		r->ok = follow(vm, r, qpid, d.pid, module ? qmp : NULL, op);
+	else
+		fprintf(stderr, "outputs: %s: subscribing to scanout %d failed\n", tag,
+			op->first + started);
+	usleep(300000);
+	for (int k = 0; k < started; k++)
+		atomic_store(&ws[k].stop, true);
+	tally(r, ws, started);
+	for (int k = 0; k < started; k++)
+		watch_end(&ws[k]);
+	if (!r->ok)
+		e2e_vm_dump_console(vm, 30);
+	e2e_vm_wait_exit(vm, 60000);
+	e2e_vm_free(vm);
+	if (d.pid)
+		e2e_daemon_stop(&d);
+	return r->ok;
+}
+
+static void summary(const char *host, const struct result *rs, int nr)
+{
+	const struct result *base = NULL;
+
+	for (int i = 0; i < nr; i++)
+		if (rs[i].ok && (!base || rs[i].n < base->n))
+			base = &rs[i];
+	printf("\n%s: summary (CPU %% = QEMU + daemon, all threads; display = without QEMU's "
+	       "vCPU threads)\n", host);
+	printf("  N | AU/s small | AU/s full | lat p50/p99 small ms | lat p50/p99 full ms | "
+	       "CPU%% small (display) | AU/s/core small all (display) | idle AU/s, CPU%% | "
+	       "RSS QEMU / daemon MiB | RSS/added desktop MiB | stall CPU us max\n");
+	for (int i = 0; i < nr; i++) {
+		const struct result *r = &rs[i];
+		const struct phase *s = &r->ph[PH_SMALL], *id = &r->ph[PH_IDLE];
+		double q = pct_of(s->q1.all_ms - s->q0.all_ms, s);
+		double v = pct_of(s->q1.vcpu_ms - s->q0.vcpu_ms, s);
+		double dm = pct_of(s->d1 - s->d0, s);
+		double iq = pct_of(id->q1.all_ms - id->q0.all_ms, id) + pct_of(id->d1 - id->d0, id);
+		double stall = NAN, per = NAN;
+
+		for (int p = 0; p < N_PH; p++)
+			if (!isnan(r->ph[p].stall_cpu_us) && (isnan(stall) || r->ph[p].stall_cpu_us > stall))
+				stall = r->ph[p].stall_cpu_us;
+		if (base && r->n > base->n)
+			per = ((double)(r->rss_qemu + (r->rss_daemon > 0 ? r->rss_daemon : 0)) -
+			       (double)(base->rss_qemu + (base->rss_daemon > 0 ? base->rss_daemon : 0))) /
+			      1024.0 / (r->n - base->n);
+		printf("%3d | %10.2f | %9.2f | %8.1f / %-8.1f | %8.1f / %-8.1f | %6.1f (%5.1f) | "
+		       "%7.2f (%6.2f) | %5.2f, %5.1f | %7.1f / %-6.1f | %6.1f | %s%.0f%s\n", r->n,
+		       r->aus[PH_SMALL], r->aus[PH_FULL], r->p50[PH_SMALL], r->p99[PH_SMALL],
+		       r->p50[PH_FULL], r->p99[PH_FULL], q + dm, q - v + dm,
+		       r->aus[PH_SMALL] / ((q + dm) / 100), r->aus[PH_SMALL] / ((q - v + dm) / 100),
+		       r->aus[PH_IDLE], iq, r->rss_qemu / 1024.0,
+		       r->rss_daemon > 0 ? r->rss_daemon / 1024.0 : 0.0, per,
+		       r->ok ? "" : "(incomplete) ", stall, "");
+	}
+	printf("  deployed system: 3 desktops at 1080p, 10.1 AU/s at 460 %% CPU = %.2f AU/s per "
+	       "core; goal >= 10x = %.1f AU/s per core on the typing workload\n",
+	       DEPLOYED_AU_PER_CORE, 10 * DEPLOYED_AU_PER_CORE);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: outputs [--host dbus|module|both] [--n 1,4,8,16] [--duration MS] "
+			"[--fps N] [--idle MS] [--size WxH] [--first ID]\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct opts op = { .host = "both", .ns = "1,4,8,16", .duration_ms = 20000, .fps = 10,
+			   .idle_ms = 5000, .first = 0, .w = 1920, .h = 1080 };
+	char *workdir, err[1024];
+	struct e2e_guest g;
+	struct e2e_qemu q;
+	int rc = 0;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!v) {
+			usage();
+			return 2;
+		}
+		if (!strcmp(a, "--host"))
+			snprintf(op.host, sizeof(op.host), "%s", v);
+		else if (!strcmp(a, "--n"))
+			snprintf(op.ns, sizeof(op.ns), "%s", v);
+		else if (!strcmp(a, "--duration"))
+			op.duration_ms = atoi(v);
+		else if (!strcmp(a, "--fps"))
+			op.fps = atoi(v);
+		else if (!strcmp(a, "--idle"))
+			op.idle_ms = atoi(v);
+		else if (!strcmp(a, "--first"))
+			op.first = atoi(v);
+		else if (!strcmp(a, "--size")) {
+			if (sscanf(v, "%ux%u", &op.w, &op.h) != 2) {
+				usage();
+				return 2;
+			}
+		} else {
+			usage();
+			return 2;
+		}
+		i++;
+	}
+	if (strcmp(op.host, "dbus") && strcmp(op.host, "module") && strcmp(op.host, "both")) {
+		usage();
+		return 2;
+	}
+	if (op.duration_ms < 2000 || op.fps < 1 || op.fps > 240 || op.first < 0 ||
+	    op.first >= MAX_N || op.idle_ms < 500) {
+		fprintf(stderr, "outputs: --duration >= 2000, --fps 1..240, --idle >= 500, "
+				"--first 0..15\n");
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	workdir = tu_mkdtemp("hfe-bench-outputs");
+	REQUIRE(workdir);
+	if (e2e_guest_get(&g, NULL, err, sizeof(err)) < 0) {
+		fprintf(stderr, "outputs: guest: %s\n", err);
+		return 1;
+	}
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	double load[3] = { 0, 0, 0 };
+
+	if (getloadavg(load, 3) < 0)
+		load[0] = NAN;
+	printf("outputs: N desktops at %ux%u, outputs %d..%d, idle %d ms, then %d ms typing 8x16 "
+	       "per desktop per tick, %d ms full-screen page flips, %d ticks/s; %ld cores, "
+	       "accel %s, load %.2f\n", op.w, op.h, op.first, op.first + MAX_N - 1, op.idle_ms,
+	       op.duration_ms / 2, op.duration_ms / 2, op.fps, ncpu, e2e_accel(&g), load[0]);
+
+	for (int m = 0; m < 2; m++) {
+		const char *host = m ? "module" : "dbus";
+		struct result rs[MAX_N];
+		char ns[64], *save = NULL;
+		int nr = 0;
+
+		if (strcmp(op.host, "both") && strcmp(op.host, host))
+			continue;
+		if (m) {
+			struct e2e_guest gg = g;
+
+			if (e2e_qemu_prepare(&q, &gg, workdir, err, sizeof(err)) < 0) {
+				fprintf(stderr, "outputs: module: %s\n", err);
+				rc = 1;
+				continue;
+			}
+		}
+		snprintf(ns, sizeof(ns), "%s", op.ns);
+		for (char *s = strtok_r(ns, ",", &save); s && nr < MAX_N;
+		     s = strtok_r(NULL, ",", &save)) {
+			int n = atoi(s);
+
+			if (n < 1 || op.first + n > MAX_N) {
+				fprintf(stderr, "outputs: N=%s: outputs %d..%d do not fit 16\n", s,
+					op.first, op.first + n - 1);
+				rc = 2;
+				continue;
+			}
+			uint64_t t0 = e2e_now_ns();
+			bool ok = run_one(&g, &q, workdir, &op, m, n, &rs[nr]);
+
+			print_result(host, &rs[nr], &op);
+			printf("  (run took %.0f s)\n", (double)(e2e_now_ns() - t0) / 1e9);
+			if (!ok)
+				rc = 1;
+			nr++;
+		}
+		summary(host, rs, nr);
+	}
+	if (rc || getenv("HFE_E2E_KEEP"))
+		printf("outputs: kept %s\n", workdir);
+	else
+		tu_rm_rf(workdir);
+	free(workdir);
+	return rc;
+}
