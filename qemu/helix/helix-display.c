@@ -12,6 +12,16 @@
  * nobody subscribes to costs nothing: its stream is fed only while watched,
  * and the first subscriber gets the whole current surface.
  *
+ * Hot-pluggable outputs (ENABLE/DISABLE_SCANOUT, through libhfe's hub): the
+ * consoles of a virtio-gpu are its outputs (heads). Enabling one is what a
+ * display's UI-info request does in QEMU 7.2: dpy_set_ui_info() stores the
+ * wanted mode and arms the console's timer, whose virtio_gpu_ui_info() marks
+ * the output enabled (0x0: disabled) and raises the display-change event;
+ * the guest then sees the connector (Virtual-<head+1>) with that mode first
+ * in its EDID. Nothing here waits: it runs on the main loop from a client's
+ * read handler. The guest's modeset comes back as a surface switch, which
+ * restarts the stream with an IDR at the new size.
+ *
  * Copyright (c) 2025 helix-frame-export contributors
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -104,6 +114,104 @@ static void helix_scanout_feed(HelixScanout *so)
         trace_helix_scanout_resize(so->id, w, h);
     }
     helix_scanout_copy(so, 0, 0, w, h);
+}
+
+/* ---- hot-pluggable outputs (libhfe's hub calls these on the main loop) ---- */
+
+/* Physical size for the output's EDID at 96 dpi, as the daemon's SetUIInfo
+ * gives it (QEMU's EDID would otherwise say 100 dpi). */
+#define HELIX_OUTPUT_DPI 96
+
+static uint16_t helix_px_to_mm(uint32_t px)
+{
+    uint64_t mm = (uint64_t)px * 254 / 10 / HELIX_OUTPUT_DPI;
+
+    return mm > UINT16_MAX ? UINT16_MAX : (uint16_t)mm;
+}
+
+static HelixScanout *helix_scanout_by_id(HelixFrameExport *s, uint32_t id)
+{
+    for (unsigned i = 0; i < s->n_scanouts; i++) {
+        if (s->scanouts[i]->id == id) {
+            return s->scanouts[i];
+        }
+    }
+    return NULL;
+}
+
+/* w x h at refresh Hz as output id's preferred mode; 0 x 0 unplugs it. */
+static int helix_output_set(HelixFrameExport *s, uint32_t id, uint32_t w,
+                            uint32_t h, uint32_t refresh, struct hfe_err *err)
+{
+    HelixScanout *so = helix_scanout_by_id(s, id);
+    QemuUIInfo info = {
+        .width_mm = w ? helix_px_to_mm(w) : 0,
+        .height_mm = h ? helix_px_to_mm(h) : 0,
+        .width = w,
+        .height = h,
+        .refresh_rate = refresh * 1000, /* mHz */
+    };
+
+    if (!so) {
+        hfe_err_set(err, HFE_ERR_RESOURCE_NOT_FOUND,
+                    "console %u is not exported by this helix-frame-export",
+                    id);
+        return -1;
+    }
+    /* A NULL console would be QEMU's active one: never pass it. */
+    if (!so->output || !so->dcl.con) {
+        hfe_err_set(err, HFE_ERR_RESOURCE_NOT_FOUND,
+                    "console %u is not a virtio-gpu output", id);
+        return -1;
+    }
+    if (dpy_set_ui_info(so->dcl.con, &info, false) < 0) {
+        hfe_err_set(err, HFE_ERR_RESOURCE_NOT_FOUND,
+                    "console %u does not take a mode (no UI info)", id);
+        return -1;
+    }
+    trace_helix_output(id, so->head, w, h, refresh);
+    return 0;
+}
+
+static int helix_output_enable(void *opaque, uint32_t id, uint32_t w,
+                               uint32_t h, uint32_t refresh,
+                               struct hfe_err *err)
+{
+    return helix_output_set(opaque, id, w, h, refresh, err);
+}
+
+static int helix_output_disable(void *opaque, uint32_t id,
+                                struct hfe_err *err)
+{
+    return helix_output_set(opaque, id, 0, 0, 0, err);
+}
+
+/*
+ * Tell the hub which ids are outputs: every id below max_outputs is asked
+ * for (one past the highest output's console index; with -vga none and one
+ * virtio-gpu that is its max_outputs), the callbacks refuse the consoles in
+ * that range that are not outputs. Before the consoles are attached there
+ * are none.
+ */
+void helix_outputs_publish(HelixFrameExport *s)
+{
+    struct hfe_hub_outputs o = {
+        .max_width = HFE_MAX_DIMENSION,
+        .max_height = HFE_MAX_DIMENSION,
+        .enable = helix_output_enable,
+        .disable = helix_output_disable,
+        .opaque = s,
+    };
+    uint32_t n = 0;
+
+    for (unsigned i = 0; i < s->n_scanouts; i++) {
+        if (s->scanouts[i]->output) {
+            o.max_outputs = MAX(o.max_outputs, s->scanouts[i]->id + 1);
+            n++;
+        }
+    }
+    hfe_hub_set_outputs(hfe_host_hub(s->host), &o);
+    trace_helix_outputs(n, o.max_outputs);
 }
 
 /* Feed only watched scanouts: an unwatched display costs no encoding. */
@@ -239,7 +347,19 @@ static bool helix_attach_console(HelixFrameExport *s, QemuConsole *con,
         g_free(so);
         return false;
     }
-    snprintf(connector, sizeof(connector), "%s", label);
+    /*
+     * A virtio-gpu's consoles are its heads: hot-pluggable through UI info
+     * (virtio-vga's first one too), and the guest's DRM driver names head N
+     * "Virtual-<N+1>". Other consoles are named by their label.
+     */
+    so->output = dev && object_dynamic_cast(dev, TYPE_VIRTIO_GPU_BASE) &&
+                 dpy_ui_info_supported(con);
+    so->head = qemu_console_get_head(con);
+    if (so->output) {
+        snprintf(connector, sizeof(connector), "Virtual-%u", so->head + 1);
+    } else {
+        snprintf(connector, sizeof(connector), "%s", label);
+    }
     if (hfe_hub_add_scanout(hfe_host_hub(s->host), index, so->stream,
                             connector) < 0) {
         error_setg(errp, "console %u: cannot add it as a scanout", index);
@@ -279,12 +399,14 @@ bool helix_attach_consoles(HelixFrameExport *s, Error **errp)
         if (!helix_attach_console(s, con, i, &local_err)) {
             if (s->console) {
                 error_propagate(errp, local_err);
+                helix_outputs_publish(s); /* those attached so far */
                 return false;
             }
             /* Exporting "every console": skip what cannot be exported. */
             warn_report_err(local_err);
         }
     }
+    helix_outputs_publish(s);
     return true;
 }
 

@@ -80,6 +80,8 @@ typedef struct HelixScanout {
     DisplayChangeListener dcl;
     HelixFrameExport *hfe;
     uint32_t id;            /* = console index */
+    bool output;            /* an output (head) of a virtio-gpu: hot-pluggable */
+    uint32_t head;          /* output: the GPU's head (guest: Virtual-<head+1>) */
     struct hfe_stream *stream;
     DisplaySurface *surface; /* the console's current surface */
     bool watched;           /* somebody subscribes: feed the stream */
@@ -184,6 +186,7 @@ bool helix_attach_consoles(HelixFrameExport *s, Error **errp);
 void helix_detach_consoles(HelixFrameExport *s);
 void helix_free_scanouts(HelixFrameExport *s);
 void helix_watch_update(HelixFrameExport *s);
+void helix_outputs_publish(HelixFrameExport *s);
 uint32_t helix_hfe_format(pixman_format_code_t f);
 
 /* helix-feeder.c: the thread that copies pixels into the streams */
