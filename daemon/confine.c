@@ -127,6 +127,11 @@ static const char *const allowed[] = {
 	"accept", "accept4", "connect", "socketpair", "getsockname", "getpeername",
 	"getsockopt", "setsockopt", "sendmsg", "recvmsg", "sendto", "recvfrom", "sendmmsg",
 	"recvmmsg", "shutdown",
+#ifdef __SANITIZE_ADDRESS__
+	/* LeakSanitizer's check at exit stops the threads from a ptrace'ing
+	 * child and lists /proc/self/task: test builds only. */
+	"ptrace", "wait4", "getppid", "getdents",
+#endif
 };
 
 /* 1 added, 0 not a call of this architecture (e.g. open on arm64), -errno. */
@@ -179,6 +184,13 @@ static int install_seccomp(enum hfe_seccomp_mode mode, char *err, size_t errlen)
 	if ((rc = add_rule(ctx, SCMP_ACT_ALLOW, "tgkill", 1, self)) < 0 ||
 	    (rc = add_rule(ctx, SCMP_ACT_ALLOW, "kill", 1, self)) < 0)
 		goto fail;
+#ifdef __SANITIZE_ADDRESS__
+	/* LeakSanitizer's tracer is another process; it sets its death signal
+	 * and the dumpable flag. */
+	if ((rc = add_rule(ctx, SCMP_ACT_ALLOW, "kill", 0, self)) < 0 ||
+	    (rc = add_rule(ctx, SCMP_ACT_ALLOW, "prctl", 0, self)) < 0)
+		goto fail;
+#endif
 	/* New sockets: unix only (QMP, D-Bus socketpairs). */
 	struct scmp_arg_cmp unix_only[] = { SCMP_A0(SCMP_CMP_EQ, AF_UNIX) };
 	if ((rc = add_rule(ctx, SCMP_ACT_ALLOW, "socket", 1, unix_only)) < 0)
