@@ -70,6 +70,7 @@ struct watcher {
 	atomic_bool stop;
 	pthread_mutex_t lock;
 	uint64_t *t_ns, *pts;
+	bool *key;
 	size_t n, cap;
 	bool running;
 };
@@ -94,8 +95,10 @@ static void *watch_main(void *arg)
 			w->cap = w->cap ? w->cap * 2 : 1024;
 			w->t_ns = realloc(w->t_ns, w->cap * sizeof(*w->t_ns));
 			w->pts = realloc(w->pts, w->cap * sizeof(*w->pts));
-			REQUIRE(w->t_ns && w->pts);
+			w->key = realloc(w->key, w->cap * sizeof(*w->key));
+			REQUIRE(w->t_ns && w->pts && w->key);
 		}
+		w->key[w->n] = m.u.frame_resp.is_keyframe;
 		w->t_ns[w->n] = now;
 		w->pts[w->n++] = m.u.frame_resp.pts;
 		pthread_mutex_unlock(&w->lock);
@@ -138,6 +141,7 @@ static void watch_end(struct watcher *w)
 	hfe_client_close(w->c);
 	free(w->t_ns);
 	free(w->pts);
+	free(w->key);
 }
 
 /* ---- processes: CPU per thread, RSS ---- */
@@ -276,7 +280,8 @@ struct result {
 	bool ok;
 	struct phase ph[N_PH];
 	long rss_qemu, rss_daemon;
-	double aus[N_PH], p50[N_PH], p99[N_PH], worst_p99[N_PH];
+	double aus[N_PH], p50[N_PH], p99[N_PH], worst_p99[N_PH], key_p50[N_PH];
+	int keys[N_PH];
 };
 
 static int cmp_double(const void *a, const void *b)
@@ -395,8 +400,8 @@ static void tally(struct result *r, struct watcher *ws, int n)
 {
 	for (int p = 0; p < N_PH; p++) {
 		const struct phase *ph = &r->ph[p];
-		size_t cap = 0, cnt = 0;
-		double *all = NULL, worst = NAN;
+		size_t cap = 0, cnt = 0, nk = 0;
+		double *all = NULL, worst = NAN, klat[4096];
 
 		for (int k = 0; k < n; k++) {
 			struct watcher *w = &ws[k];
@@ -407,7 +412,10 @@ static void tally(struct result *r, struct watcher *ws, int n)
 			for (size_t i = 0; i < w->n; i++) {
 				if (w->t_ns[i] < ph->t0 || w->t_ns[i] > ph->t1)
 					continue;
-				mine[m++] = ((double)w->t_ns[i] - (double)w->pts[i]) / 1e6;
+				mine[m] = ((double)w->t_ns[i] - (double)w->pts[i]) / 1e6;
+				if (w->key[i] && nk < sizeof(klat) / sizeof(klat[0]))
+					klat[nk++] = mine[m];
+				m++;
 			}
 			if (cnt + m > cap) {
 				cap = (cnt + m) * 2;
@@ -427,6 +435,8 @@ static void tally(struct result *r, struct watcher *ws, int n)
 		r->p50[p] = pctl(all, cnt, 0.5);
 		r->p99[p] = pctl(all, cnt, 0.99);
 		r->worst_p99[p] = worst;
+		r->keys[p] = (int)nk;
+		r->key_p50[p] = pctl(klat, nk, 0.5);
 		free(all);
 	}
 }
@@ -456,8 +466,8 @@ static void print_result(const char *host, const struct result *r, const struct 
 		printf("  %-5s %5.1f s  AU/s %7.2f", ph_name[p], secs_of(ph), r->aus[p]);
 		if (p != PH_IDLE)
 			printf("  ticks/s %5.2f (asked %d)", ph->ticks / secs_of(ph), op->fps);
-		printf("  lat p50 %6.1f p99 %6.1f worst-desktop p99 %6.1f ms\n", r->p50[p],
-		       r->p99[p], r->worst_p99[p]);
+		printf("  lat p50 %6.1f p99 %6.1f worst-desktop p99 %6.1f ms; %d IDR (lat p50 %.1f "
+		       "ms)\n", r->p50[p], r->p99[p], r->worst_p99[p], r->keys[p], r->key_p50[p]);
 		printf("        CPU %%: QEMU %5.1f (vCPU %5.1f, other %5.1f) daemon %5.1f -> "
 		       "all %5.1f display %5.1f;  AU/s per core: all %5.2f display %5.2f\n", q, v,
 		       q - v, d, all, disp, all > 0 ? r->aus[p] / (all / 100) : NAN,
@@ -563,7 +573,7 @@ static void summary(const char *host, const struct result *rs, int nr)
 	       "vCPU threads)\n", host);
 	printf("  N | AU/s small | AU/s full | lat p50/p99 small ms | lat p50/p99 full ms | "
 	       "CPU%% small (display) | AU/s/core small all (display) | idle AU/s, CPU%% | "
-	       "RSS QEMU / daemon MiB | RSS/added desktop MiB | stall CPU us max\n");
+	       "RSS QEMU / daemon MiB | RSS/added desktop QEMU / daemon MiB | stall CPU us max\n");
 	for (int i = 0; i < nr; i++) {
 		const struct result *r = &rs[i];
 		const struct phase *s = &r->ph[PH_SMALL], *id = &r->ph[PH_IDLE];
@@ -571,22 +581,23 @@ static void summary(const char *host, const struct result *rs, int nr)
 		double v = pct_of(s->q1.vcpu_ms - s->q0.vcpu_ms, s);
 		double dm = pct_of(s->d1 - s->d0, s);
 		double iq = pct_of(id->q1.all_ms - id->q0.all_ms, id) + pct_of(id->d1 - id->d0, id);
-		double stall = NAN, per = NAN;
+		double stall = NAN, perq = NAN, perd = NAN;
 
 		for (int p = 0; p < N_PH; p++)
 			if (!isnan(r->ph[p].stall_cpu_us) && (isnan(stall) || r->ph[p].stall_cpu_us > stall))
 				stall = r->ph[p].stall_cpu_us;
-		if (base && r->n > base->n)
-			per = ((double)(r->rss_qemu + (r->rss_daemon > 0 ? r->rss_daemon : 0)) -
-			       (double)(base->rss_qemu + (base->rss_daemon > 0 ? base->rss_daemon : 0))) /
-			      1024.0 / (r->n - base->n);
+		if (base && r->n > base->n) {
+			perq = (double)(r->rss_qemu - base->rss_qemu) / 1024.0 / (r->n - base->n);
+			perd = (double)(r->rss_daemon - base->rss_daemon) / 1024.0 /
+			       (r->n - base->n);
+		}
 		printf("%3d | %10.2f | %9.2f | %8.1f / %-8.1f | %8.1f / %-8.1f | %6.1f (%5.1f) | "
-		       "%7.2f (%6.2f) | %5.2f, %5.1f | %7.1f / %-6.1f | %6.1f | %s%.0f%s\n", r->n,
+		       "%7.2f (%6.2f) | %5.2f, %5.1f | %7.1f / %-6.1f | %5.1f / %-5.1f | %s%.0f%s\n", r->n,
 		       r->aus[PH_SMALL], r->aus[PH_FULL], r->p50[PH_SMALL], r->p99[PH_SMALL],
 		       r->p50[PH_FULL], r->p99[PH_FULL], q + dm, q - v + dm,
 		       r->aus[PH_SMALL] / ((q + dm) / 100), r->aus[PH_SMALL] / ((q - v + dm) / 100),
 		       r->aus[PH_IDLE], iq, r->rss_qemu / 1024.0,
-		       r->rss_daemon > 0 ? r->rss_daemon / 1024.0 : 0.0, per,
+		       r->rss_daemon > 0 ? r->rss_daemon / 1024.0 : 0.0, perq, perd,
 		       r->ok ? "" : "(incomplete) ", stall, "");
 	}
 	printf("  deployed system: 3 desktops at 1080p, 10.1 AU/s at 460 %% CPU = %.2f AU/s per "
