@@ -330,7 +330,8 @@ static void stall_reset(const char *qmp)
 
 static void stall_read(const char *qmp, struct phase *p)
 {
-	char stats[16384], err[256];
+	static char stats[1 << 17];
+	char err[256];
 
 	p->stall_us = p->stall_cpu_us = NAN;
 	if (!qmp || e2e_qemu_qom_get(qmp, "/objects/hfe0", "stats", stats, sizeof(stats), err,
@@ -588,8 +589,9 @@ static void summary(const char *host, const struct result *rs, int nr)
 				stall = r->ph[p].stall_cpu_us;
 		if (base && r->n > base->n) {
 			perq = (double)(r->rss_qemu - base->rss_qemu) / 1024.0 / (r->n - base->n);
-			perd = (double)(r->rss_daemon - base->rss_daemon) / 1024.0 /
-			       (r->n - base->n);
+			if (r->rss_daemon > 0) /* no daemon on the module host */
+				perd = (double)(r->rss_daemon - base->rss_daemon) / 1024.0 /
+				       (r->n - base->n);
 		}
 		printf("%3d | %10.2f | %9.2f | %8.1f / %-8.1f | %8.1f / %-8.1f | %6.1f (%5.1f) | "
 		       "%7.2f (%6.2f) | %5.2f, %5.1f | %7.1f / %-6.1f | %5.1f / %-5.1f | %s%.0f%s\n", r->n,
