@@ -36,6 +36,7 @@ start() {
 	done
 	cat "$dir/$name.log"
 	fail "$name: daemon did not start"
+	stop
 	return 1
 }
 stop() {
