@@ -115,7 +115,9 @@ static bool watch_start(struct watcher *w, const char *sock, uint32_t scanout)
 	memset(w, 0, sizeof(*w));
 	pthread_mutex_init(&w->lock, NULL);
 	snprintf(addr, sizeof(addr), "unix:%s", sock);
-	w->c = hfe_client_connect(addr, 10000, &err);
+	/* The module's socket appears once QEMU has created its object. */
+	for (int t = 0; t < 150 && !(w->c = hfe_client_connect(addr, 10000, &err)); t++)
+		usleep(100000);
 	if (!w->c) {
 		fprintf(stderr, "outputs: subscriber %u: %s\n", scanout, err.msg);
 		return false;
