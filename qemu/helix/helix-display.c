@@ -308,6 +308,12 @@ static bool helix_attach_console(HelixFrameExport *s, QemuConsole *con,
     struct hfe_stream_params sp = { 0 };
     struct hfe_err err;
     Object *dev = object_property_get_link(OBJECT(con), "device", NULL);
+    /*
+     * virtio-gpu-pci and virtio-vga point their consoles at the PCI proxy;
+     * the GPU itself is the proxy's "virtio-backend" child.
+     */
+    Object *gpu = dev && !object_dynamic_cast(dev, TYPE_VIRTIO_GPU_BASE) ?
+                  object_resolve_path_component(dev, "virtio-backend") : dev;
     g_autofree char *label = qemu_console_get_label(con);
     char connector[HFE_CONNECTOR_LEN];
     HelixScanout *so;
@@ -316,8 +322,8 @@ static bool helix_attach_console(HelixFrameExport *s, QemuConsole *con,
      * GL consoles hand out textures, not surfaces: not supported yet (and a
      * listener without GL on them would be refused at registration).
      */
-    if (dev && (object_dynamic_cast(dev, TYPE_VIRTIO_GPU_GL) ||
-                object_dynamic_cast(dev, TYPE_VHOST_USER_GPU))) {
+    if (gpu && (object_dynamic_cast(gpu, TYPE_VIRTIO_GPU_GL) ||
+                object_dynamic_cast(gpu, TYPE_VHOST_USER_GPU))) {
         error_setg(errp, "console %u (%s) is an OpenGL console; only 2D "
                    "consoles can be exported", index, label);
         return false;
@@ -352,7 +358,7 @@ static bool helix_attach_console(HelixFrameExport *s, QemuConsole *con,
      * (virtio-vga's first one too), and the guest's DRM driver names head N
      * "Virtual-<N+1>". Other consoles are named by their label.
      */
-    so->output = dev && object_dynamic_cast(dev, TYPE_VIRTIO_GPU_BASE) &&
+    so->output = gpu && object_dynamic_cast(gpu, TYPE_VIRTIO_GPU_BASE) &&
                  dpy_ui_info_supported(con);
     so->head = qemu_console_get_head(con);
     if (so->output) {

@@ -424,6 +424,9 @@ static void run_module(const struct e2e_guest *g, const char *workdir)
 	CHECKF(vm != NULL, "%s", err);
 	if (!vm)
 		return;
+	/* QEMU creates the module's socket while it starts: wait for it. */
+	for (int i = 0; i < 1000 && access(sock, F_OK) < 0; i++)
+		usleep(10000);
 	watch_all(ws, sock);
 	finish_run(vm, ws);
 	e2e_vm_wait_exit(vm, 30000);
