@@ -23,10 +23,11 @@
  *   AU/s/core   AU/s / (CPU % / 100), once with all CPU counted and once with
  *               the display path only; the deployed system: 3 desktops at
  *               1080p, 10.1 AU/s at 460 % CPU = 2.2 AU/s per core
- *   RSS         VmRSS of QEMU and of the daemon at the end of the full phase
- *               (QEMU's includes the guest RAM the guest touched: its dumb
- *               buffers, 16 MB per output); per added desktop against the
- *               smallest N of the run
+ *   RSS         VmRSS of QEMU and of the daemon at the end of the idle phase
+ *               (every desktop up, nothing queued; QEMU's includes the guest
+ *               RAM the guest touched: its dumb buffers, 16 MB per output),
+ *               per added desktop against the smallest N of the run; and at
+ *               the end of the full phase (with whatever queued meanwhile)
  *   stall       module only: max-stall-cpu-us / max-stall-us of the phase
  *               (reset by qom-set before it) from the `stats` QAPI struct
  *
@@ -281,7 +282,8 @@ struct result {
 	int n;
 	bool ok;
 	struct phase ph[N_PH];
-	long rss_qemu, rss_daemon;
+	long rss_qemu, rss_daemon;           /* end of the idle phase: the steady state */
+	long rss_qemu_full, rss_daemon_full; /* end of the full phase (queues included) */
 	double aus[N_PH], p50[N_PH], p99[N_PH], worst_p99[N_PH], key_p50[N_PH];
 	int keys[N_PH];
 };
@@ -372,6 +374,8 @@ static bool follow(struct e2e_vm *vm, struct result *r, pid_t qpid, pid_t dpid, 
 		} else if (!strcmp(t, "outputs workload small start")) {
 			snap(&r->ph[PH_IDLE], true, qpid, dpid);
 			stall_read(qmp, &r->ph[PH_IDLE]);
+			r->rss_qemu = rss_kb(qpid);
+			r->rss_daemon = rss_kb(dpid);
 			stall_reset(qmp);
 			snap(&r->ph[PH_SMALL], false, qpid, dpid);
 			seen++;
@@ -388,8 +392,8 @@ static bool follow(struct e2e_vm *vm, struct result *r, pid_t qpid, pid_t dpid, 
 			snap(&r->ph[PH_FULL], true, qpid, dpid);
 			r->ph[PH_FULL].ticks = (unsigned)e2e_kv_num(t, "ticks", 0);
 			stall_read(qmp, &r->ph[PH_FULL]);
-			r->rss_qemu = rss_kb(qpid);
-			r->rss_daemon = rss_kb(dpid);
+			r->rss_qemu_full = rss_kb(qpid);
+			r->rss_daemon_full = rss_kb(dpid);
 			seen++;
 		} else if (!strncmp(t, "outputs enabled", 15))
 			printf("  %s\n", t);
@@ -480,8 +484,10 @@ static void print_result(const char *host, const struct result *r, const struct 
 			       "hist-cpu-us (since start) %s\n", ph->stall_cpu_us, ph->stall_us,
 			       ph->hist_cpu);
 	}
-	printf("  RSS: QEMU %.1f MiB, daemon %.1f MiB\n", r->rss_qemu / 1024.0,
-	       r->rss_daemon > 0 ? r->rss_daemon / 1024.0 : 0.0);
+	printf("  RSS after idle: QEMU %.1f MiB, daemon %.1f MiB; after full: QEMU %.1f MiB, "
+	       "daemon %.1f MiB\n", r->rss_qemu / 1024.0,
+	       r->rss_daemon > 0 ? r->rss_daemon / 1024.0 : 0.0, r->rss_qemu_full / 1024.0,
+	       r->rss_daemon_full > 0 ? r->rss_daemon_full / 1024.0 : 0.0);
 }
 
 static bool run_one(const struct e2e_guest *g, const struct e2e_qemu *q, const char *workdir,
@@ -576,7 +582,8 @@ static void summary(const char *host, const struct result *rs, int nr)
 	       "vCPU threads)\n", host);
 	printf("  N | AU/s small | AU/s full | lat p50/p99 small ms | lat p50/p99 full ms | "
 	       "CPU%% small (display) | AU/s/core small all (display) | idle AU/s, CPU%% | "
-	       "RSS QEMU / daemon MiB | RSS/added desktop QEMU / daemon MiB | stall CPU us max\n");
+	       "RSS after idle QEMU / daemon MiB | RSS/added desktop QEMU / daemon MiB | "
+	       "stall CPU us max\n");
 	for (int i = 0; i < nr; i++) {
 		const struct result *r = &rs[i];
 		const struct phase *s = &r->ph[PH_SMALL], *id = &r->ph[PH_IDLE];
