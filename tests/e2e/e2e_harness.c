@@ -824,7 +824,7 @@ struct e2e_vm *e2e_vm_start(const struct e2e_guest *g, const char *workdir, cons
 	argv[n++] = "none";
 	argv[n++] = "-no-reboot";
 	argv[n++] = "-nic";
-	argv[n++] = "none";
+	argv[n++] = cfg->nic ? cfg->nic : "none";
 	argv[n++] = "-kernel";
 	argv[n++] = g->kernel;
 	argv[n++] = "-initrd";

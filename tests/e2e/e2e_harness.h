@@ -84,6 +84,8 @@ struct e2e_vm_config {
 	unsigned fb_width;          /* virtio-gpu xres/yres; 0: the device's default */
 	unsigned fb_height;
 	unsigned max_outputs;       /* virtio-gpu outputs; 0: the device's default (1) */
+	const char *nic;            /* -nic value, e.g. "user,model=virtio-net-pci" (the guest
+				     * then wants hfe.net=1); NULL: none */
 	const char *display;        /* -display value; NULL: none */
 	bool qmp;                   /* add -qmp unix:WORKDIR/NAME-qmp.sock,server=on,wait=off */
 	const char *const *extra_args; /* appended to QEMU's command line as they are */

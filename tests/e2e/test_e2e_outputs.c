@@ -18,15 +18,23 @@
  *  - an id past the GPU's outputs, a tiny mode and refresh 500 are refused;
  *  - DISABLE disconnects each connector;
  *  - D-Bus: another VM's channel cannot enable this VM's outputs nor see its
- *    pictures (the module is per QEMU process: isolation by construction).
+ *    pictures (the module is per QEMU process: isolation by construction);
+ *  - every subscriber follows the deployed bridge's sequence (no HELLO,
+ *    SUBSCRIBE, CONFIG_REQ) and receives nothing but FRAME_RESPONSEs.
+ * Channels: the D-Bus run's guest talks over virtio-serial; the module run's
+ * guest over TCP through QEMU user networking (10.0.2.2, as deployed), and
+ * one of its host subscribers over the module's TCP listener.
  *
  *   test_e2e_outputs [dbus|module]   (default: both)
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "e2e_harness.h"
@@ -65,6 +73,7 @@ struct watcher {
 	pthread_mutex_t lock;
 	struct au *aus;
 	size_t n, cap;
+	unsigned others; /* messages that are not FRAME_RESPONSEs */
 	bool failed;
 };
 
@@ -81,8 +90,13 @@ static void *watch_main(void *arg)
 			w->failed = true;
 			break;
 		}
-		if (r != 1 || m.hdr.type != HFE_MSG_FRAME_RESPONSE || m.data_len < 4)
+		if (r != 1)
 			continue;
+		if (m.hdr.type != HFE_MSG_FRAME_RESPONSE || m.hdr.session_id != w->scanout ||
+		    m.u.frame_resp.nal_count != 1 || m.data_len < 4) {
+			w->others++; /* the deployed bridge would drop the stream */
+			continue;
+		}
 		pthread_mutex_lock(&w->lock);
 		if (w->n == w->cap) {
 			w->cap = w->cap ? w->cap * 2 : 64;
@@ -101,16 +115,17 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
-static bool watch_start(struct watcher *w, const char *sock, uint32_t scanout)
+/* Subscribe as the deployed bridge does: no HELLO, SUBSCRIBE with the id in
+ * the body and session_id, CONFIG_REQ after SUBSCRIBE_RESP; from then on only
+ * FRAME_RESPONSEs may come. addr: unix:PATH or tcp:HOST:PORT. */
+static bool watch_start(struct watcher *w, const char *addr, uint32_t scanout)
 {
-	char addr[PATH_MAX + 8];
 	struct hfe_err err = { 0 };
 	struct hfe_msg m = { .hdr = { .type = HFE_MSG_SUBSCRIBE, .session_id = (uint16_t)scanout } };
 
 	memset(w, 0, sizeof(*w));
 	pthread_mutex_init(&w->lock, NULL);
 	w->scanout = scanout;
-	snprintf(addr, sizeof(addr), "unix:%s", sock);
 	w->c = hfe_client_connect(addr, 10000, &err);
 	if (!w->c) {
 		fprintf(stderr, "subscriber %u: %s\n", scanout, err.msg);
@@ -149,6 +164,21 @@ static void watch_free(struct watcher *w)
 	for (size_t i = 0; i < w->n; i++)
 		free(w->aus[i].data);
 	free(w->aus);
+}
+
+/* A loopback TCP port nobody listens on right now. */
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+		port = ntohs(sa.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
 }
 
 /* ---- the guest's steps, from its out-port TEXT records ---- */
@@ -299,6 +329,9 @@ static void check_run(struct watcher *ws, const struct steps *s)
 		check_stream(&ws[i], s->t_resizing, out_w[i], out_h[i],
 			     resized ? RESIZE_W : out_w[i], resized ? RESIZE_H : out_h[i], &p0, &p1,
 			     &idr1);
+		CHECKF(ws[i].others == 0,
+		       "scanout %u: %u messages other than its FRAME_RESPONSEs (a deployed bridge "
+		       "drops the stream at the first)", ws[i].scanout, ws[i].others);
 		/* Before the resize: only the output's own final picture. */
 		CHECKF(p0 >= PSNR_MIN, "scanout %u: last picture %.1f dB against its own (want "
 		       ">= %.0f)", ws[i].scanout, p0, PSNR_MIN);
@@ -312,21 +345,26 @@ static void check_run(struct watcher *ws, const struct steps *s)
 
 /* ---- one host ---- */
 
-static const char *guest_args(void)
+/* extra: more hfe.* parameters (the channel), or "". */
+static const char *guest_args(const char *extra)
 {
-	static char a[512];
+	static char a[640];
 
 	snprintf(a, sizeof(a),
 		 "hfe.mode=outputs hfe.outputs=%d hfe.first=%d hfe.sizes=%s hfe.frames=3 "
-		 "hfe.small=4 hfe.hold=2500 hfe.resize=%ux%u",
-		 N_OUT, FIRST, SIZES, RESIZE_W, RESIZE_H);
+		 "hfe.small=4 hfe.hold=2500 hfe.resize=%ux%u %s",
+		 N_OUT, FIRST, SIZES, RESIZE_W, RESIZE_H, extra);
 	return a;
 }
 
-static void watch_all(struct watcher *ws, const char *sock)
+/* Every watcher over addr, but scanout tcp_scanout over tcp_addr (if set). */
+static void watch_all(struct watcher *ws, const char *addr, uint32_t tcp_scanout,
+		      const char *tcp_addr)
 {
 	for (int i = 0; i < N_OUT; i++)
-		CHECKF(watch_start(&ws[i], sock, FIRST + (uint32_t)i),
+		CHECKF(watch_start(&ws[i],
+				   tcp_addr && FIRST + (uint32_t)i == tcp_scanout ? tcp_addr : addr,
+				   FIRST + (uint32_t)i),
 		       "subscribing to scanout %d failed", FIRST + i);
 }
 
@@ -387,14 +425,14 @@ static void run_dbus(const struct e2e_guest *g, const char *workdir)
 	/* The daemon's own --listen (default host) is d.sock; the VM's is l1. */
 	REQUIRE(e2e_daemon_start(&d, workdir, "daemon", args, err, sizeof(err)) == 0);
 
-	struct e2e_vm_config cfg = { .append = guest_args(), .hfe_sock = l1 + 5,
+	struct e2e_vm_config cfg = { .append = guest_args(""), .hfe_sock = l1 + 5,
 				     .display = "dbus,p2p=yes", .qmp = true,
 				     .max_outputs = MAX_OUTPUTS, .mem_mb = 768,
 				     .timeout_ms = RUN_MS };
 	struct e2e_vm *vm = e2e_vm_start(g, workdir, "outputs", &cfg, err, sizeof(err));
 	REQUIRE(vm);
-	watch_all(ws, l1 + 5);
-	CHECK(watch_start(&foreign, sock2, FIRST));
+	watch_all(ws, l1, 0, NULL);
+	CHECK(watch_start(&foreign, l2, FIRST));
 	check_foreign(sock2);
 	finish_run(vm, ws);
 	watch_stop(&foreign);
@@ -417,9 +455,19 @@ static void run_module(const struct e2e_guest *g, const char *workdir)
 		CHECKF(0, "%s", err);
 		return;
 	}
-	struct e2e_vm_config cfg = { .append = guest_args(), .max_outputs = MAX_OUTPUTS,
+	/* As deployed: the module's TCP port, reached by the guest through user
+	 * networking at 10.0.2.2, and by one host subscriber (a bridge) too. */
+	int port = free_port();
+	char listen_tcp[64], guest_port[64], tcp_addr[64], unix_addr[PATH_MAX + 8];
+	REQUIRE(port > 0);
+	snprintf(listen_tcp, sizeof(listen_tcp), "listen=tcp:127.0.0.1:%d", port);
+	snprintf(guest_port, sizeof(guest_port), "hfe.net=1 hfe.port=tcp:10.0.2.2:%d", port);
+	snprintf(tcp_addr, sizeof(tcp_addr), "tcp:127.0.0.1:%d", port);
+	struct e2e_vm_config cfg = { .append = guest_args(guest_port),
+				     .max_outputs = MAX_OUTPUTS,
+				     .nic = "user,model=virtio-net-pci",
 				     .mem_mb = 768, .timeout_ms = RUN_MS };
-	struct e2e_vm *vm = e2e_qemu_vm_start(&q, &gg, workdir, "module", NULL, &cfg, sock,
+	struct e2e_vm *vm = e2e_qemu_vm_start(&q, &gg, workdir, "module", listen_tcp, &cfg, sock,
 					      sizeof(sock), err, sizeof(err));
 	CHECKF(vm != NULL, "%s", err);
 	if (!vm)
@@ -427,7 +475,8 @@ static void run_module(const struct e2e_guest *g, const char *workdir)
 	/* QEMU creates the module's socket while it starts: wait for it. */
 	for (int i = 0; i < 1000 && access(sock, F_OK) < 0; i++)
 		usleep(10000);
-	watch_all(ws, sock);
+	snprintf(unix_addr, sizeof(unix_addr), "unix:%s", sock);
+	watch_all(ws, unix_addr, FIRST + 1, tcp_addr);
 	finish_run(vm, ws);
 	e2e_vm_wait_exit(vm, 30000);
 	e2e_vm_free(vm);

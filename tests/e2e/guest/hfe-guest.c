@@ -258,11 +258,16 @@ struct hfe_client *open_host(const struct opts *op, const char *who, char *why,
 	struct hfe_err err = { 0 };
 	struct hfe_client *c;
 
-	if (wait_path(op->port, 10000) < 0) {
+	/* A virtio-serial port (a path), or tcp:HOST:PORT as deployed guests reach
+	 * their host through QEMU user networking (tcp:10.0.2.2:15937). */
+	if (!strncmp(op->port, "tcp:", 4)) {
+		snprintf(addr, sizeof(addr), "%s", op->port);
+	} else if (wait_path(op->port, 10000) < 0) {
 		snprintf(why, whylen, "%s: no %s", who, op->port);
 		return NULL;
+	} else {
+		snprintf(addr, sizeof(addr), "serial:%s", op->port);
 	}
-	snprintf(addr, sizeof(addr), "serial:%s", op->port);
 	c = hfe_client_connect(addr, 10000, &err);
 	if (!c) {
 		snprintf(why, whylen, "%s: connect: %s", who, err.msg);
@@ -710,7 +715,7 @@ static int set_opt(struct opts *op, const char *key, const char *val, char *why,
 		return 0;
 	}
 	/* /init's parameters (tests/e2e/guest/init), not ours. */
-	if (!strcmp(key, "extra") || !strcmp(key, "shell"))
+	if (!strcmp(key, "extra") || !strcmp(key, "shell") || !strcmp(key, "net"))
 		return 0;
 	text = gst_param(op, key, &size);
 	if (text) {
@@ -748,7 +753,8 @@ static int set_opt(struct opts *op, const char *key, const char *val, char *why,
 	if (!strcmp(key, "port") || !strcmp(key, "out")) {
 		char *dst = key[0] == 'p' ? op->port : op->out;
 
-		if (strlen(val) >= sizeof(op->port) || val[0] != '/')
+		if (strlen(val) >= sizeof(op->port) ||
+		    (val[0] != '/' && (key[0] != 'p' || strncmp(val, "tcp:", 4))))
 			goto bad;
 		snprintf(dst, sizeof(op->port), "%s", val);
 		return 0;
