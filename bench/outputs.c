@@ -220,22 +220,6 @@ static struct cpu cpu_now(pid_t pid)
 	return c;
 }
 
-static long rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = pid > 0 ? fopen(path, "r") : NULL;
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmRSS:", 6))
-			v = strtol(line + 6, NULL, 10);
-	if (f)
-		fclose(f);
-	return v;
-}
-
 /* QEMU's pid: the process other than not (the daemon, which names the same
  * socket in its --qemu) with an argument naming its (unique) QMP socket. */
 static pid_t pid_with_arg(const char *needle, pid_t not)
@@ -380,8 +364,8 @@ static bool follow(struct e2e_vm *vm, struct result *r, pid_t qpid, pid_t dpid, 
 		} else if (!strcmp(t, "outputs workload small start")) {
 			snap(&r->ph[PH_IDLE], true, qpid, dpid);
 			stall_read(qmp, &r->ph[PH_IDLE]);
-			r->rss_qemu = rss_kb(qpid);
-			r->rss_daemon = rss_kb(dpid);
+			r->rss_qemu = tu_proc_status_kb(qpid, "VmRSS");
+			r->rss_daemon = tu_proc_status_kb(dpid, "VmRSS");
 			stall_reset(qmp);
 			snap(&r->ph[PH_SMALL], false, qpid, dpid);
 			seen++;
@@ -398,8 +382,8 @@ static bool follow(struct e2e_vm *vm, struct result *r, pid_t qpid, pid_t dpid, 
 			snap(&r->ph[PH_FULL], true, qpid, dpid);
 			r->ph[PH_FULL].ticks = (unsigned)e2e_kv_num(t, "ticks", 0);
 			stall_read(qmp, &r->ph[PH_FULL]);
-			r->rss_qemu_full = rss_kb(qpid);
-			r->rss_daemon_full = rss_kb(dpid);
+			r->rss_qemu_full = tu_proc_status_kb(qpid, "VmRSS");
+			r->rss_daemon_full = tu_proc_status_kb(dpid, "VmRSS");
 			seen++;
 		} else if (!strncmp(t, "outputs enabled", 15))
 			printf("  %s\n", t);

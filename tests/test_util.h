@@ -191,4 +191,8 @@ int tu_rm_rf(const char *path);
 /* Monotonic clock in nanoseconds. */
 uint64_t tu_now_ns(void);
 
+/* A "Key:" line of /proc/PID/status in kB (e.g. "VmRSS"); -1 if the process
+ * or the key is missing. */
+long tu_proc_status_kb(pid_t pid, const char *key);
+
 #endif

@@ -65,24 +65,6 @@
 
 /* ---- /proc ---- */
 
-static long proc_status_kb(pid_t pid, const char *key)
-{
-	char path[64], line[256];
-	long v = -1;
-	size_t kl = strlen(key);
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, kl) && line[kl] == ':')
-			v = strtol(line + kl + 1, NULL, 10);
-	fclose(f);
-	return v;
-}
-
 /* CPU time of a process's threads, per thread (schedstat: ns resolution;
  * /proc/PID/stat counts 10 ms ticks). */
 #define SNAP_MAX 512
@@ -690,8 +672,8 @@ static void run_stall(const struct e2e_guest *g, const char *workdir, const stru
 
 	/* RSS while the guest draws (the encoder is open at the new size by now). */
 	usleep(500000);
-	d0 = proc_status_kb(d->pid, "VmRSS");
-	q0 = proc_status_kb(qpid, "VmRSS");
+	d0 = tu_proc_status_kb(d->pid, "VmRSS");
+	q0 = tu_proc_status_kb(qpid, "VmRSS");
 	aus_at_stall = atomic_load(&rd->aus);
 	static struct cpu_snap qc0, qc1, dc0, dc1;
 
@@ -700,7 +682,7 @@ static void run_stall(const struct e2e_guest *g, const char *workdir, const stru
 	uint64_t t0 = e2e_now_ns();
 
 	while (e2e_vm_wait_line(vm, "draw done", line, sizeof(line), 250) == 0) {
-		long dr = proc_status_kb(d->pid, "VmRSS"), qr = proc_status_kb(qpid, "VmRSS");
+		long dr = tu_proc_status_kb(d->pid, "VmRSS"), qr = tu_proc_status_kb(qpid, "VmRSS");
 
 		dmax = dr > dmax ? dr : dmax;
 		qmax = qr > qmax ? qr : qmax;
