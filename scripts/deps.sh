@@ -16,13 +16,15 @@ HFE_DEPS_BUILD=(
 	libglib2.0-dev libjson-glib-dev libseccomp-dev
 	libsoup-3.0-dev
 )
-# Added for scripts/test.sh: ffprobe, and clang with libFuzzer + sanitizer runtimes.
+# Added for scripts/test.sh: ffprobe, clang with libFuzzer + sanitizer runtimes, and
+# systemd-analyze (test_systemd_units scores the units; it skips without it).
 HFE_DEPS_TEST=(
 	ffmpeg clang libclang-rt-14-dev
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 	busybox-static kmod cpio xz-utils qemu-system-x86
 	chromium nodejs
+	systemd
 )
 # Added for scripts/demo.sh: ffprobe, QEMU, and what tests/e2e/build-guest.sh packs the guest with.
 HFE_DEPS_DEMO=(
