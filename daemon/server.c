@@ -137,54 +137,10 @@ static void client_remove(struct server *srv, unsigned i, const char *why)
 }
 
 /* Write as much as the socket takes. Returns -1 if the peer is gone. */
-static int client_flush(struct client *c)
-{
-	struct iovec iov[64];
-	while (hfe_peer_tx_pending(c->peer)) {
-		int n = hfe_peer_tx_iov(c->peer, iov, 64);
-		ssize_t w = hfe_io_writev(c->fd, iov, n);
-		if (w == -EAGAIN)
-			return 0;
-		if (w < 0)
-			return -1;
-		hfe_peer_tx_consume(c->peer, (size_t)w);
-	}
-	return 0;
-}
+static int client_flush(struct client *c) { return hfe_peer_write_fd(c->peer, c->fd); }
 
 /* Read what the peer lets us read; returns -1 when the connection is gone. */
-static int client_read(struct client *c)
-{
-	size_t budget = READ_BUDGET;
-
-	if (hfe_peer_discarding(c->peer)) {
-		char junk[4096];
-		ssize_t n = hfe_io_read(c->fd, junk, sizeof(junk));
-		if (n == 0)
-			hfe_peer_rx_eof(c->peer);
-		return (n < 0 && n != -EAGAIN) ? -1 : 0;
-	}
-	while (budget) {
-		size_t want;
-		uint8_t *buf = hfe_peer_rx_buf(c->peer, &want);
-		if (!buf)
-			break;
-		if (want > budget)
-			want = budget;
-		ssize_t n = hfe_io_read(c->fd, buf, want);
-		if (n == -EAGAIN)
-			break;
-		if (n < 0)
-			return -1;
-		if (n == 0) {
-			hfe_peer_rx_eof(c->peer);
-			break;
-		}
-		budget -= (size_t)n;
-		hfe_peer_rx_commit(c->peer, (size_t)n, hfe_now_ms());
-	}
-	return 0;
-}
+static int client_read(struct client *c) { return hfe_peer_read_fd(c->peer, c->fd, READ_BUDGET); }
 
 /* Collect, flush, apply timeouts; returns a reason to close, or NULL. */
 static const char *client_service(struct client *c, uint64_t now, uint64_t *deadline)

@@ -61,61 +61,13 @@ static void helix_client_close(HelixClient *c, const char *why)
 /* Write what the socket takes. -1: the connection is gone. */
 static int helix_client_flush(HelixClient *c)
 {
-    struct iovec iov[64];
-
-    while (hfe_peer_tx_pending(c->peer)) {
-        int n = hfe_peer_tx_iov(c->peer, iov, ARRAY_SIZE(iov));
-        ssize_t w = hfe_io_writev(c->fd, iov, n);
-
-        if (w == -EAGAIN) {
-            return 0;
-        }
-        if (w < 0) {
-            return -1;
-        }
-        hfe_peer_tx_consume(c->peer, (size_t)w);
-    }
-    return 0;
+    return hfe_peer_write_fd(c->peer, c->fd);
 }
 
 /* Read what the peer lets us read. -1: the connection is gone. */
 static int helix_client_rx(HelixClient *c)
 {
-    size_t budget = HELIX_READ_BUDGET;
-
-    if (hfe_peer_discarding(c->peer)) {
-        char junk[4096];
-        ssize_t n = hfe_io_read(c->fd, junk, sizeof(junk));
-
-        if (n == 0) {
-            hfe_peer_rx_eof(c->peer);
-        }
-        return (n < 0 && n != -EAGAIN) ? -1 : 0;
-    }
-    while (budget) {
-        size_t want;
-        uint8_t *buf = hfe_peer_rx_buf(c->peer, &want);
-        ssize_t n;
-
-        if (!buf) {
-            break;
-        }
-        want = MIN(want, budget);
-        n = hfe_io_read(c->fd, buf, want);
-        if (n == -EAGAIN) {
-            break;
-        }
-        if (n < 0) {
-            return -1;
-        }
-        if (n == 0) {
-            hfe_peer_rx_eof(c->peer);
-            break;
-        }
-        budget -= (size_t)n;
-        hfe_peer_rx_commit(c->peer, (size_t)n, hfe_now_ms());
-    }
-    return 0;
+    return hfe_peer_read_fd(c->peer, c->fd, HELIX_READ_BUDGET);
 }
 
 static void helix_timer_arm(HelixFrameExport *s, uint64_t deadline_ms)
