@@ -1,0 +1,467 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The chaos soak (issue 14), against the daemon: everything that goes wrong
+ * with clients in real use, at once, for a given time, with a seed printed at
+ * the start so that a failing run's choices can be replayed.
+ *
+ * One helix-frame-export with test scanouts (0: 640x480, 1: 320x240, moving
+ * test source at 30 fps), listening on a unix socket and on TCP loopback,
+ * small outbound queues (--max-queue 256k) so that stalled subscribers are
+ * skipped to IDRs, a short stall timeout (2 s) so that slow-loris peers are
+ * cut within the run. Against it (bench/chaos/, one thread per actor):
+ *   16 subscribers   stall, half-close, reset, reconnect, re-subscribe, burst
+ *                    KEYFRAME_REQ and CONFIG_REQ (subscriber.c)
+ *   2 v1 + 2 v2 pull clients with random sizes and formats, changed
+ *                    mid-stream (pull.c)
+ *   2 fuzz peers     fuzz/corpus inputs, as they are and mutated (hostile.c)
+ *   2 slow lorises   byte-wise PINGs, stalls mid-message, idle peers
+ * and a monitor (here) that checks every 0.5 s that the daemon lives, samples
+ * its VmRSS and open descriptors, and times a PING on an idle connection.
+ *
+ * Asserted at the end: the daemon never died and exits 0 on SIGTERM; no
+ * actor saw a failure (every healthy stream decoded with errors fatal from its
+ * first IDR on: 0 corrupted; pull pictures match what was sent; replies in
+ * order; no healthy client dropped or sent an ERROR; lorises cut with ERROR
+ * TIMEOUT); RSS and descriptors at the end within 10 % of their values after
+ * the warm-up (medians of a window each), and the descriptors back to their
+ * idle count once every client has gone. Reported: events per kind, access
+ * units and pictures checked, connect/keyframe/resize -> IDR times
+ * (p50/p99/max), PING times, RSS and fd slopes after the warm-up.
+ *
+ * usage: chaos [--duration SEC] [--seed N] [--warmup SEC] [--daemon PATH]
+ *              [--corpus DIR] [--subscribers N] [--pull N] [--scanouts N]
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chaos/chaos.h"
+#include "hfe/client.h"
+#include "raw_peer.h"
+#include "test_util.h"
+
+#ifndef CHAOS_CORPUS
+#define CHAOS_CORPUS "fuzz/corpus"
+#endif
+
+#define SAMPLE_MS 500
+#define MAX_ACTORS 64
+#define TOLERANCE 0.10
+
+struct opts {
+	int duration_s, warmup_s;
+	uint64_t seed;
+	bool seed_set;
+	unsigned subscribers, pull, scanouts;
+};
+
+struct point {
+	double t_s;
+	long rss_kb;
+	long fds;
+};
+
+static struct point *points;
+static size_t n_points, cap_points;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: chaos [--duration SEC] [--seed N] [--warmup SEC] [--daemon PATH]\n"
+		"             [--corpus DIR] [--subscribers N] [--pull N] [--scanouts N]\n"
+		"A chaos soak against helix-frame-export (bench/README.md, \"Chaos soak\").\n"
+		"  --duration SEC    how long the chaos lasts (default 60)\n"
+		"  --seed N          replay a run's random choices (default: from the clock)\n"
+		"  --warmup SEC      RSS and fds are compared with their values after this\n"
+		"                    (default: a quarter of the duration, 5..120)\n"
+		"  --daemon PATH     the daemon (default $HFE_DAEMON)\n"
+		"  --corpus DIR      fuzz inputs (default %s)\n"
+		"  --subscribers N   scanout subscribers (default 16)\n"
+		"  --pull N          pull clients, half v1, half v2 (default 4)\n"
+		"  --scanouts N      test scanouts, 640x480 and 320x240 alternating (default 2)\n",
+		CHAOS_CORPUS);
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{ "duration", required_argument, NULL, 'd' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "warmup", required_argument, NULL, 'w' },
+		{ "daemon", required_argument, NULL, 'D' },
+		{ "corpus", required_argument, NULL, 'c' },
+		{ "subscribers", required_argument, NULL, 'S' },
+		{ "pull", required_argument, NULL, 'p' },
+		{ "scanouts", required_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int c;
+
+	*o = (struct opts){ .duration_s = 60, .warmup_s = -1, .subscribers = 16, .pull = 4,
+			    .scanouts = 2 };
+	snprintf(chaos_cfg.corpus, sizeof(chaos_cfg.corpus), "%s", CHAOS_CORPUS);
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			o->duration_s = atoi(optarg);
+			break;
+		case 's':
+			o->seed = strtoull(optarg, NULL, 0);
+			o->seed_set = true;
+			break;
+		case 'w':
+			o->warmup_s = atoi(optarg);
+			break;
+		case 'D':
+			setenv("HFE_DAEMON", optarg, 1);
+			break;
+		case 'c':
+			snprintf(chaos_cfg.corpus, sizeof(chaos_cfg.corpus), "%s", optarg);
+			break;
+		case 'S':
+			o->subscribers = (unsigned)atoi(optarg);
+			break;
+		case 'p':
+			o->pull = (unsigned)atoi(optarg);
+			break;
+		case 'n':
+			o->scanouts = (unsigned)atoi(optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind < argc || o->duration_s < 10 || o->scanouts < 1 || o->scanouts > 16 ||
+	    o->subscribers + o->pull + 8 > MAX_ACTORS) {
+		fprintf(stderr, "chaos: bad arguments (duration >= 10 s, scanouts 1..16, "
+				"subscribers + pull <= %d)\n", MAX_ACTORS - 8);
+		return -1;
+	}
+	if (o->warmup_s < 0) {
+		o->warmup_s = o->duration_s / 4;
+		o->warmup_s = o->warmup_s < 5 ? 5 : o->warmup_s > 120 ? 120 : o->warmup_s;
+	}
+	if (!o->seed_set) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		o->seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^
+			  ((uint64_t)getpid() << 32);
+		o->seed &= 0xffffffffffffull; /* short enough to type */
+	}
+	return 0;
+}
+
+/* ---- the daemon's resources ---- */
+
+static long count_fds(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	long n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static void add_point(double t_s, long rss, long fds)
+{
+	if (n_points == cap_points) {
+		cap_points = cap_points ? cap_points * 2 : 1024;
+		points = realloc(points, cap_points * sizeof(*points));
+		REQUIRE(points);
+	}
+	points[n_points++] = (struct point){ t_s, rss, fds };
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+	return (x > y) - (x < y);
+}
+
+/* Median of RSS (which = 0) or fds (1) over the points in [from, to] s. */
+static double window_median(double from, double to, int which)
+{
+	long v[4096];
+	size_t n = 0;
+	for (size_t i = 0; i < n_points && n < 4096; i++)
+		if (points[i].t_s >= from && points[i].t_s <= to)
+			v[n++] = which ? points[i].fds : points[i].rss_kb;
+	if (!n)
+		return NAN;
+	qsort(v, n, sizeof(long), cmp_long);
+	return (double)v[n / 2];
+}
+
+/* Least-squares slope per minute over the points after `from` s. */
+static double slope_per_min(double from, int which)
+{
+	double sx = 0, sy = 0, sxx = 0, sxy = 0;
+	size_t n = 0;
+	for (size_t i = 0; i < n_points; i++) {
+		if (points[i].t_s < from)
+			continue;
+		double x = points[i].t_s / 60.0;
+		double y = (double)(which ? points[i].fds : points[i].rss_kb);
+		sx += x;
+		sy += y;
+		sxx += x * x;
+		sxy += x * y;
+		n++;
+	}
+	double den = (double)n * sxx - sx * sx;
+	return n < 2 || den == 0 ? 0 : ((double)n * sxy - sx * sy) / den;
+}
+
+/* ---- the monitor's PING on an idle connection ---- */
+
+static int ping_once(struct hfe_client *c)
+{
+	struct hfe_msg m = { .hdr = { .type = HFE_MSG_PING, .session_id = 42 } };
+	struct hfe_err err = { 0 };
+	double t = chaos_ms();
+
+	if (hfe_client_send_msg(c, &m, 5000, &err) < 0) {
+		chaos_fail("monitor", "PING: %s", err.msg);
+		return -1;
+	}
+	int r = hfe_client_recv(c, &m, 5000, &err);
+	if (r != 1 || m.hdr.type != HFE_MSG_PONG || m.hdr.session_id != 42) {
+		chaos_fail("monitor", "no PONG within 5 s: %s", r < 0 ? err.msg : "timeout");
+		return -1;
+	}
+	sample_add(S_PING, chaos_ms() - t);
+	ev_add(EV_PING, 1);
+	return 0;
+}
+
+/* ---- the run ---- */
+
+struct run {
+	struct actor actors[MAX_ACTORS];
+	pthread_t threads[MAX_ACTORS];
+	unsigned n_actors;
+};
+
+static void add_actor(struct run *run, const struct opts *o, const char *name, unsigned kind,
+		      void *(*fn)(void *))
+{
+	struct actor *a = &run->actors[run->n_actors];
+	a->id = run->n_actors;
+	a->kind = kind;
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	rng_init(&a->rng, o->seed, a->id);
+	REQUIRE(pthread_create(&run->threads[run->n_actors], NULL, fn, a) == 0);
+	run->n_actors++;
+}
+
+static void start_actors(struct run *run, const struct opts *o)
+{
+	char name[32];
+	for (unsigned i = 0; i < o->subscribers; i++) {
+		snprintf(name, sizeof(name), "sub%u", i);
+		add_actor(run, o, name, 0, subscriber_main);
+	}
+	for (unsigned i = 0; i < o->pull; i++) {
+		snprintf(name, sizeof(name), "pull%u-v%u", i, 1 + i % 2);
+		add_actor(run, o, name, 1 + i % 2, pull_main);
+	}
+	add_actor(run, o, "fuzz0", 0, fuzz_main);
+	add_actor(run, o, "fuzz1", 0, fuzz_main);
+	add_actor(run, o, "loris0", 0, loris_main);
+	add_actor(run, o, "loris1", 0, loris_main);
+}
+
+static void print_summary(const struct opts *o, double warm_rss, double end_rss, double warm_fd,
+			  double end_fd, long idle_fds, long quiet_fds)
+{
+	printf("\nevents survived (%d s, seed %" PRIu64 "):\n", o->duration_s, o->seed);
+	for (int e = 0; e < EV_COUNT; e++)
+		printf("  %-40s %10" PRIu64 "\n", ev_name(e), ev_get(e));
+
+	printf("\nstreams: %" PRIu64 " access units to healthy clients (%.1f MB), %" PRIu64
+	       " decoded with errors fatal, %" PRIu64 " corrupted; %" PRIu64
+	       " pull pictures compared with the frames sent\n",
+	       (uint64_t)atomic_load(&chaos_dec.aus), (double)atomic_load(&chaos_dec.bytes) / 1e6,
+	       (uint64_t)atomic_load(&chaos_dec.checked),
+	       (uint64_t)atomic_load(&chaos_dec.corrupted),
+	       (uint64_t)atomic_load(&chaos_dec.compared));
+
+	printf("\ntimes (ms)                          n        p50        p99        max\n");
+	for (int s = 0; s < S_COUNT; s++) {
+		size_t n;
+		double p50, p99, max;
+		sample_stats(s, &n, &p50, &p99, &max);
+		printf("  %-28s %7zu %10.1f %10.1f %10.1f\n", sample_name(s), n, p50, p99, max);
+	}
+
+	printf("\ndaemon resources (warm-up ends at %d s; windows are medians):\n", o->warmup_s);
+	printf("  VmRSS  after warm-up %8.0f kB, at the end %8.0f kB (%+.1f %%), slope %+.1f kB/min\n",
+	       warm_rss, end_rss, 100.0 * (end_rss - warm_rss) / warm_rss,
+	       slope_per_min(o->warmup_s, 0));
+	printf("  fds    after warm-up %8.0f,    at the end %8.0f    (%+.1f %%), slope %+.2f /min\n",
+	       warm_fd, end_fd, 100.0 * (end_fd - warm_fd) / warm_fd,
+	       slope_per_min(o->warmup_s, 1));
+	printf("  fds    idle before the run %ld, after every client left %ld\n", idle_fds,
+	       quiet_fds);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct daemon d;
+	struct run run = { 0 };
+
+	if (parse_opts(argc, argv, &o) < 0)
+		return 2;
+	int rc = harness_setup("hfe-chaos");
+	if (rc)
+		return rc;
+	chaos_ms(); /* t = 0 */
+	printf("chaos: seed %" PRIu64 " (replay: --seed %" PRIu64 "), %d s, warm-up %d s\n",
+	       o.seed, o.seed, o.duration_s, o.warmup_s);
+
+	size_t n_in = fuzz_load_corpus();
+	printf("chaos: %zu fuzz inputs from %s\n", n_in, chaos_cfg.corpus);
+	if (!n_in)
+		chaos_fail("setup", "no fuzz inputs in %s", chaos_cfg.corpus);
+
+	/* The daemon. */
+	daemon_init(&d, "chaos.sock");
+	char scanout_arg[16][48];
+	const char *args[64];
+	int na = 0;
+	args[na++] = "--listen";
+	args[na++] = d.listen_unix;
+	args[na++] = "--listen";
+	args[na++] = d.listen_tcp;
+	for (unsigned i = 0; i < o.scanouts; i++) {
+		snprintf(scanout_arg[i], sizeof(scanout_arg[i]), "%u:%s@30", i,
+			 i % 2 ? "320x240" : "640x480");
+		args[na++] = "--test-scanout";
+		args[na++] = scanout_arg[i];
+	}
+	chaos_cfg.stall_timeout_ms = 2000;
+	args[na++] = "--max-queue";
+	args[na++] = "256k";
+	args[na++] = "--stall-timeout";
+	args[na++] = "2000";
+	args[na++] = "--threads";
+	args[na++] = "1";
+	args[na] = NULL;
+	snprintf(chaos_cfg.addr, sizeof(chaos_cfg.addr), "%s", d.listen_unix);
+	snprintf(chaos_cfg.tcp_addr, sizeof(chaos_cfg.tcp_addr), "%s", d.listen_tcp);
+	chaos_cfg.n_scanouts = o.scanouts;
+
+	d.pid = start_daemon(args, d.log, d.sock, 0);
+	REQUIRE(d.pid > 0);
+	printf("chaos: daemon pid %d (%s), %u scanouts, %u subscribers, %u pull clients, "
+	       "2 fuzz peers, 2 slow lorises\n",
+	       (int)d.pid, daemon_bin, o.scanouts, o.subscribers, o.pull);
+
+	struct hfe_err err = { 0 };
+	struct hfe_client *ctl = hfe_client_connect(chaos_cfg.addr, 5000, &err);
+	REQUIRE(ctl);
+	usleep(300000);
+	long idle_fds = count_fds(d.pid);
+
+	start_actors(&run, &o);
+
+	/* The monitor. */
+	bool died = false;
+	double end_ms = o.duration_s * 1000.0, next_ping = 0, next_report = 10000;
+	double t_start = chaos_ms();
+	while (chaos_ms() - t_start < end_ms) {
+		int st;
+		if (reap(d.pid, 0, &st) == 0) {
+			chaos_fail("monitor", "the daemon died (status 0x%x)", st);
+			show_log(d.log);
+			died = true;
+			break;
+		}
+		double t = chaos_ms() - t_start;
+		add_point(t / 1000.0, tu_proc_status_kb(d.pid, "VmRSS"), count_fds(d.pid));
+		if (t >= next_ping) {
+			ping_once(ctl);
+			next_ping = t + 1000;
+		}
+		if (t >= next_report) {
+			printf("[%5.0f s] rss %ld kB, fds %ld, AUs %" PRIu64 ", decoded %" PRIu64
+			       ", corrupted %" PRIu64 ", failures %u\n",
+			       t / 1000.0, points[n_points - 1].rss_kb, points[n_points - 1].fds,
+			       (uint64_t)atomic_load(&chaos_dec.aus),
+			       (uint64_t)atomic_load(&chaos_dec.checked),
+			       (uint64_t)atomic_load(&chaos_dec.corrupted), chaos_failures());
+			next_report += 10000;
+		}
+		usleep(SAMPLE_MS * 1000);
+	}
+
+	atomic_store(&chaos_stop, true);
+	for (unsigned i = 0; i < run.n_actors; i++)
+		pthread_join(run.threads[i], NULL);
+	hfe_client_close(ctl);
+
+	/* Every client gone: the descriptors must come back to the idle count. */
+	long quiet_fds = -1;
+	if (!died) {
+		for (int i = 0; i < 100; i++) {
+			quiet_fds = count_fds(d.pid);
+			if (quiet_fds <= idle_fds - 1)
+				break;
+			usleep(100000);
+		}
+	}
+
+	double win = o.duration_s / 6.0 < 10 ? o.duration_s / 6.0 : 10;
+	double warm_rss = window_median(o.warmup_s, o.warmup_s + win, 0);
+	double end_rss = window_median(o.duration_s - win, o.duration_s, 0);
+	double warm_fd = window_median(o.warmup_s, o.warmup_s + win, 1);
+	double end_fd = window_median(o.duration_s - win, o.duration_s, 1);
+	print_summary(&o, warm_rss, end_rss, warm_fd, end_fd, idle_fds - 1, quiet_fds);
+
+	if (!died) {
+		if (fabs(end_rss - warm_rss) > TOLERANCE * warm_rss)
+			chaos_fail("monitor", "VmRSS moved %+.1f %% from warm-up to the end",
+				   100.0 * (end_rss - warm_rss) / warm_rss);
+		if (fabs(end_fd - warm_fd) > TOLERANCE * warm_fd)
+			chaos_fail("monitor", "fds moved %+.1f %% from warm-up to the end",
+				   100.0 * (end_fd - warm_fd) / warm_fd);
+		/* idle_fds counted the monitor's connection, closed since. */
+		if (quiet_fds > idle_fds - 1)
+			chaos_fail("monitor", "%ld fds once every client left, %ld before the run",
+				   quiet_fds, idle_fds - 1);
+		int st = kill_wait(d.pid, SIGTERM, 10000);
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			chaos_fail("monitor", "the daemon's exit status after SIGTERM: 0x%x", st);
+			show_log(d.log);
+		}
+	}
+
+	unsigned f = chaos_failures();
+	printf("\nchaos: %s (%u failure%s; seed %" PRIu64 ")\n", f ? "FAILED" : "passed", f,
+	       f == 1 ? "" : "s", o.seed);
+	tu_failures += (int)f;
+	return harness_finish("chaos");
+}
