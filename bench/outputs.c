@@ -52,6 +52,9 @@
 
 #define MAX_N 16
 #define SETTLE_MS 2500 /* after the last bring-up, before the idle window */
+/* The baseline loop runs for a workload phase (half of --duration) minus a
+ * margin, so that it has ended (its line is read) by the time the phase has. */
+#define BASELINE_S(op) ((op)->duration_ms / 2000.0 - 0.5)
 #define DEPLOYED_AU_PER_CORE (10.1 / 4.6)
 
 enum { PH_IDLE, PH_SMALL, PH_FULL, N_PH };
@@ -260,6 +263,9 @@ struct phase {
 	unsigned ticks;
 	double stall_us, stall_cpu_us;
 	char hist_cpu[64], stall_in[64];
+	FILE *baseline;         /* bench-loop-jitter running through the phase */
+	double base_cpu_us;     /* its longest callback, CPU time */
+	char base_hist_cpu[64];
 };
 
 struct result {
@@ -342,6 +348,44 @@ static void stall_read(const char *qmp, struct phase *p)
 		snprintf(p->hist_cpu, sizeof(p->hist_cpu), "%.*s", (int)(e - b + 1), b);
 }
 
+/*
+ * The baseline, side by side: bench-loop-jitter, a loop of do-nothing
+ * callbacks, runs through a phase on the same machine. Its longest callback
+ * in CPU time is what the kernel charges any thread here (interrupts and
+ * softirqs are accounted to whoever runs: no IRQ_TIME_ACCOUNTING), the
+ * floor under the module's figure.
+ */
+static void baseline_start(struct phase *p, double seconds)
+{
+	char cmd[PATH_MAX + 64];
+	const char *root = getenv("HFE_BUILD_ROOT");
+
+	p->base_cpu_us = NAN;
+	p->baseline = NULL;
+	if (!root || seconds <= 0)
+		return;
+	snprintf(cmd, sizeof(cmd), "exec '%s/bench/bench-loop-jitter' %.1f", root, seconds);
+	p->baseline = popen(cmd, "r");
+}
+
+static void baseline_end(struct phase *p)
+{
+	char line[512] = "";
+	const char *h;
+
+	if (!p->baseline)
+		return;
+	if (!fgets(line, sizeof(line), p->baseline))
+		line[0] = '\0';
+	pclose(p->baseline);
+	p->baseline = NULL;
+	p->base_cpu_us = e2e_kv_num(line, "ctl_max_cpu_us", NAN);
+	h = strstr(line, "ctl_hist_cpu_us=");
+	if (h)
+		snprintf(p->base_hist_cpu, sizeof(p->base_hist_cpu), "%.*s",
+			 (int)strcspn(h + 16, " \n"), h + 16);
+}
+
 /* Follow the guest's TEXT records, snapshotting CPU at each phase boundary. */
 static bool follow(struct e2e_vm *vm, struct result *r, pid_t qpid, pid_t dpid, const char *qmp,
 		   const struct opts *op)
@@ -368,20 +412,24 @@ static bool follow(struct e2e_vm *vm, struct result *r, pid_t qpid, pid_t dpid, 
 			r->rss_daemon = tu_proc_status_kb(dpid, "VmRSS");
 			stall_reset(qmp);
 			snap(&r->ph[PH_SMALL], false, qpid, dpid);
+			baseline_start(&r->ph[PH_SMALL], BASELINE_S(op));
 			seen++;
 		} else if (!strncmp(t, "outputs workload small end", 26)) {
 			snap(&r->ph[PH_SMALL], true, qpid, dpid);
 			r->ph[PH_SMALL].ticks = (unsigned)e2e_kv_num(t, "ticks", 0);
 			stall_read(qmp, &r->ph[PH_SMALL]);
+			baseline_end(&r->ph[PH_SMALL]);
 			seen++;
 		} else if (!strcmp(t, "outputs workload full start")) {
 			stall_reset(qmp);
 			snap(&r->ph[PH_FULL], false, qpid, dpid);
+			baseline_start(&r->ph[PH_FULL], BASELINE_S(op));
 			seen++;
 		} else if (!strncmp(t, "outputs workload full end", 25)) {
 			snap(&r->ph[PH_FULL], true, qpid, dpid);
 			r->ph[PH_FULL].ticks = (unsigned)e2e_kv_num(t, "ticks", 0);
 			stall_read(qmp, &r->ph[PH_FULL]);
+			baseline_end(&r->ph[PH_FULL]);
 			r->rss_qemu_full = tu_proc_status_kb(qpid, "VmRSS");
 			r->rss_daemon_full = tu_proc_status_kb(dpid, "VmRSS");
 			seen++;
@@ -473,6 +521,9 @@ static void print_result(const char *host, const struct result *r, const struct 
 			printf("        module main loop: longest callback %.0f us CPU (in %s), %.0f us "
 			       "wall; hist-cpu-us %s\n", ph->stall_cpu_us, ph->stall_in,
 			       ph->stall_us, ph->hist_cpu);
+		if (!isnan(ph->base_cpu_us))
+			printf("        baseline loop (do-nothing callbacks): longest %.0f us CPU; "
+			       "hist-cpu-us %s\n", ph->base_cpu_us, ph->base_hist_cpu);
 	}
 	printf("  RSS after idle: QEMU %.1f MiB, daemon %.1f MiB; after full: QEMU %.1f MiB, "
 	       "daemon %.1f MiB\n", r->rss_qemu / 1024.0,
@@ -493,7 +544,7 @@ static bool run_one(const struct e2e_guest *g, const struct e2e_qemu *q, const c
 	memset(r, 0, sizeof(*r));
 	r->n = n;
 	for (int p = 0; p < N_PH; p++)
-		r->ph[p].stall_us = r->ph[p].stall_cpu_us = NAN;
+		r->ph[p].stall_us = r->ph[p].stall_cpu_us = r->ph[p].base_cpu_us = NAN;
 	snprintf(tag, sizeof(tag), "%s-n%d", module ? "module" : "dbus", n);
 	snprintf(append, sizeof(append),
 		 "hfe.mode=outputs hfe.outputs=%d hfe.first=%d hfe.sizes=%ux%u hfe.frames=1 "
@@ -506,7 +557,7 @@ static bool run_one(const struct e2e_guest *g, const struct e2e_qemu *q, const c
 				     .extra_args = extra, .timeout_ms = 1800000 };
 	if (module) {
 		/* N subscribers + the guest's own connection: past the default 16. */
-		vm = e2e_qemu_vm_start(q, g, workdir, tag, "max-clients=32", &cfg, sock,
+		vm = e2e_qemu_vm_start(q, g, workdir, tag, NULL, &cfg, sock,
 				       sizeof(sock), err, sizeof(err));
 	} else {
 		snprintf(qmparg, sizeof(qmparg), "qmp:unix:%s/%s-qmp.sock", workdir, tag);
@@ -574,7 +625,7 @@ static void summary(const char *host, const struct result *rs, int nr)
 	printf("  N | AU/s small | AU/s full | lat p50/p99 small ms | lat p50/p99 full ms | "
 	       "CPU%% small (display) | AU/s/core small all (display) | idle AU/s, CPU%% | "
 	       "RSS after idle QEMU / daemon MiB | RSS/added desktop QEMU / daemon MiB | "
-	       "stall CPU us max\n");
+	       "stall CPU us max (baseline)\n");
 	for (int i = 0; i < nr; i++) {
 		const struct result *r = &rs[i];
 		const struct phase *s = &r->ph[PH_SMALL], *id = &r->ph[PH_IDLE];
@@ -582,11 +633,15 @@ static void summary(const char *host, const struct result *rs, int nr)
 		double v = pct_of(s->q1.vcpu_ms - s->q0.vcpu_ms, s);
 		double dm = pct_of(s->d1 - s->d0, s);
 		double iq = pct_of(id->q1.all_ms - id->q0.all_ms, id) + pct_of(id->d1 - id->d0, id);
-		double stall = NAN, perq = NAN, perd = NAN;
+		double stall = NAN, floor_us = NAN, perq = NAN, perd = NAN;
 
-		for (int p = 0; p < N_PH; p++)
+		for (int p = 0; p < N_PH; p++) {
 			if (!isnan(r->ph[p].stall_cpu_us) && (isnan(stall) || r->ph[p].stall_cpu_us > stall))
 				stall = r->ph[p].stall_cpu_us;
+			if (!isnan(r->ph[p].base_cpu_us) &&
+			    (isnan(floor_us) || r->ph[p].base_cpu_us > floor_us))
+				floor_us = r->ph[p].base_cpu_us;
+		}
 		if (base && r->ok && r->n > base->n) {
 			perq = (double)(r->rss_qemu - base->rss_qemu) / 1024.0 / (r->n - base->n);
 			if (r->rss_daemon > 0) /* no daemon on the module host */
@@ -594,13 +649,13 @@ static void summary(const char *host, const struct result *rs, int nr)
 				       (r->n - base->n);
 		}
 		printf("%3d | %10.2f | %9.2f | %8.1f / %-8.1f | %8.1f / %-8.1f | %6.1f (%5.1f) | "
-		       "%7.2f (%6.2f) | %5.2f, %5.1f | %7.1f / %-6.1f | %5.1f / %-5.1f | %s%.0f%s\n", r->n,
+		       "%7.2f (%6.2f) | %5.2f, %5.1f | %7.1f / %-6.1f | %5.1f / %-5.1f | %s%.0f (%.0f)\n", r->n,
 		       r->aus[PH_SMALL], r->aus[PH_FULL], r->p50[PH_SMALL], r->p99[PH_SMALL],
 		       r->p50[PH_FULL], r->p99[PH_FULL], q + dm, q - v + dm,
 		       r->aus[PH_SMALL] / ((q + dm) / 100), r->aus[PH_SMALL] / ((q - v + dm) / 100),
 		       r->aus[PH_IDLE], iq, r->rss_qemu / 1024.0,
 		       r->rss_daemon > 0 ? r->rss_daemon / 1024.0 : 0.0, perq, perd,
-		       r->ok ? "" : "(incomplete) ", stall, "");
+		       r->ok ? "" : "(incomplete) ", stall, floor_us);
 	}
 	printf("  deployed system: 3 desktops at 1080p, 10.1 AU/s at 460 %% CPU = %.2f AU/s per "
 	       "core; goal >= 10x = %.1f AU/s per core on the typing workload\n",

@@ -137,7 +137,7 @@ static void client_remove(struct server *srv, unsigned i, const char *why)
 }
 
 /* Write as much as the socket takes. Returns -1 if the peer is gone. */
-static int client_flush(struct client *c) { return hfe_peer_write_fd(c->peer, c->fd); }
+static int client_flush(struct client *c) { return hfe_peer_write_fd(c->peer, c->fd, SIZE_MAX); }
 
 /* Read what the peer lets us read; returns -1 when the connection is gone. */
 static int client_read(struct client *c) { return hfe_peer_read_fd(c->peer, c->fd, READ_BUDGET); }

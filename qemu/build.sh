@@ -4,8 +4,10 @@
 # Build (or find in the cache) QEMU from Debian's own source package with the
 # helix-frame-export module: its sources (qemu/helix/, copied to ui/helix/) and the glue
 # patches that hook them into QEMU (qemu/patches/*.patch). A minimal x86_64-softmmu with
-# TCG/KVM, slirp, virtfs and the helix-frame-export object, linked against the project's
-# libhfe (shared, from a project build directory). See qemu/README.md.
+# TCG/KVM, slirp, virtfs, seccomp (-sandbox), OpenGL (virtio-gpu-gl-pci with virglrenderer,
+# -display egl-headless; GBM is found by configure) and the helix-frame-export object,
+# linked against the project's libhfe (shared, from a project build directory).
+# See qemu/README.md.
 #
 #   qemu/build.sh [--hfe-build DIR] [--cache DIR] [--jobs N] [--keep-tree] [--force]
 #   qemu/build.sh --source DIR
@@ -51,16 +53,18 @@ KEEP_BUILDS=3
 DEB_SRC_FILE=/etc/apt/sources.list.d/hfe-deb-src.sources
 DEB_SRC_LIST=/etc/apt/sources.list.d/hfe-deb-src.list
 
-# What a minimal build needs, and the firmware the binary runs with (-L flags).
+# What a minimal build needs (OpenGL: epoxy, GBM and virglrenderer; -sandbox: libseccomp),
+# and what the binary runs with: firmware (-L flags) and Mesa (llvmpipe where no GPU is).
 BUILD_PKGS=(dpkg-dev gcc make ninja-build meson pkg-config python3 patch patchelf
 	libglib2.0-dev libpixman-1-dev zlib1g-dev libfdt-dev libslirp-dev libcap-ng-dev
-	libattr1-dev)
-FIRMWARE_PKGS=(qemu-system-x86 seabios ipxe-qemu)
+	libattr1-dev libseccomp-dev libepoxy-dev libgbm-dev libdrm-dev libvirglrenderer-dev)
+FIRMWARE_PKGS=(qemu-system-x86 seabios ipxe-qemu libgl1-mesa-dri libegl-mesa0)
 
 TARGETS=x86_64-softmmu
 CONFIGURE_FLAGS=(--target-list="$TARGETS" --without-default-features
 	--enable-tcg --enable-kvm --enable-slirp --enable-virtfs --enable-attr --enable-cap-ng
-	--enable-vhost-kernel --enable-vhost-net --enable-fdt=system --enable-helix
+	--enable-vhost-kernel --enable-vhost-net --enable-fdt=system --enable-seccomp
+	--enable-opengl --enable-virglrenderer --enable-helix
 	--disable-docs --disable-debug-info --disable-werror)
 
 log() { printf 'qemu/build.sh: %s\n' "$*" >&2; }
@@ -302,6 +306,10 @@ cp "$SRC/build/qemu-system-x86_64" "$TREE/out/bin/"
 patchelf --remove-rpath "$TREE/out/bin/qemu-system-x86_64"
 LD_LIBRARY_PATH="$HFE_BUILD/lib" "$TREE/out/bin/qemu-system-x86_64" -object help 2>&1 |
 	grep -q 'helix-frame-export' || die "the built QEMU has no helix-frame-export object"
+LD_LIBRARY_PATH="$HFE_BUILD/lib" "$TREE/out/bin/qemu-system-x86_64" -device help 2>&1 |
+	grep -q '"virtio-gpu-gl-pci"' || die "the built QEMU has no virtio-gpu-gl-pci (OpenGL off?)"
+LD_LIBRARY_PATH="$HFE_BUILD/lib" "$TREE/out/bin/qemu-system-x86_64" -display help 2>&1 |
+	grep -qx 'egl-headless' || die "the built QEMU has no egl-headless display"
 {
 	printf 'key=%s\n' "$KEY"
 	printf 'patches_key=%s\n' "$P"

@@ -10,11 +10,11 @@
 #include "hfe/addr.h"
 #include "hfe/host.h"
 
-int hfe_peer_write_fd(struct hfe_peer *p, int fd)
+int hfe_peer_write_fd(struct hfe_peer *p, int fd, size_t budget)
 {
 	struct iovec iov[64];
 
-	while (hfe_peer_tx_pending(p)) {
+	while (budget && hfe_peer_tx_pending(p)) {
 		int n = hfe_peer_tx_iov(p, iov, 64);
 		ssize_t w = hfe_io_writev(fd, iov, n);
 		if (w == -EAGAIN)
@@ -22,6 +22,7 @@ int hfe_peer_write_fd(struct hfe_peer *p, int fd)
 		if (w < 0)
 			return -1;
 		hfe_peer_tx_consume(p, (size_t)w);
+		budget -= (size_t)w < budget ? (size_t)w : budget;
 	}
 	return 0;
 }

@@ -318,14 +318,20 @@ static bool helix_attach_console(HelixFrameExport *s, QemuConsole *con,
     char connector[HFE_CONNECTOR_LEN];
     HelixScanout *so;
 
+    DisplayChangeListener probe = { .ops = &helix_dcl_ops, .con = con };
+    Error *refused = NULL;
+
     /*
-     * GL consoles hand out textures, not surfaces: not supported yet (and a
-     * listener without GL on them would be refused at registration).
+     * An OpenGL console (virtio-gpu-gl) takes a 2D listener only where its
+     * display says so: egl-headless reads each GL frame back into the
+     * console's surface for 2D listeners, SDL and GTK with gl=on take none.
+     * Registering a refused listener would end QEMU: ask first.
      */
-    if (gpu && (object_dynamic_cast(gpu, TYPE_VIRTIO_GPU_GL) ||
-                object_dynamic_cast(gpu, TYPE_VHOST_USER_GPU))) {
-        error_setg(errp, "console %u (%s) is an OpenGL console; only 2D "
-                   "consoles can be exported", index, label);
+    if (!qemu_console_accepts_listener(con, &probe, &refused)) {
+        error_setg(errp, "console %u (%s) cannot be exported: %s (an OpenGL "
+                   "console can be exported under -display egl-headless)",
+                   index, label, error_get_pretty(refused));
+        error_free(refused);
         return false;
     }
     if (s->n_scanouts == HFE_MAX_SCANOUTS) {

@@ -10,6 +10,13 @@
  * wake the loop through an EventNotifier, whose handler collects their work
  * (hfe_host_dispatch); libhfe's timeouts run on a QEMU timer.
  *
+ * Every callback's work is bounded, not just its waiting: reads and writes
+ * move at most a budget of bytes per client and turn, and the callbacks that
+ * visit every client (wake, timer) only queue and re-arm; the bytes go out
+ * in each client's own write callback. With 16 subscribers of full-screen
+ * 1080p streams, flushing them all from the wake callback took 1.4 ms of CPU
+ * in one go.
+ *
  * Copyright (c) 2025 helix-frame-export contributors
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -28,6 +35,9 @@
  * over many main-loop turns.
  */
 #define HELIX_READ_BUDGET (256u << 10)
+/* Bytes written to one client per callback: 512 KiB took up to 1.2 ms of CPU
+ * (16 subscribers of full-screen 1080p changes); a 1080p IDR is ~100-400 KiB. */
+#define HELIX_WRITE_BUDGET (128u << 10)
 
 static void helix_client_read(void *opaque);
 static void helix_client_write(void *opaque);
@@ -58,10 +68,10 @@ static void helix_client_close(HelixClient *c, const char *why)
     g_free(c);
 }
 
-/* Write what the socket takes. -1: the connection is gone. */
+/* Write what the socket takes, up to the budget. -1: the connection is gone. */
 static int helix_client_flush(HelixClient *c)
 {
-    return hfe_peer_write_fd(c->peer, c->fd);
+    return hfe_peer_write_fd(c->peer, c->fd, HELIX_WRITE_BUDGET);
 }
 
 /* Read what the peer lets us read. -1: the connection is gone. */
@@ -84,25 +94,26 @@ static void helix_timer_arm(HelixFrameExport *s, uint64_t deadline_ms)
 }
 
 /*
- * Collect finished work, flush, apply timeouts; closes the client when
- * libhfe says so. Returns false if the client is gone.
+ * Collect finished work, apply timeouts, and flush if asked (otherwise the
+ * write handler does it); closes the client when libhfe says so. Returns
+ * false if the client is gone.
  */
 static bool helix_client_service(HelixClient *c, uint64_t now,
-                                 uint64_t *deadline)
+                                 uint64_t *deadline, bool flush)
 {
     const char *why = NULL;
 
     for (;;) {
         enum hfe_peer_action a;
 
-        if (helix_client_flush(c) < 0) {
+        if (flush && helix_client_flush(c) < 0) {
             why = "connection lost";
             break;
         }
         a = hfe_peer_service(c->peer, now, deadline, &why);
         if (a == HFE_PEER_OK) {
             /* service may have queued replies */
-            if (helix_client_flush(c) < 0) {
+            if (flush && helix_client_flush(c) < 0) {
                 why = "connection lost";
             }
             break;
@@ -125,13 +136,14 @@ static bool helix_client_service(HelixClient *c, uint64_t now,
     return true;
 }
 
+/* Every client: queue and re-arm only; each one's write handler flushes. */
 static void helix_service_all(HelixFrameExport *s)
 {
     HelixClient *c, *tmp;
     uint64_t now = hfe_now_ms(), deadline = UINT64_MAX;
 
     QTAILQ_FOREACH_SAFE(c, &s->clients, next, tmp) {
-        helix_client_service(c, now, &deadline);
+        helix_client_service(c, now, &deadline, false);
     }
     helix_timer_arm(s, deadline);
     helix_watch_update(s);
@@ -146,7 +158,7 @@ static void helix_client_read(void *opaque)
 
     if (helix_client_rx(c) < 0) {
         helix_client_close(c, "connection lost");
-    } else if (helix_client_service(c, hfe_now_ms(), &deadline)) {
+    } else if (helix_client_service(c, hfe_now_ms(), &deadline, true)) {
         helix_timer_arm(s, deadline);
     }
     /* A SUBSCRIBE or a close may have changed who watches what. */
@@ -162,7 +174,7 @@ static void helix_client_write(void *opaque)
     uint64_t deadline = UINT64_MAX;
 
     /* Writing may unblock reading (queue below max) or finish a close. */
-    if (helix_client_service(c, hfe_now_ms(), &deadline)) {
+    if (helix_client_service(c, hfe_now_ms(), &deadline, true)) {
         helix_timer_arm(s, deadline);
     } else {
         helix_watch_update(s);

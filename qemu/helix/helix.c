@@ -28,6 +28,7 @@
 #include "qapi/qapi-builtin-visit.h"
 #include "qapi/visitor.h"
 #include "qemu/error-report.h"
+#include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "qom/object_interfaces.h"
 #include "hw/qdev-core.h"
@@ -36,7 +37,7 @@
 #include "trace.h"
 
 #define HELIX_DEFAULT_MAX_FPS 60
-#define HELIX_DEFAULT_MAX_CLIENTS 16
+#define HELIX_DEFAULT_MAX_CLIENTS 64
 
 /* ---- properties ---- */
 
@@ -163,15 +164,27 @@ static void helix_set_max_stall(Object *obj, Visitor *v, const char *name,
 
 /* ---- life cycle ---- */
 
-static void helix_machine_done(Notifier *n, void *data)
+static void helix_attach_bh(void *opaque)
 {
-    HelixFrameExport *s = container_of(n, HelixFrameExport, machine_done);
+    HelixFrameExport *s = opaque;
     Error *err = NULL;
 
     if (!helix_attach_consoles(s, &err)) {
         error_prepend(&err, "helix-frame-export: ");
         error_report_err(err);
     }
+}
+
+/*
+ * The machine is built, but the displays start after this notifier (an
+ * OpenGL console gets its display's GL context only then, and which
+ * listeners it takes depends on it): attach from the main loop's first turn.
+ */
+static void helix_machine_done(Notifier *n, void *data)
+{
+    HelixFrameExport *s = container_of(n, HelixFrameExport, machine_done);
+
+    aio_bh_schedule_oneshot(qemu_get_aio_context(), helix_attach_bh, s);
 }
 
 static void helix_complete(UserCreatable *uc, Error **errp)
@@ -285,7 +298,7 @@ static void helix_class_init(ObjectClass *oc, void *data)
                               (void *)offsetof(HelixFrameExport,
                                                max_clients));
     object_class_property_set_description(oc, "max-clients",
-        "Most simultaneous connections (default 16)");
+        "Most simultaneous connections (default 64)");
     object_class_property_add_str(oc, "encoder", helix_get_encoder,
                                   helix_set_encoder);
     object_class_property_set_description(oc, "encoder",

@@ -799,7 +799,7 @@ struct e2e_vm *e2e_vm_start(const struct e2e_guest *g, const char *workdir, cons
 	snprintf(append, sizeof(append), "console=ttyS0 panic=-1 %smitigations=off %s",
 		 verbose && *verbose == '1' ? "" : "quiet ", cfg->append ? cfg->append : "");
 	snprintf(mem, sizeof(mem), "%u", cfg->mem_mb ? cfg->mem_mb : 512);
-	snprintf(gpu, sizeof(gpu), "virtio-gpu-pci");
+	snprintf(gpu, sizeof(gpu), "%s", cfg->gpu ? cfg->gpu : "virtio-gpu-pci");
 	if (cfg->fb_width && cfg->fb_height)
 		snprintf(gpu + strlen(gpu), sizeof(gpu) - strlen(gpu), ",xres=%u,yres=%u",
 			 cfg->fb_width, cfg->fb_height);
@@ -1016,6 +1016,11 @@ const char *e2e_vm_console_path(const struct e2e_vm *vm)
 const char *e2e_vm_qmp_path(const struct e2e_vm *vm)
 {
 	return vm->qmp_sock;
+}
+
+pid_t e2e_vm_pid(const struct e2e_vm *vm)
+{
+	return vm->pid;
 }
 
 void e2e_vm_dump_console(const struct e2e_vm *vm, int lines)

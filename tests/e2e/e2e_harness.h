@@ -81,6 +81,7 @@ struct e2e_vm_config {
 	const char *append;         /* hfe.* parameters (added to the kernel command line) */
 	const char *hfe_sock;       /* chardev socket behind org.helix.hfe.0 (QEMU connects
 				     * with reconnect=1); NULL: no such port */
+	const char *gpu;            /* the GPU device; NULL: virtio-gpu-pci */
 	unsigned fb_width;          /* virtio-gpu xres/yres; 0: the device's default */
 	unsigned fb_height;
 	unsigned max_outputs;       /* virtio-gpu outputs; 0: the device's default (1) */
@@ -133,6 +134,8 @@ int e2e_vm_wait_exit(struct e2e_vm *vm, int timeout_ms);
 void e2e_vm_times(struct e2e_vm *vm, struct e2e_vm_times *t);
 const char *e2e_vm_console_path(const struct e2e_vm *vm);
 const char *e2e_vm_qmp_path(const struct e2e_vm *vm);
+/* QEMU's process id (for /proc). */
+pid_t e2e_vm_pid(const struct e2e_vm *vm);
 /* Print the console's last lines to stderr (for a failure report). */
 void e2e_vm_dump_console(const struct e2e_vm *vm, int lines);
 /* Kill QEMU if it still runs, join the threads, free. */

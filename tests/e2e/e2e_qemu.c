@@ -120,6 +120,8 @@ struct e2e_vm *e2e_qemu_vm_start(const struct e2e_qemu *q, const struct e2e_gues
 		extra[n++] = firmware[i];
 	extra[n++] = "-object";
 	extra[n++] = object;
+	extra[n++] = "-sandbox";
+	extra[n++] = E2E_QEMU_SANDBOX;
 	for (size_t i = 0; cfg->extra_args && cfg->extra_args[i]; i++) {
 		if (n >= MAX_EXTRA_ARGS) {
 			set_err(err, errlen, "too many extra QEMU arguments");

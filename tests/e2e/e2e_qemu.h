@@ -26,6 +26,13 @@ struct e2e_qemu {
 	double build_ms;         /* time spent in build.sh (cache hit: < 1 s) */
 };
 
+/*
+ * The sandbox libvirt starts QEMU in by default; every module test runs
+ * under it (the module must not need what it forbids: new processes,
+ * privileges, scheduling changes).
+ */
+#define E2E_QEMU_SANDBOX "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
 /* The firmware search path arguments the self-built binary needs. */
 #define E2E_QEMU_FIRMWARE_ARGS "-L", "/usr/share/qemu", "-L", "/usr/share/seabios", "-L", \
 			       "/usr/lib/ipxe/qemu"
@@ -50,7 +57,8 @@ int e2e_qemu_prepare(struct e2e_qemu *q, struct e2e_guest *g, const char *workdi
 /*
  * Boot the guest under the patched QEMU with the module's object
  *   -object helix-frame-export,id=hfe0,listen=unix:WORKDIR/NAME-hfe.sock[,OBJECT_OPTS]
- * (QOM path /objects/hfe0) and the guest's HXFR port connected to that
+ * (QOM path /objects/hfe0), in QEMU's sandbox (-sandbox E2E_QEMU_SANDBOX),
+ * and the guest's HXFR port connected to that
  * socket, so the guest talks to the module in its own QEMU; no daemon.
  * cfg as for e2e_vm_start, but its qemu and hfe_sock are set here and its
  * extra_args come after the firmware path and the object. The socket's

@@ -99,8 +99,10 @@ void hfe_peer_tx_consume(struct hfe_peer *p, size_t n);
 size_t hfe_peer_tx_pending(const struct hfe_peer *p);
 
 /* ---- the socket (peer_fd.c): the I/O every host loop does alike ---- */
-/* Write what the non-blocking fd takes. 0, or -1: the connection is gone. */
-int hfe_peer_write_fd(struct hfe_peer *p, int fd);
+/* Write what the non-blocking fd takes, at most about budget bytes (the
+ * last writev may pass it by less than one iovec). 0, or -1: the connection
+ * is gone. */
+int hfe_peer_write_fd(struct hfe_peer *p, int fd, size_t budget);
 /* Read what the peer lets us read, at most budget bytes (then the loop's
  * other clients get their turn), or drop input while discarding. 0, or -1:
  * the connection is gone. */
