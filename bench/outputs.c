@@ -2,8 +2,9 @@
 /*
  * Many desktops per VM (issue 12's benchmark): N hot-plugged 1920x1080
  * virtio-gpu outputs in one TCG VM, all drawing at once, N subscribers on
- * the host. The guest runs hfe-guest mode=outputs with its bench workload
- * (guest/mode_outputs.c): it ENABLEs outputs FIRST..FIRST+N-1, draws each
+ * the host, each a deployed bridge (bridge_watch.c: raw bytes, SUBSCRIBE +
+ * CONFIG_REQ at 4 Mbit/s). The guest runs hfe-guest mode=outputs with its
+ * bench workload (guest/mode_outputs.c): it ENABLEs outputs FIRST..FIRST+N-1, draws each
  * once, holds still (the idle phase), then for duration/2 types an 8x16
  * character on every output each tick ("small"), then for duration/2 flips
  * every output between two full pictures each tick ("full"), and DISABLEs
@@ -38,16 +39,14 @@
  */
 #include <dirent.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "bridge_watch.h"
 #include "e2e_harness.h"
 #include "e2e_qemu.h"
-#include "hfe/client.h"
 #include "test_util.h"
 
 #define MAX_N 16
@@ -56,6 +55,8 @@
  * margin, so that it has ended (its line is read) by the time the phase has. */
 #define BASELINE_S(op) ((op)->duration_ms / 2000.0 - 0.5)
 #define DEPLOYED_AU_PER_CORE (10.1 / 4.6)
+/* The subscribers' CONFIG_REQ: the hosts' default rate (libhfe's 4 Mbit/s). */
+#define BENCH_BITRATE 4000000u
 
 enum { PH_IDLE, PH_SMALL, PH_FULL, N_PH };
 static const char *const ph_name[N_PH] = { "idle", "small", "full" };
@@ -65,90 +66,6 @@ struct opts {
 	int duration_ms, fps, idle_ms, first;
 	unsigned w, h;
 };
-
-/* ---- a subscriber keeping each AU's arrival time and pts ---- */
-
-struct watcher {
-	struct hfe_client *c;
-	pthread_t thread;
-	atomic_bool stop;
-	pthread_mutex_t lock;
-	uint64_t *t_ns, *pts;
-	bool *key;
-	size_t n, cap;
-	bool running;
-};
-
-static void *watch_main(void *arg)
-{
-	struct watcher *w = arg;
-	struct hfe_err err;
-	struct hfe_msg m;
-
-	while (!atomic_load(&w->stop)) {
-		int r = hfe_client_recv(w->c, &m, 200, &err);
-
-		if (r < 0)
-			break;
-		if (r != 1 || m.hdr.type != HFE_MSG_FRAME_RESPONSE)
-			continue;
-		uint64_t now = e2e_now_ns();
-
-		pthread_mutex_lock(&w->lock);
-		if (w->n == w->cap) {
-			w->cap = w->cap ? w->cap * 2 : 1024;
-			w->t_ns = realloc(w->t_ns, w->cap * sizeof(*w->t_ns));
-			w->pts = realloc(w->pts, w->cap * sizeof(*w->pts));
-			w->key = realloc(w->key, w->cap * sizeof(*w->key));
-			REQUIRE(w->t_ns && w->pts && w->key);
-		}
-		w->key[w->n] = m.u.frame_resp.is_keyframe;
-		w->t_ns[w->n] = now;
-		w->pts[w->n++] = m.u.frame_resp.pts;
-		pthread_mutex_unlock(&w->lock);
-	}
-	return NULL;
-}
-
-static bool watch_start(struct watcher *w, const char *sock, uint32_t scanout)
-{
-	char addr[PATH_MAX + 8];
-	struct hfe_err err = { 0 };
-	struct hfe_msg m = { .hdr = { .type = HFE_MSG_SUBSCRIBE, .session_id = (uint16_t)scanout } };
-
-	memset(w, 0, sizeof(*w));
-	pthread_mutex_init(&w->lock, NULL);
-	snprintf(addr, sizeof(addr), "unix:%s", sock);
-	/* The module's socket appears once QEMU has created its object. */
-	for (int t = 0; t < 150 && !(w->c = hfe_client_connect(addr, 10000, &err)); t++)
-		usleep(100000);
-	if (!w->c) {
-		fprintf(stderr, "outputs: subscriber %u: %s\n", scanout, err.msg);
-		return false;
-	}
-	m.u.scanout_id = scanout;
-	if (hfe_client_send_msg(w->c, &m, 5000, &err) < 0)
-		return false;
-	while (hfe_client_recv(w->c, &m, 5000, &err) == 1)
-		if (m.hdr.type == HFE_MSG_SUBSCRIBE_RESP) {
-			if (!m.u.subscribe_resp.success)
-				return false;
-			w->running = pthread_create(&w->thread, NULL, watch_main, w) == 0;
-			return w->running;
-		}
-	return false;
-}
-
-static void watch_end(struct watcher *w)
-{
-	atomic_store(&w->stop, true);
-	if (w->running)
-		pthread_join(w->thread, NULL);
-	hfe_client_close(w->c);
-	free(w->t_ns);
-	free(w->pts);
-	free(w->key);
-}
 
 /* ---- processes: CPU per thread, RSS ---- */
 
@@ -441,7 +358,7 @@ static bool follow(struct e2e_vm *vm, struct result *r, pid_t qpid, pid_t dpid, 
 }
 
 /* AU counts and latencies of each phase window, from every subscriber. */
-static void tally(struct result *r, struct watcher *ws, int n)
+static void tally(struct result *r, struct bridge_watch *ws, int n)
 {
 	for (int p = 0; p < N_PH; p++) {
 		const struct phase *ph = &r->ph[p];
@@ -449,16 +366,16 @@ static void tally(struct result *r, struct watcher *ws, int n)
 		double *all = NULL, worst = NAN, klat[4096];
 
 		for (int k = 0; k < n; k++) {
-			struct watcher *w = &ws[k];
+			struct bridge_watch *w = &ws[k];
 			double *mine = malloc((w->n + 1) * sizeof(double));
 			size_t m = 0;
 
 			REQUIRE(mine);
 			for (size_t i = 0; i < w->n; i++) {
-				if (w->t_ns[i] < ph->t0 || w->t_ns[i] > ph->t1)
+				if (w->aus[i].t_ns < ph->t0 || w->aus[i].t_ns > ph->t1)
 					continue;
-				mine[m] = ((double)w->t_ns[i] - (double)w->pts[i]) / 1e6;
-				if (w->key[i] && nk < sizeof(klat) / sizeof(klat[0]))
+				mine[m] = ((double)w->aus[i].t_ns - (double)w->aus[i].pts) / 1e6;
+				if (w->aus[i].key && nk < sizeof(klat) / sizeof(klat[0]))
 					klat[nk++] = mine[m];
 				m++;
 			}
@@ -537,7 +454,7 @@ static bool run_one(const struct e2e_guest *g, const struct e2e_qemu *q, const c
 	char tag[32], append[512], err[1024], sock[PATH_MAX + 16] = "", qmparg[PATH_MAX + 16],
 		listen[PATH_MAX + 16];
 	struct e2e_daemon d = { .pid = 0 };
-	struct watcher ws[MAX_N];
+	struct bridge_watch ws[MAX_N];
 	int max_outputs = op->first + n > MAX_N ? MAX_N : op->first + n;
 	struct e2e_vm *vm;
 
@@ -589,9 +506,12 @@ static bool run_one(const struct e2e_guest *g, const struct e2e_qemu *q, const c
 	if (qpid <= 0)
 		fprintf(stderr, "outputs: %s: cannot find QEMU's pid\n", tag);
 	int started = 0;
+	char addr[PATH_MAX + 24];
 
+	snprintf(addr, sizeof(addr), "unix:%s", sock);
 	for (; started < n; started++)
-		if (!watch_start(&ws[started], sock, (uint32_t)(op->first + started)))
+		if (!bridge_watch_start(&ws[started], addr, (uint32_t)(op->first + started),
+					BENCH_BITRATE, false))
 			break;
 	if (started == n)
 		r->ok = follow(vm, r, qpid, d.pid, module ? qmp : NULL, op);
@@ -600,10 +520,10 @@ static bool run_one(const struct e2e_guest *g, const struct e2e_qemu *q, const c
 			op->first + started);
 	usleep(300000);
 	for (int k = 0; k < started; k++)
-		atomic_store(&ws[k].stop, true);
+		bridge_watch_stop(&ws[k]);
 	tally(r, ws, started);
 	for (int k = 0; k < started; k++)
-		watch_end(&ws[k]);
+		bridge_watch_free(&ws[k]);
 	if (!r->ok)
 		e2e_vm_dump_console(vm, 30);
 	e2e_vm_wait_exit(vm, 60000);

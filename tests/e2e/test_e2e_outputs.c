@@ -19,24 +19,23 @@
  *  - DISABLE disconnects each connector;
  *  - D-Bus: another VM's channel cannot enable this VM's outputs nor see its
  *    pictures (the module is per QEMU process: isolation by construction);
- *  - every subscriber follows the deployed bridge's sequence (no HELLO,
- *    SUBSCRIBE, CONFIG_REQ) and receives nothing but FRAME_RESPONSEs.
+ *  - every subscriber follows the deployed bridge's sequence in raw bytes
+ *    (bridge_watch.c: no HELLO, SUBSCRIBE, CONFIG_REQ) and receives nothing
+ *    but FRAME_RESPONSEs of its scanout with nal_count 1.
  * Channels: the D-Bus run's guest talks over virtio-serial; the module run's
  * guest over TCP through QEMU user networking (10.0.2.2, as deployed), and
  * one of its host subscribers over the module's TCP listener.
  *
  *   test_e2e_outputs [dbus|module]   (default: both)
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bridge_watch.h"
 #include "e2e_harness.h"
 #include "e2e_pattern.h"
 #include "e2e_qemu.h"
@@ -55,131 +54,6 @@
 
 static const uint32_t out_w[N_OUT] = { 1280, 1024, 800, 640 };
 static const uint32_t out_h[N_OUT] = { 720, 768, 600, 480 };
-
-/* ---- a host-side subscriber that keeps every AU with its arrival time ---- */
-
-struct au {
-	uint8_t *data;
-	size_t len;
-	bool key;
-	uint64_t t_ns;
-};
-
-struct watcher {
-	uint32_t scanout;
-	struct hfe_client *c;
-	pthread_t thread;
-	atomic_bool stop;
-	pthread_mutex_t lock;
-	struct au *aus;
-	size_t n, cap;
-	unsigned others; /* messages that are not FRAME_RESPONSEs */
-	bool failed;
-};
-
-static void *watch_main(void *arg)
-{
-	struct watcher *w = arg;
-	struct hfe_err err;
-	struct hfe_msg m;
-
-	while (!atomic_load(&w->stop)) {
-		int r = hfe_client_recv(w->c, &m, 200, &err);
-
-		if (r < 0) {
-			w->failed = true;
-			break;
-		}
-		if (r != 1)
-			continue;
-		if (m.hdr.type != HFE_MSG_FRAME_RESPONSE || m.hdr.session_id != w->scanout ||
-		    m.u.frame_resp.nal_count != 1 || m.data_len < 4) {
-			w->others++; /* the deployed bridge would drop the stream */
-			continue;
-		}
-		pthread_mutex_lock(&w->lock);
-		if (w->n == w->cap) {
-			w->cap = w->cap ? w->cap * 2 : 64;
-			w->aus = realloc(w->aus, w->cap * sizeof(*w->aus));
-			REQUIRE(w->aus);
-		}
-		struct au *a = &w->aus[w->n++];
-		a->len = m.data_len - 4; /* nal_count 1: one size prefix, one unit */
-		a->data = malloc(a->len);
-		REQUIRE(a->data);
-		memcpy(a->data, m.data + 4, a->len);
-		a->key = m.u.frame_resp.is_keyframe;
-		a->t_ns = e2e_now_ns();
-		pthread_mutex_unlock(&w->lock);
-	}
-	return NULL;
-}
-
-/* Subscribe as the deployed bridge does: no HELLO, SUBSCRIBE with the id in
- * the body and session_id, CONFIG_REQ after SUBSCRIBE_RESP; from then on only
- * FRAME_RESPONSEs may come. addr: unix:PATH or tcp:HOST:PORT. */
-static bool watch_start(struct watcher *w, const char *addr, uint32_t scanout)
-{
-	struct hfe_err err = { 0 };
-	struct hfe_msg m = { .hdr = { .type = HFE_MSG_SUBSCRIBE, .session_id = (uint16_t)scanout } };
-
-	memset(w, 0, sizeof(*w));
-	pthread_mutex_init(&w->lock, NULL);
-	w->scanout = scanout;
-	w->c = hfe_client_connect(addr, 10000, &err);
-	if (!w->c) {
-		fprintf(stderr, "subscriber %u: %s\n", scanout, err.msg);
-		return false;
-	}
-	m.u.scanout_id = scanout;
-	if (hfe_client_send_msg(w->c, &m, 5000, &err) < 0)
-		return false;
-	while (hfe_client_recv(w->c, &m, 5000, &err) == 1)
-		if (m.hdr.type == HFE_MSG_SUBSCRIBE_RESP) {
-			if (!m.u.subscribe_resp.success)
-				return false;
-			/* The deployed bridge's CONFIG_REQ: a bitrate at which one
-			 * encoded full picture of the test pattern reaches
-			 * PSNR_MIN (the host's default 4 Mbit/s gives ~30 dB). */
-			m = (struct hfe_msg){ .hdr = { .type = HFE_MSG_CONFIG_REQ,
-						       .session_id = (uint16_t)scanout },
-					      .u.config_req = { .bitrate = WATCH_BITRATE } };
-			if (hfe_client_send_msg(w->c, &m, 5000, &err) < 0)
-				return false;
-			return pthread_create(&w->thread, NULL, watch_main, w) == 0;
-		}
-	return false;
-}
-
-static void watch_stop(struct watcher *w)
-{
-	atomic_store(&w->stop, true);
-	if (w->c)
-		pthread_join(w->thread, NULL);
-	hfe_client_close(w->c);
-}
-
-static void watch_free(struct watcher *w)
-{
-	for (size_t i = 0; i < w->n; i++)
-		free(w->aus[i].data);
-	free(w->aus);
-}
-
-/* A loopback TCP port nobody listens on right now. */
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
 
 /* ---- the guest's steps, from its out-port TEXT records ---- */
 
@@ -244,7 +118,7 @@ static double final_psnr(const struct tu_yuv *pic, uint32_t id)
 /* Decode w's AUs from its first IDR on (errors fatal), checking sizes: up to
  * t_split at (w0, h0), after it at (w1, h1). psnr0, psnr1: the last picture
  * of each part against the output's final picture. */
-static void check_stream(struct watcher *w, uint64_t t_split, uint32_t w0, uint32_t h0,
+static void check_stream(struct bridge_watch *w, uint64_t t_split, uint32_t w0, uint32_t h0,
 			 uint32_t w1, uint32_t h1, double *psnr0, double *psnr1, int *idr1)
 {
 	struct tu_decoder *dec = tu_decoder_new();
@@ -259,7 +133,7 @@ static void check_stream(struct watcher *w, uint64_t t_split, uint32_t w0, uint3
 	while (first < w->n && !w->aus[first].key)
 		first++;
 	for (size_t i = first; i < w->n; i++) {
-		struct au *a = &w->aus[i];
+		struct bridge_au *a = &w->aus[i];
 		bool after = t_split && a->t_ns > t_split;
 		struct tu_yuv pic;
 		int r = tu_decoder_decode(dec, a->data, a->len, &pic, NULL);
@@ -302,7 +176,7 @@ static void check_stream(struct watcher *w, uint64_t t_split, uint32_t w0, uint3
 	tu_decoder_free(dec);
 }
 
-static void check_run(struct watcher *ws, const struct steps *s)
+static void check_run(struct bridge_watch *ws, const struct steps *s)
 {
 	for (int i = 0; i < N_OUT; i++) {
 		char want[96];
@@ -358,29 +232,30 @@ static const char *guest_args(const char *extra)
 }
 
 /* Every watcher over addr, but scanout tcp_scanout over tcp_addr (if set). */
-static void watch_all(struct watcher *ws, const char *addr, uint32_t tcp_scanout,
+static void watch_all(struct bridge_watch *ws, const char *addr, uint32_t tcp_scanout,
 		      const char *tcp_addr)
 {
 	for (int i = 0; i < N_OUT; i++)
-		CHECKF(watch_start(&ws[i],
-				   tcp_addr && FIRST + (uint32_t)i == tcp_scanout ? tcp_addr : addr,
-				   FIRST + (uint32_t)i),
+		CHECKF(bridge_watch_start(&ws[i],
+					  tcp_addr && FIRST + (uint32_t)i == tcp_scanout ? tcp_addr
+											 : addr,
+					  FIRST + (uint32_t)i, WATCH_BITRATE, true),
 		       "subscribing to scanout %d failed", FIRST + i);
 }
 
-static void finish_run(struct e2e_vm *vm, struct watcher *ws)
+static void finish_run(struct e2e_vm *vm, struct bridge_watch *ws)
 {
 	struct steps s;
 
 	read_steps(vm, &s);
 	usleep(500000); /* the last AUs in flight */
 	for (int i = 0; i < N_OUT; i++)
-		watch_stop(&ws[i]);
+		bridge_watch_stop(&ws[i]);
 	check_run(ws, &s);
 	if (tu_failures)
 		e2e_vm_dump_console(vm, 40);
 	for (int i = 0; i < N_OUT; i++)
-		watch_free(&ws[i]);
+		bridge_watch_free(&ws[i]);
 }
 
 /* Another VM's channel: its hub has outputs of its own VM only. */
@@ -412,7 +287,7 @@ static void run_dbus(const struct e2e_guest *g, const char *workdir)
 	char qmp1[PATH_MAX], qmp2[PATH_MAX], l1[PATH_MAX + 8], l2[PATH_MAX + 8],
 		sock2[PATH_MAX], err[512];
 	struct e2e_daemon d;
-	struct watcher ws[N_OUT], foreign;
+	struct bridge_watch ws[N_OUT], foreign;
 
 	printf("== stock QEMU, -display dbus, the daemon\n");
 	snprintf(qmp1, sizeof(qmp1), "qmp:unix:%s/outputs-qmp.sock", workdir);
@@ -432,12 +307,12 @@ static void run_dbus(const struct e2e_guest *g, const char *workdir)
 	struct e2e_vm *vm = e2e_vm_start(g, workdir, "outputs", &cfg, err, sizeof(err));
 	REQUIRE(vm);
 	watch_all(ws, l1, 0, NULL);
-	CHECK(watch_start(&foreign, l2, FIRST));
+	CHECK(bridge_watch_start(&foreign, l2, FIRST, WATCH_BITRATE, true));
 	check_foreign(sock2);
 	finish_run(vm, ws);
-	watch_stop(&foreign);
+	bridge_watch_stop(&foreign);
 	CHECKF(foreign.n == 0, "another VM's subscriber got %zu AUs of this VM", foreign.n);
-	watch_free(&foreign);
+	bridge_watch_free(&foreign);
 	e2e_vm_wait_exit(vm, 30000);
 	e2e_vm_free(vm);
 	CHECKF(e2e_daemon_stop(&d) == 0, "the daemon did not exit cleanly");
@@ -448,7 +323,7 @@ static void run_module(const struct e2e_guest *g, const char *workdir)
 	struct e2e_qemu q;
 	struct e2e_guest gg = *g;
 	char sock[PATH_MAX], err[512];
-	struct watcher ws[N_OUT];
+	struct bridge_watch ws[N_OUT];
 
 	printf("== the QEMU module\n");
 	if (e2e_qemu_prepare(&q, &gg, workdir, err, sizeof(err)) < 0) {
@@ -457,7 +332,7 @@ static void run_module(const struct e2e_guest *g, const char *workdir)
 	}
 	/* As deployed: the module's TCP port, reached by the guest through user
 	 * networking at 10.0.2.2, and by one host subscriber (a bridge) too. */
-	int port = free_port();
+	int port = free_tcp_port();
 	char listen_tcp[64], guest_port[64], tcp_addr[64], unix_addr[PATH_MAX + 8];
 	REQUIRE(port > 0);
 	snprintf(listen_tcp, sizeof(listen_tcp), "listen=tcp:127.0.0.1:%d", port);
