@@ -304,6 +304,31 @@ static void failed_subscriber_gets_nothing_after_error(void)
 	hh_stop(&h);
 }
 
+/* A subscriber that half-closed asks for nothing more: no access unit follows
+ * its EOF, and the peer closes once what was queued before is written, even
+ * while the screen keeps changing and the client reads slowly (found by
+ * bench/chaos: under load such a peer was kept as long as its queue never
+ * emptied, i.e. as long as the stream ran). */
+static void half_closed_subscriber_closes_while_stream_runs(void)
+{
+	struct hh h;
+
+	hh_start_default(&h);
+	unsigned n = subscribe(&h) < 0 ? 0 : h.n_got;
+	hh_eof(&h);
+	for (uint64_t tick = 1; n && tick <= 10 && !h.closed; tick++) {
+		unsigned seen = hh_notifies(&h);
+		hh_draw(&h, tick);
+		hh_wait_notify(&h, seen, 2000); /* an encode, if anyone still watches */
+		hfe_host_dispatch(h.host);
+		hh_drain(&h, 64); /* a slow reader */
+		hh_service(&h);
+	}
+	CHECK(n && h.closed);
+	CHECK(hh_find(&h, HFE_MSG_FRAME_RESPONSE, n) < 0);
+	hh_stop(&h);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct unit_test tests[] = {
@@ -320,6 +345,8 @@ int main(int argc, char **argv)
 		{ "subscriber_config_req_goes_to_scanout", subscriber_config_req_goes_to_scanout },
 		{ "failed_subscriber_gets_nothing_after_error",
 		  failed_subscriber_gets_nothing_after_error },
+		{ "half_closed_subscriber_closes_while_stream_runs",
+		  half_closed_subscriber_closes_while_stream_runs },
 	};
 	return unit_run("test_host_flow", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 }

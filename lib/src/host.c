@@ -399,6 +399,10 @@ void hfe_peer_rx_eof(struct hfe_peer *p)
 	if (hfe_conn_rx_partial(p->conn))
 		hfe_peer_fault("%s: closed in the middle of a message", p->name);
 	p->rx_eof = true;
+	/* It asks for nothing more: its subscriptions end here, so it closes once
+	 * what is queued is written, not only when a running stream happens to
+	 * leave its queue empty (a slow reader's never is). */
+	hfe_hub_drop_conn(p->host->hub, p->conn);
 }
 
 int hfe_peer_tx_iov(struct hfe_peer *p, struct iovec *iov, int max)
