@@ -5,14 +5,16 @@
  * driven by the tests' host harness (no sockets, a fake clock).
  *
  * Input: byte 0 picks the configuration (bits 0-1 max_queue 64/512/4K/1M,
- * bits 2-3 max_inflight 1..4, bit 4 a scanout in the hub). Then operations,
- * one byte each, low two bits the kind, the upper six an argument a:
+ * bits 2-3 max_inflight 1..4, bit 4 a scanout in the hub, bit 5 a resource
+ * resolver, bit 6 libavcodec's rawvideo encoder instead of libx264). Then
+ * operations, one byte each, low two bits the kind, the upper six an
+ * argument a:
  *   0 push: the next 1 + a*a input bytes go into the "socket"; the peer
  *     reads what it wants of it (the rest waits), or drops it while discarding
  *   1 time: the clock advances a*a*4 ms, then the loop services the peer
  *   2 drain: up to a*8 bytes of output are written (a = 0: all)
  *   3 events, bits of a: 1 EOF, 2 host stop, 4 the scanout draws a new
- *     picture, 8 wait (up to 10 ms, 16 times per input) for a worker,
+ *     picture, 8 wait (up to 2 ms, 4 times per input) for a worker,
  *     16 a whole loop turn
  * At the end the client closes and the loop runs until the peer is closed.
  *
@@ -21,10 +23,16 @@
  *  - nothing follows a fatal ERROR (the connection's own, not a frame's);
  *  - SHUTDOWN_WR only with the queue empty, and nothing queued after it;
  *  - hfe_peer_rx_buf offers a buffer exactly when hfe_peer_wants_read;
- *  - after the client's EOF the peer closes within bounded (fake) time.
+ *  - after the client's EOF the peer closes within bounded (fake) time;
+ *  - every resource frame the resolver lent is given back once, by the end.
+ *
+ * Speed (fuzz/README.md): encoders run one thread each, and the rawvideo
+ * option makes an encoder cost almost nothing (host.c never looks inside a
+ * packet); real-time waits are short and few, as they dominate otherwise.
  *
  * Linked with fuzz_replay.c it replays fuzz/corpus/fuzz_peer as a test.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +43,9 @@
 #define FAIL(...) FUZZ_FAIL("fuzz_peer", __VA_ARGS__)
 
 #define SOCKET_MAX (64u << 10)
-#define MAX_WAITS 16 /* real-time waits per input: executions stay fast */
+#define MAX_WAITS 4 /* real-time waits per input: executions stay fast */
+#define WAIT_MS 2
+#define RES_MAX 64 /* resources are up to RES_MAX x RES_MAX */
 
 struct run {
 	struct hh h;
@@ -47,6 +57,34 @@ struct run {
 	unsigned waits;
 	uint64_t tick;
 };
+
+/* Resource mode, as the QEMU module lends a virtio-gpu resource: an id's low
+ * six bits give its size in steps of 8 px, id 0 and ids past 0xffff do not
+ * exist. The release comes from the encoder's thread. */
+static uint8_t res_pixels[RES_MAX * RES_MAX * 4];
+static atomic_uint res_lent, res_released;
+
+static void res_release(void *opaque)
+{
+	(void)opaque;
+	atomic_fetch_add(&res_released, 1);
+}
+
+static int resolve(void *opaque, const struct hfe_frame_request *fr,
+		   struct hfe_resource_frame *out, struct hfe_err *err)
+{
+	uint32_t id = fr->resource_id, w = 8 * (1 + (id & 7)), h = 8 * (1 + ((id >> 3) & 7));
+
+	(void)opaque;
+	if (id == 0 || id > 0xffff) {
+		hfe_err_set(err, HFE_ERR_RESOURCE_NOT_FOUND, "no resource %u", id);
+		return -1;
+	}
+	*out = (struct hfe_resource_frame){ res_pixels, HFE_FMT_XRGB8888, w, h, w * 4,
+					    res_release, NULL };
+	atomic_fetch_add(&res_lent, 1);
+	return 0;
+}
 
 /* ERROR codes only the connection itself sends (then closes). */
 static bool fatal_code(int32_t code)
@@ -145,7 +183,7 @@ static void event(struct run *r, unsigned a)
 		hh_draw(h, ++r->tick);
 	if ((a & 8) && r->waits < MAX_WAITS) {
 		r->waits++;
-		hh_wait_notify(h, hh_notifies(h), 10);
+		hh_wait_notify(h, hh_notifies(h), WAIT_MS);
 	}
 	if (a & 16)
 		turn(r);
@@ -172,9 +210,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.max_queue = queues[data[0] & 3];
 	cfg.max_inflight = 1 + ((data[0] >> 2) & 3);
 	cfg.stall_timeout_ms = 1000;
+	cfg.enc.threads = 1; /* x264's slice threads: per-input thread churn, no host logic */
+	if (data[0] & 0x20)
+		cfg.resolve_resource = resolve;
+	if (data[0] & 0x40)
+		snprintf(cfg.enc.name, sizeof(cfg.enc.name), "rawvideo");
+	atomic_store(&res_lent, 0);
+	atomic_store(&res_released, 0);
 	hh_start(h, &cfg);
 	if (data[0] & 0x10) {
-		hh_add_scanout(h, 1, 160, 96);
+		hh_add_scanout(h, 1, 48, 32); /* small: drawing it is per-pixel work */
 		hh_draw(h, 0);
 	}
 
@@ -220,6 +265,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (h->peer)
 		FAIL("peer still open 40 s (fake) after the client's EOF");
-	hh_stop(h);
+	hh_stop(h); /* waits for detached sessions: every release has run */
+	if (atomic_load(&res_released) != atomic_load(&res_lent))
+		FAIL("%u resource frames lent, %u given back", atomic_load(&res_lent),
+		     atomic_load(&res_released));
 	return 0;
 }

@@ -224,6 +224,30 @@ static void peer_seeds(const uint8_t *pix)
 	op(&o, OP_EVENT, EV_WAIT | EV_TURN);
 	op(&o, OP_EVENT, EV_TURN);
 	save("peer_shutdown", 0x1f, &o);
+
+	/* config 0x2f: a resolver lends resources 9 (16x16) and 42 (24x48);
+	 * resource 70000 does not exist, and the size change reopens the encoder */
+	memset(&o, 0, sizeof(o));
+	op_msg(&o, &hello, NULL, 0);
+	for (int i = 0; i < 3; i++) {
+		static const uint32_t ids[] = { 9, 70000, 42 };
+		m = frame(HFE_FMT_XRGB8888, 64, i, ids[i]);
+		op_msg(&o, &m, NULL, 0);
+	}
+	op(&o, OP_EVENT, EV_WAIT | EV_TURN);
+	op(&o, OP_EVENT, EV_WAIT | EV_TURN);
+	save("peer_resource_frames", 0x2f, &o);
+
+	/* config 0x5f: the rawvideo encoder behind a pull session and a scanout */
+	memset(&o, 0, sizeof(o));
+	m = frame(HFE_FMT_XRGB8888, 64, 0, 0);
+	op_msg(&o, &m, pix, 16 * 16 * 4);
+	m = mk(HFE_MSG_SUBSCRIBE, 0);
+	m.u.scanout_id = 1;
+	op_msg(&o, &m, NULL, 0);
+	op(&o, OP_EVENT, EV_DRAW | EV_WAIT | EV_TURN);
+	op(&o, OP_EVENT, EV_WAIT | EV_TURN);
+	save("peer_rawvideo", 0x5f, &o);
 }
 
 int main(int argc, char **argv)

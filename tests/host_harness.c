@@ -49,6 +49,7 @@ void hh_start(struct hh *h, const struct hfe_host_config *cfg)
 	c.notify_opaque = h;
 	h->now = HH_T0;
 	h->deadline = UINT64_MAX;
+	h->enc = c.enc;
 	h->host = hfe_host_new(&c);
 	if (!h->host)
 		die("hfe_host_new");
@@ -82,12 +83,11 @@ void hh_stop(struct hh *h)
 
 struct hfe_stream *hh_add_scanout(struct hh *h, uint32_t id, uint32_t w, uint32_t hgt)
 {
-	struct hfe_stream_params sp = { .max_fps = 240, .notify = on_notify, .opaque = h };
+	struct hfe_stream_params sp = { .enc = h->enc, .max_fps = 240, .notify = on_notify,
+					.opaque = h };
 	struct hfe_err err;
 	struct hfe_stream *s;
 
-	hfe_encoder_params_default(&sp.enc);
-	sp.enc.bitrate = 500000;
 	if (h->n_streams == HH_MAX_SCANOUTS)
 		die("too many scanouts");
 	s = hfe_stream_new(&sp, &err);

@@ -50,6 +50,7 @@ struct hh {
 	unsigned notifies;
 	struct hfe_stream *streams[HH_MAX_SCANOUTS];
 	unsigned n_streams;
+	struct hfe_encoder_params enc; /* the host's: scanouts encode alike */
 	uint8_t *picture; /* the test source's picture for hh_draw */
 	uint32_t pic_w, pic_h;
 };
@@ -64,7 +65,8 @@ void hh_start_default(struct hh *h);
 /* Frees the peer (if open), streams and host. */
 void hh_stop(struct hh *h);
 
-/* Offer a scanout stream (real encoder, test picture w x h) as scanout id. */
+/* Offer a scanout stream (real encoder, the host config's encoder params, test
+ * picture w x h) as scanout id. */
 struct hfe_stream *hh_add_scanout(struct hh *h, uint32_t id, uint32_t w, uint32_t hgt);
 /* Draw test picture `tick` into every scanout (the first call sizes them). */
 void hh_draw(struct hh *h, uint64_t tick);
