@@ -12,7 +12,9 @@
  *                 random sizes and formats, changing both mid-stream, every
  *                 reply decoded and compared with the frame sent;
  *   hostile.c     connections sending fuzz/corpus inputs, mutated, and
- *                 slow-loris peers.
+ *                 slow-loris peers;
+ *   vm.c          (--vm) a stock-QEMU VM through -display dbus, killed and
+ *                 restarted, watched by subscribers of kind 1.
  * chaos.c starts the daemon, watches it (alive, RSS, fds, PING time) and
  * prints and asserts the summary.
  */
@@ -29,6 +31,7 @@
 struct chaos_cfg {
 	char addr[300];         /* "unix:PATH" of the daemon */
 	char tcp_addr[64];      /* "tcp:127.0.0.1:PORT" of the same daemon */
+	char vm_addr[4200];     /* "unix:PATH": the channel of the VM's consoles (--vm) */
 	char corpus[1024];      /* fuzz/corpus */
 	unsigned n_scanouts;    /* test scanouts 0..n-1 */
 	uint64_t seed;
@@ -82,6 +85,9 @@ enum chaos_event {
 	EV_LORIS_BYTEWISE,   /* a PING a byte at a time: answered */
 	EV_LORIS_STALL,      /* half a header then silence: cut by the stall timeout */
 	EV_LORIS_IDLE,       /* connected, silent between messages: kept */
+	EV_VM_START,         /* QEMU started (the daemon attaches) */
+	EV_VM_KILL,          /* QEMU SIGKILLed */
+	EV_VM_TERM,          /* QEMU stopped with SIGTERM */
 	EV_PING,             /* the monitor's PINGs */
 	EV_COUNT
 };
@@ -97,6 +103,9 @@ enum chaos_sample {
 	S_PULL_RESIZE_IDR,   /* resized frame sent -> its reply (an IDR), ms */
 	S_LORIS_CUT,         /* last byte sent -> connection closed by the daemon, ms */
 	S_PING,              /* PING -> PONG on an idle connection, ms */
+	S_VM_BOOT,           /* QEMU started -> the guest draws, ms */
+	S_VM_RESTART_IDR,    /* QEMU stopped -> a subscriber's first IDR of the next QEMU, ms */
+	S_VM_SUB_IDR,        /* VM subscriber connect / KEYFRAME_REQ -> IDR (QEMU may be down), ms */
 	S_COUNT
 };
 
@@ -128,10 +137,13 @@ struct actor {
 	unsigned kind; /* actor-specific variant */
 };
 
-void *subscriber_main(void *actor);
+void *subscriber_main(void *actor); /* kind: 0 = test scanouts, 1 = the VM's */
 void *pull_main(void *actor);   /* kind: 1 = v1, 2 = v2 */
 void *fuzz_main(void *actor);
 void *loris_main(void *actor);
+void *vm_main(void *actor);
+/* How many times QEMU has been stopped, and when it last was (chaos_ms). */
+unsigned vm_generation(double *since_ms);
 
 /* Load the corpus (the files directly in chaos_cfg.corpus). Number of inputs. */
 size_t fuzz_load_corpus(void);

@@ -96,6 +96,9 @@ static const char *const ev_names[EV_COUNT] = {
 	[EV_LORIS_BYTEWISE] = "slow-loris PING byte by byte",
 	[EV_LORIS_STALL] = "slow-loris half header, cut",
 	[EV_LORIS_IDLE] = "slow-loris idle connection",
+	[EV_VM_START] = "QEMU starts (daemon attaches)",
+	[EV_VM_KILL] = "QEMU killed (SIGKILL)",
+	[EV_VM_TERM] = "QEMU stopped (SIGTERM)",
 	[EV_PING] = "monitor PINGs",
 };
 
@@ -123,6 +126,9 @@ static const char *const sample_names[S_COUNT] = {
 	[S_PULL_RESIZE_IDR] = "pull resize -> IDR",
 	[S_LORIS_CUT] = "slow-loris stall -> cut",
 	[S_PING] = "PING -> PONG",
+	[S_VM_BOOT] = "QEMU start -> guest draws",
+	[S_VM_RESTART_IDR] = "QEMU stopped -> next IDR",
+	[S_VM_SUB_IDR] = "VM sub connect/KF -> IDR",
 };
 
 void sample_add(enum chaos_sample s, double ms)

@@ -308,10 +308,9 @@ static void session(struct pull *p, const char *addr)
 void *pull_main(void *arg)
 {
 	struct pull p = { .a = arg };
-	char addr[320];
+	const char *addr = p.a->id % 2 ? chaos_cfg.addr : chaos_cfg.tcp_addr;
 
 	p.v2 = p.a->kind == 2;
-	snprintf(addr, sizeof(addr), "%s", p.a->id % 2 ? chaos_cfg.addr : chaos_cfg.tcp_addr);
 	chaos_sleep((int)rng_range(&p.a->rng, 0, 1000));
 	while (chaos_running()) {
 		session(&p, addr);

@@ -41,6 +41,9 @@ struct sub {
 	struct actor *a;
 	struct hfe_client *c;
 	bool v2;
+	bool vm;            /* kind 1: the VM's console, through its channel */
+	double connected_at;
+	unsigned vm_gen;    /* the QEMU whose IDR came last */
 	struct sub_stream so[MAX_SO];
 	unsigned pending_resp; /* SUBSCRIBE_RESPs owed */
 };
@@ -132,8 +135,15 @@ static void on_au(struct sub *sb, const struct hfe_msg *m)
 		chaos_fail(sb->a->name, "scanout %u: is_keyframe %u but %s IDR slice", id,
 			   m->u.frame_resp.is_keyframe, nals.has_idr ? "an" : "no");
 	if (nals.has_idr && s->waiting_idr) {
-		sample_add(s->wait_kind, chaos_ms() - s->wait_since);
+		sample_add(sb->vm ? S_VM_SUB_IDR : s->wait_kind, chaos_ms() - s->wait_since);
 		s->waiting_idr = false;
+	}
+	if (nals.has_idr && sb->vm) {
+		double down;
+		unsigned gen = vm_generation(&down);
+		if (gen != sb->vm_gen && sb->connected_at < down)
+			sample_add(S_VM_RESTART_IDR, chaos_ms() - down);
+		sb->vm_gen = gen;
 	}
 }
 
@@ -243,7 +253,7 @@ static void session(struct sub *sb, const char *addr)
 	struct rng *r = &sb->a->rng;
 	struct hfe_err err = { 0 };
 	double t0 = chaos_ms();
-	unsigned n_so = chaos_cfg.n_scanouts;
+	unsigned n_so = sb->vm ? 1 : chaos_cfg.n_scanouts;
 
 	sb->c = hfe_client_connect(addr, 5000, &err);
 	if (!sb->c) {
@@ -251,6 +261,8 @@ static void session(struct sub *sb, const char *addr)
 		chaos_sleep(500);
 		return;
 	}
+	sb->connected_at = t0;
+	sb->vm_gen = vm_generation(&(double){ 0 });
 	sb->v2 = rng_pct(r, 50);
 	if (sb->v2 && hfe_client_hello(sb->c, sb->a->name, NULL, 5000, &err) < 0) {
 		chaos_fail(sb->a->name, "HELLO: %s", err.msg);
@@ -336,12 +348,10 @@ static void session(struct sub *sb, const char *addr)
 void *subscriber_main(void *arg)
 {
 	struct sub sb = { .a = arg };
-	char addr[320];
 
-	if (sb.a->id % 2 == 0)
-		snprintf(addr, sizeof(addr), "%s", chaos_cfg.tcp_addr);
-	else
-		snprintf(addr, sizeof(addr), "%s", chaos_cfg.addr);
+	sb.vm = sb.a->kind == 1;
+	const char *addr = sb.vm ? chaos_cfg.vm_addr
+				 : sb.a->id % 2 == 0 ? chaos_cfg.tcp_addr : chaos_cfg.addr;
 	/* Start at staggered times, as real clients do. */
 	chaos_sleep((int)rng_range(&sb.a->rng, 0, 1000));
 	while (chaos_running()) {
