@@ -62,7 +62,7 @@ enum { PH_IDLE, PH_SMALL, PH_FULL, N_PH };
 static const char *const ph_name[N_PH] = { "idle", "small", "full" };
 
 struct opts {
-	char host[16], ns[64];
+	char host[16], ns[64], gl[16]; /* gl: the GL display, "" = 2D virtio-gpu-pci */
 	int duration_ms, fps, idle_ms, first;
 	unsigned w, h;
 };
@@ -76,28 +76,6 @@ struct opts {
 struct cpu {
 	double all_ms, vcpu_ms;
 };
-
-static double stat_cpu_ms(pid_t pid)
-{
-	char path[64], buf[2048];
-	unsigned long ut, st;
-	size_t n;
-	char *p;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-			 &st) != 2)
-		return 0;
-	return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
-}
 
 static struct cpu cpu_now(pid_t pid)
 {
@@ -136,7 +114,7 @@ static struct cpu cpu_now(pid_t pid)
 	}
 	if (d)
 		closedir(d);
-	c.all_ms = stat_cpu_ms(pid);
+	c.all_ms = tu_proc_cpu_ms(pid, 0);
 	return c;
 }
 
@@ -472,8 +450,17 @@ static bool run_one(const struct e2e_guest *g, const struct e2e_qemu *q, const c
 	struct e2e_vm_config cfg = { .append = append, .max_outputs = (unsigned)max_outputs,
 				     .mem_mb = 512 + 16 * (unsigned)n, .qmp = true,
 				     .extra_args = extra, .timeout_ms = 1800000 };
+	char display[64];
+
+	if (op->gl[0]) {
+		/* No render node here: Mesa's llvmpipe renders (qemu/README.md). */
+		snprintf(display, sizeof(display), "%s%s", op->gl,
+			 access("/dev/dri/renderD128", R_OK | W_OK) == 0 ? ""
+									 : ",rendernode=/dev/null");
+		cfg.gpu = "virtio-gpu-gl-pci";
+		cfg.display = display;
+	}
 	if (module) {
-		/* N subscribers + the guest's own connection: past the default 16. */
 		vm = e2e_qemu_vm_start(q, g, workdir, tag, NULL, &cfg, sock,
 				       sizeof(sock), err, sizeof(err));
 	} else {
@@ -585,7 +572,9 @@ static void summary(const char *host, const struct result *rs, int nr)
 static void usage(void)
 {
 	fprintf(stderr, "usage: outputs [--host dbus|module|both] [--n 1,4,8,16] [--duration MS] "
-			"[--fps N] [--idle MS] [--size WxH] [--first ID]\n");
+			"[--fps N] [--idle MS] [--size WxH] [--first ID] "
+			"[--gl egl-headless|helix]\n"
+			"  --gl: the module with virtio-gpu-gl-pci (virgl) under that display\n");
 }
 
 int main(int argc, char **argv)
@@ -616,6 +605,8 @@ int main(int argc, char **argv)
 			op.idle_ms = atoi(v);
 		else if (!strcmp(a, "--first"))
 			op.first = atoi(v);
+		else if (!strcmp(a, "--gl"))
+			snprintf(op.gl, sizeof(op.gl), "%s", v);
 		else if (!strcmp(a, "--size")) {
 			if (sscanf(v, "%ux%u", &op.w, &op.h) != 2) {
 				usage();
@@ -629,6 +620,11 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(op.host, "dbus") && strcmp(op.host, "module") && strcmp(op.host, "both")) {
 		usage();
+		return 2;
+	}
+	if (op.gl[0] && (strcmp(op.host, "module") ||
+			 (strcmp(op.gl, "egl-headless") && strcmp(op.gl, "helix")))) {
+		fprintf(stderr, "outputs: --gl egl-headless|helix goes with --host module\n");
 		return 2;
 	}
 	if (op.duration_ms < 2000 || op.fps < 1 || op.fps > 240 || op.first < 0 ||
@@ -653,6 +649,8 @@ int main(int argc, char **argv)
 	       "per desktop per tick, %d ms full-screen page flips, %d ticks/s; %ld cores, "
 	       "accel %s, load %.2f\n", op.w, op.h, op.first, op.first + MAX_N - 1, op.idle_ms,
 	       op.duration_ms / 2, op.duration_ms / 2, op.fps, ncpu, e2e_accel(&g), load[0]);
+	if (op.gl[0])
+		printf("GPU: virtio-gpu-gl-pci (virgl) under -display %s\n", op.gl);
 
 	for (int m = 0; m < 2; m++) {
 		const char *host = m ? "module" : "dbus";

@@ -717,6 +717,33 @@ uint64_t tu_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+double tu_proc_cpu_ms(pid_t pid, pid_t tid)
+{
+	char path[96], buf[2048];
+	unsigned long ut, st;
+	size_t n;
+	char *p;
+	FILE *f;
+
+	if (tid)
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = pid > 0 ? fopen(path, "r") : NULL;
+	if (!f)
+		return NAN;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* After the command name (which may hold anything): state ppid pgrp
+	 * session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+			 &st) != 2)
+		return NAN;
+	return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
 long tu_proc_status_kb(pid_t pid, const char *key)
 {
 	char path[64], line[256];

@@ -194,5 +194,8 @@ uint64_t tu_now_ns(void);
 /* A "Key:" line of /proc/PID/status in kB (e.g. "VmRSS"); -1 if the process
  * or the key is missing. */
 long tu_proc_status_kb(pid_t pid, const char *key);
+/* CPU time (utime + stime) in ms of process pid (tid 0: all its threads,
+ * exited ones included) or of its thread tid; NAN if unreadable. */
+double tu_proc_cpu_ms(pid_t pid, pid_t tid);
 
 #endif

@@ -90,6 +90,32 @@ static void helix_scanout_copy(HelixScanout *so, int x, int y, int w, int h)
     helix_feed_op(so->hfe, HELIX_OP_COPY, so, surf->image, x, y, w, h);
 }
 
+/* Give the stream the surface's size; true if it had another one (the
+ * next access unit is then an IDR). */
+static bool helix_scanout_fit(HelixScanout *so)
+{
+    uint32_t w = surface_width(so->surface), h = surface_height(so->surface);
+
+    if (so->fed && w == so->fed_w && h == so->fed_h) {
+        return false;
+    }
+    helix_feed_op(so->hfe, HELIX_OP_RESIZE, so, NULL, 0, 0, w, h);
+    so->fed = true;
+    so->fed_w = w;
+    so->fed_h = h;
+    trace_helix_scanout_resize(so->id, w, h);
+    return true;
+}
+
+void helix_scanout_show(HelixScanout *so, int x, int y, int w, int h)
+{
+    if (helix_scanout_fit(so)) {
+        helix_scanout_copy(so, 0, 0, so->fed_w, so->fed_h);
+    } else {
+        helix_scanout_copy(so, x, y, w, h);
+    }
+}
+
 /*
  * Give the stream the whole current surface (a new subscriber, a new
  * surface); a size change makes the next access unit an IDR.
@@ -97,23 +123,19 @@ static void helix_scanout_copy(HelixScanout *so, int x, int y, int w, int h)
 static void helix_scanout_feed(HelixScanout *so)
 {
     DisplaySurface *surf = so->surface;
-    uint32_t w, h;
 
     if (!surf || is_placeholder(surf)) {
         helix_feed_op(so->hfe, HELIX_OP_DISABLE, so, NULL, 0, 0, 0, 0);
         so->fed = false;
         return;
     }
-    w = surface_width(surf);
-    h = surface_height(surf);
-    if (!so->fed || w != so->fed_w || h != so->fed_h) {
-        helix_feed_op(so->hfe, HELIX_OP_RESIZE, so, NULL, 0, 0, w, h);
-        so->fed = true;
-        so->fed_w = w;
-        so->fed_h = h;
-        trace_helix_scanout_resize(so->id, w, h);
+#ifdef HELIX_HAVE_GL
+    if (helix_gl_refresh(so)) {
+        return; /* shown once it is read back */
     }
-    helix_scanout_copy(so, 0, 0, w, h);
+#endif
+    helix_scanout_fit(so);
+    helix_scanout_copy(so, 0, 0, surface_width(surf), surface_height(surf));
 }
 
 /* ---- hot-pluggable outputs (libhfe's hub calls these on the main loop) ---- */
@@ -237,8 +259,7 @@ void helix_watch_update(HelixFrameExport *s)
     }
 }
 
-static void helix_gfx_update(DisplayChangeListener *dcl,
-                             int x, int y, int w, int h)
+void helix_gfx_update(DisplayChangeListener *dcl, int x, int y, int w, int h)
 {
     HelixScanout *so = container_of(dcl, HelixScanout, dcl);
     HelixTime t0 = helix_enter();
@@ -249,7 +270,7 @@ static void helix_gfx_update(DisplayChangeListener *dcl,
     helix_leave(so->hfe, HELIX_CB_GFX_UPDATE, t0);
 }
 
-static void helix_gfx_switch(DisplayChangeListener *dcl, DisplaySurface *surf)
+void helix_gfx_switch(DisplayChangeListener *dcl, DisplaySurface *surf)
 {
     HelixScanout *so = container_of(dcl, HelixScanout, dcl);
     HelixTime t0 = helix_enter();
@@ -261,14 +282,14 @@ static void helix_gfx_switch(DisplayChangeListener *dcl, DisplaySurface *surf)
     helix_leave(so->hfe, HELIX_CB_GFX_SWITCH, t0);
 }
 
-static bool helix_gfx_check_format(DisplayChangeListener *dcl,
-                                   pixman_format_code_t f)
+bool helix_gfx_check_format(DisplayChangeListener *dcl,
+                            pixman_format_code_t f)
 {
     /* Devices that can choose (std VGA) share only what we copy directly. */
     return helix_hfe_format(f) != 0;
 }
 
-static void helix_refresh(DisplayChangeListener *dcl)
+void helix_refresh(DisplayChangeListener *dcl)
 {
     HelixScanout *so = container_of(dcl, HelixScanout, dcl);
 
@@ -318,19 +339,27 @@ static bool helix_attach_console(HelixFrameExport *s, QemuConsole *con,
     char connector[HFE_CONNECTOR_LEN];
     HelixScanout *so;
 
-    DisplayChangeListener probe = { .ops = &helix_dcl_ops, .con = con };
+    const DisplayChangeListenerOps *ops = &helix_dcl_ops;
+    DisplayChangeListener probe = { .con = con };
     Error *refused = NULL;
 
+#ifdef HELIX_HAVE_GL
+    /* -display helix: its GL frames come to our GL listener (helix-gl.c). */
+    if (helix_gl_console(con)) {
+        ops = &helix_gl_dcl_ops;
+    }
+#endif
     /*
      * An OpenGL console (virtio-gpu-gl) takes a 2D listener only where its
      * display says so: egl-headless reads each GL frame back into the
      * console's surface for 2D listeners, SDL and GTK with gl=on take none.
      * Registering a refused listener would end QEMU: ask first.
      */
+    probe.ops = ops;
     if (!qemu_console_accepts_listener(con, &probe, &refused)) {
         error_setg(errp, "console %u (%s) cannot be exported: %s (an OpenGL "
-                   "console can be exported under -display egl-headless)",
-                   index, label, error_get_pretty(refused));
+                   "console can be exported under -display helix or "
+                   "egl-headless)", index, label, error_get_pretty(refused));
         error_free(refused);
         return false;
     }
@@ -380,7 +409,7 @@ static bool helix_attach_console(HelixFrameExport *s, QemuConsole *con,
         return false;
     }
     s->scanouts[s->n_scanouts++] = so;
-    so->dcl.ops = &helix_dcl_ops;
+    so->dcl.ops = ops;
     so->dcl.con = con;
     /* Devices that are polled (VGA) are polled at the frame rate. */
     so->dcl.update_interval = MAX(1000 / s->max_fps, 10);
@@ -436,6 +465,9 @@ void helix_free_scanouts(HelixFrameExport *s)
         HelixScanout *so = s->scanouts[i];
 
         hfe_stream_free(so->stream);
+#ifdef HELIX_HAVE_GL
+        helix_gl_free(so);
+#endif
         if (so->scratch) {
             pixman_image_unref(so->scratch);
         }

@@ -34,6 +34,8 @@ static const char *const helix_cb_name[HELIX_CB__MAX] = {
     [HELIX_CB_TIMER] = "timer",
     [HELIX_CB_GFX_UPDATE] = "gfx-update",
     [HELIX_CB_GFX_SWITCH] = "gfx-switch",
+    [HELIX_CB_GL_UPDATE] = "gl-update",
+    [HELIX_CB_GL_READBACK] = "gl-readback",
 };
 
 /* Upper bounds (us) of the histogram buckets; the last bucket is open. */

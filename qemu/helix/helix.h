@@ -43,6 +43,8 @@ typedef enum HelixCb {
     HELIX_CB_TIMER,
     HELIX_CB_GFX_UPDATE,
     HELIX_CB_GFX_SWITCH,
+    HELIX_CB_GL_UPDATE,     /* -display helix: a GL console's damage */
+    HELIX_CB_GL_READBACK,   /* -display helix: a readback looked at */
     HELIX_CB__MAX
 } HelixCb;
 
@@ -76,6 +78,9 @@ typedef struct HelixClient {
     QTAILQ_ENTRY(HelixClient) next;
 } HelixClient;
 
+/* -display helix: a GL console's texture and its readback (helix-gl.c). */
+typedef struct HelixGl HelixGl;
+
 typedef struct HelixScanout {
     DisplayChangeListener dcl;
     HelixFrameExport *hfe;
@@ -89,6 +94,7 @@ typedef struct HelixScanout {
     uint32_t fed_w, fed_h;
     pixman_image_t *scratch; /* feeder: conversion of other formats */
     bool converting_noted;
+    HelixGl *gl;            /* under -display helix, once it scans out GL */
 } HelixScanout;
 
 /* Work for the feeder thread (helix-feeder.c). */
@@ -188,6 +194,27 @@ void helix_free_scanouts(HelixFrameExport *s);
 void helix_watch_update(HelixFrameExport *s);
 void helix_outputs_publish(HelixFrameExport *s);
 uint32_t helix_hfe_format(pixman_format_code_t f);
+/* The 2D listener's callbacks, which the GL listener shares. */
+void helix_refresh(DisplayChangeListener *dcl);
+void helix_gfx_update(DisplayChangeListener *dcl, int x, int y, int w, int h);
+void helix_gfx_switch(DisplayChangeListener *dcl, DisplaySurface *surf);
+bool helix_gfx_check_format(DisplayChangeListener *dcl,
+                            pixman_format_code_t f);
+/* Give the stream a rectangle of the scanout's surface (all of it, with a
+ * resize, when the stream has another size). */
+void helix_scanout_show(HelixScanout *so, int x, int y, int w, int h);
+
+/* helix-gl.c: -display helix (OpenGL consoles read back by the module) */
+#if defined(CONFIG_OPENGL) && defined(CONFIG_GBM)
+#define HELIX_HAVE_GL 1
+extern const DisplayChangeListenerOps helix_gl_dcl_ops;
+/* The console's GL context is -display helix's. */
+bool helix_gl_console(QemuConsole *con);
+/* A watched GL scanout: read it all back, shown when in; false if the
+ * console shows no GL scanout. */
+bool helix_gl_refresh(HelixScanout *so);
+void helix_gl_free(HelixScanout *so);
+#endif
 
 /* helix-feeder.c: the thread that copies pixels into the streams */
 void helix_feeder_start(HelixFrameExport *s);

@@ -34,8 +34,10 @@
  * (with rendernode=/dev/null where the host has no render node: Mesa's
  * llvmpipe then renders). The guest's dumb buffers are virgl resources; the
  * module gets each frame through egl-headless's read-back into the
- * console's surface. Resource mode is not checked there: virgl resources
- * live in virglrenderer, which the module does not read yet.
+ * console's surface. --gl=helix: under -display helix, where the module
+ * reads the GL frames back itself (damage only, asynchronously). Resource
+ * mode is not checked there: virgl resources live in virglrenderer, which
+ * the module does not read yet.
  */
 #include <poll.h>
 #include <stddef.h>
@@ -68,7 +70,7 @@
 #define STATIC_TO_MS 3300
 #define HOST_CHECKS_AT_MS 3800
 
-static bool gl_mode; /* --gl */
+static const char *gl_display; /* --gl: egl-headless, --gl=helix: helix */
 #define MAX_PROBE_ID 8
 
 struct pic {
@@ -355,7 +357,7 @@ static void host_client_checks(const char *sock)
 	CHECKF(recv_type(c, HFE_MSG_SCANOUT_RESP, &m, 5000) == 1 &&
 		       m.hdr.type == HFE_MSG_SCANOUT_RESP,
 	       "no SCANOUT_RESP to DISABLE_SCANOUT");
-	if (gl_mode) {
+	if (gl_display) {
 		printf("resource mode: not checked on virtio-gpu-gl (virgl resources)\n");
 		hfe_client_close(c);
 		return;
@@ -515,7 +517,8 @@ int main(int argc, char **argv)
 	int st;
 	unsigned long long stall_guest, stall_all;
 
-	gl_mode = argc > 1 && !strcmp(argv[1], "--gl");
+	if (argc > 1 && !strncmp(argv[1], "--gl", 4))
+		gl_display = argv[1][4] == '=' ? argv[1] + 5 : "egl-headless";
 	REQUIRE(workdir);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("test_e2e_qemu_scanout: work directory %s\n", workdir);
@@ -535,13 +538,16 @@ int main(int argc, char **argv)
 		.append = append, .fb_width = FB_W, .fb_height = FB_H, .qmp = true,
 		.extra_args = extra, .timeout_ms = 240000,
 	};
-	if (gl_mode) {
-		/* Without a DRM render node, egl-headless opens the named file anyway and
-		 * Mesa's GBM falls back to llvmpipe (see docs/e2e.md). */
+	char display[64];
+
+	if (gl_display) {
+		/* Without a DRM render node, the GL displays open the named file anyway
+		 * and Mesa's GBM falls back to llvmpipe (see qemu/README.md). */
+		snprintf(display, sizeof(display), "%s%s", gl_display,
+			 access("/dev/dri/renderD128", R_OK | W_OK) == 0 ? ""
+									 : ",rendernode=/dev/null");
 		cfg.gpu = "virtio-gpu-gl-pci";
-		cfg.display = access("/dev/dri/renderD128", R_OK | W_OK) == 0
-				      ? "egl-headless"
-				      : "egl-headless,rendernode=/dev/null";
+		cfg.display = display;
 		printf("GL: -device %s -display %s\n", cfg.gpu, cfg.display);
 	}
 	struct e2e_vm *vm = e2e_qemu_vm_start(&q, &g, workdir, "scanout", "max-fps=60", &cfg, sock,
@@ -552,8 +558,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	/* QEMU's main thread (tid = pid) does the display work of the drawing:
+	 * with a GL console, the display's read-back too (compare --gl runs). */
+	CHECKF(e2e_vm_wait_line(vm, "start", line, sizeof(line), 180000) == 1,
+	       "the guest tool did not start");
+	double main_cpu0 = tu_proc_cpu_ms(e2e_vm_pid(vm), e2e_vm_pid(vm));
 	CHECKF(e2e_vm_wait_line(vm, "draw done", line, sizeof(line), 180000) == 1,
 	       "no 'draw done' from the guest");
+	printf("QEMU main thread: %.0f ms of CPU from the guest tool's start to its draw done\n",
+	       tu_proc_cpu_ms(e2e_vm_pid(vm), e2e_vm_pid(vm)) - main_cpu0);
 	/* 2: QEMU runs under its seccomp filter (-sandbox on). */
 	CHECKF(tu_proc_status_kb(e2e_vm_pid(vm), "Seccomp") == 2,
 	       "QEMU is not sandboxed (/proc/PID/status Seccomp: %ld)",
