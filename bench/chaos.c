@@ -449,6 +449,9 @@ int main(int argc, char **argv)
 	printf("chaos: daemon malloc: %s\n",
 	       getenv("MALLOC_MMAP_THRESHOLD_") ? "MALLOC_MMAP_THRESHOLD_ fixed (see --help)"
 						: "glibc's defaults");
+	tu_asan_small_quarantine(); /* ASan builds: the daemon's RSS stays meaningful */
+	if (o.vm && vm_prepare() < 0)
+		o.vm = false;
 	d.pid = start_daemon(args, d.log, d.sock, 0);
 	REQUIRE(d.pid > 0);
 	printf("chaos: daemon pid %d (%s), %u scanouts, %u subscribers, %u pull clients, "
@@ -517,6 +520,8 @@ int main(int argc, char **argv)
 	double end_fd = window_median(o.duration_s - win, o.duration_s, 1);
 	print_summary(&o, warm_rss, end_rss, warm_fd, end_fd, idle_fds - 1, quiet_fds);
 
+	if (o.vm && ev_get(EV_VM_START) == 0)
+		chaos_fail("monitor", "--vm, but QEMU never started");
 	if (!died) {
 		if (fabs(end_rss - warm_rss) > TOLERANCE * warm_rss)
 			chaos_fail("monitor", "VmRSS moved %+.1f %% from warm-up to the end",

@@ -761,3 +761,14 @@ long tu_proc_status_kb(pid_t pid, const char *key)
 	fclose(f);
 	return v;
 }
+
+void tu_asan_small_quarantine(void)
+{
+#ifdef __SANITIZE_ADDRESS__
+	const char *o = getenv("ASAN_OPTIONS");
+	char opts[1024];
+
+	snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=4", o ? o : "", o && *o ? ":" : "");
+	setenv("ASAN_OPTIONS", opts, 1);
+#endif
+}

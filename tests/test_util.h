@@ -194,6 +194,12 @@ uint64_t tu_now_ns(void);
 /* A "Key:" line of /proc/PID/status in kB (e.g. "VmRSS"); -1 if the process
  * or the key is missing. */
 long tu_proc_status_kb(pid_t pid, const char *key);
+
+/* In an ASan build, children started from now on get a small quarantine
+ * (ASAN_OPTIONS quarantine_size_mb=4 added): a daemon built with ASan keeps
+ * freed memory there (256 MB by default), which would count as RSS growth.
+ * Nothing in other builds. */
+void tu_asan_small_quarantine(void);
 /* CPU time (utime + stime) in ms of process pid (tid 0: all its threads,
  * exited ones included) or of its thread tid; NAN if unreadable. */
 double tu_proc_cpu_ms(pid_t pid, pid_t tid);

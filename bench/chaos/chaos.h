@@ -86,6 +86,7 @@ enum chaos_event {
 	EV_LORIS_STALL,      /* half a header then silence: cut by the stall timeout */
 	EV_LORIS_IDLE,       /* connected, silent between messages: kept */
 	EV_VM_START,         /* QEMU started (the daemon attaches) */
+	EV_VM_GUEST_DIED,    /* the guest died before drawing (e.g. a panic at boot) */
 	EV_VM_KILL,          /* QEMU SIGKILLed */
 	EV_VM_TERM,          /* QEMU stopped with SIGTERM */
 	EV_PING,             /* the monitor's PINGs */
@@ -103,6 +104,7 @@ enum chaos_sample {
 	S_PULL_RESIZE_IDR,   /* resized frame sent -> its reply (an IDR), ms */
 	S_LORIS_CUT,         /* last byte sent -> connection closed by the daemon, ms */
 	S_PING,              /* PING -> PONG on an idle connection, ms */
+	S_SUB_HALF_CLOSE_EOF,/* subscriber's half-close -> the daemon's EOF, ms */
 	S_VM_BOOT,           /* QEMU started -> the guest draws, ms */
 	S_VM_RESTART_IDR,    /* QEMU stopped -> a subscriber's first IDR of the next QEMU, ms */
 	S_VM_SUB_IDR,        /* VM subscriber connect / KEYFRAME_REQ -> IDR (QEMU may be down), ms */
@@ -141,6 +143,8 @@ void *subscriber_main(void *actor); /* kind: 0 = test scanouts, 1 = the VM's */
 void *pull_main(void *actor);   /* kind: 1 = v1, 2 = v2 */
 void *fuzz_main(void *actor);
 void *loris_main(void *actor);
+/* Build or find the e2e guest (before the run: it may take a while). 0 or -1. */
+int vm_prepare(void);
 void *vm_main(void *actor);
 /* How many times QEMU has been stopped, and when it last was (chaos_ms). */
 unsigned vm_generation(double *since_ms);

