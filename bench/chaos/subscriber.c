@@ -27,6 +27,10 @@
 #include "test_util.h"
 
 #define MAX_SO 16
+/* After our half-close the daemon must notice the EOF and stop queueing: an AU
+ * whose picture changed (pts: the host's CLOCK_MONOTONIC at the damage) this
+ * long after it was queued after the EOF. */
+#define LATE_NS 2000000000
 
 struct sub_stream {
 	bool subscribed, have_idr;
@@ -47,6 +51,8 @@ struct sub {
 	struct sub_stream so[MAX_SO];
 	unsigned pending_resp; /* SUBSCRIBE_RESPs owed */
 	uint64_t rx_msgs;      /* messages received on this connection */
+	int64_t half_closed_ns; /* CLOCK_MONOTONIC of our half-close, 0 before */
+	unsigned late;          /* AUs damaged > LATE_NS after it */
 };
 
 static void stream_reset(struct sub_stream *s)
@@ -92,6 +98,8 @@ static void on_au(struct sub *sb, const struct hfe_msg *m)
 	size_t pos = 0;
 
 	atomic_fetch_add(&chaos_dec.aus, 1);
+	if (sb->half_closed_ns && m->u.frame_resp.pts > sb->half_closed_ns + LATE_NS)
+		sb->late++;
 	if (!s || !s->subscribed) {
 		chaos_fail(sb->a->name, "an access unit for scanout %u, not subscribed", id);
 		return;
@@ -264,6 +272,7 @@ static void session(struct sub *sb, const char *addr)
 		return;
 	}
 	sb->connected_at = t0;
+	sb->half_closed_ns = 0;
 	sb->vm_gen = vm_generation(&(double){ 0 });
 	sb->v2 = rng_pct(r, 50);
 	if (sb->v2 && hfe_client_hello(sb->c, sb->a->name, NULL, 5000, &err) < 0) {
@@ -337,19 +346,26 @@ static void session(struct sub *sb, const char *addr)
 			chaos_fail(sb->a->name, "shutdown: %s", strerror(errno));
 		} else {
 			/* What was queued before the EOF still comes (a slow reader
-			 * on a loaded machine takes seconds); then the daemon must
-			 * close: not stay silent for 5 s, not go on for 30. */
+			 * behind MBs of TCP buffers on a loaded machine takes many
+			 * seconds); nothing damaged after it may come, and then the
+			 * daemon must close (not stay silent for 5 s). */
 			double t = chaos_ms(), last = t;
 			uint64_t seen = sb->rx_msgs;
 			int rc = 0;
+			sb->half_closed_ns = (int64_t)tu_now_ns();
+			sb->late = 0;
 			while (rc == 0 && chaos_running() && chaos_ms() - last < 5000 &&
-			       chaos_ms() - t < 30000) {
+			       chaos_ms() - t < 60000) {
 				rc = pump(sb, 500, true);
 				if (sb->rx_msgs != seen) {
 					seen = sb->rx_msgs;
 					last = chaos_ms();
 				}
 			}
+			if (sb->late)
+				chaos_fail(sb->a->name, "%u access units of pictures changed more than "
+					   "2 s after our half-close: the daemon streamed on after the EOF",
+					   sb->late);
 			if (rc < 0)
 				sample_add(S_SUB_HALF_CLOSE_EOF, chaos_ms() - t);
 			else if (chaos_running())
