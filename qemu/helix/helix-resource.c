@@ -8,7 +8,8 @@
  * request, and lend the image's pixels to the encoder without a copy. The
  * devices are looked up once, at the first request, and kept (with a
  * reference) for the object's lifetime: a resource-mode frame costs a walk
- * of the device's resource list, not of the whole QOM tree.
+ * of the device's resource list, not of the whole QOM tree. On
+ * virtio-gpu-gl the resources are virglrenderer's: helix-virgl.c.
  *
  * Copyright (c) 2025 helix-frame-export contributors
  *
@@ -34,7 +35,7 @@ static int helix_collect_gpu(Object *obj, void *opaque)
 }
 
 /* The VM's virtio-gpu devices, found at the first call. */
-static GPtrArray *helix_gpus(HelixFrameExport *s)
+GPtrArray *helix_gpus(HelixFrameExport *s)
 {
     if (!s->gpus) {
         s->gpus = g_ptr_array_new_with_free_func((GDestroyNotify)object_unref);
@@ -89,7 +90,7 @@ static void helix_res_release(void *opaque)
 }
 
 /* Formats with the same bytes in memory (alpha is ignored). */
-static bool helix_same_layout(uint32_t a, uint32_t b)
+bool helix_same_layout(uint32_t a, uint32_t b)
 {
     bool bgr_a = a == HFE_FMT_XRGB8888 || a == HFE_FMT_ARGB8888;
     bool bgr_b = b == HFE_FMT_XRGB8888 || b == HFE_FMT_ARGB8888;
@@ -111,9 +112,17 @@ int helix_resolve_resource(void *opaque, const struct hfe_frame_request *fr,
 
     res = helix_find_resource(s, fr->resource_id);
     if (!res) {
-        hfe_err_set(err, HFE_ERR_RESOURCE_NOT_FOUND,
-                    "virtio-gpu resource %u does not exist in this VM",
-                    fr->resource_id);
+        /* virtio-gpu-gl: the resource may be virglrenderer's. */
+        int r = helix_virgl_resource(s, fr, out, err);
+
+        if (r == 0) {
+            return 0;
+        }
+        if (r > 0) {
+            hfe_err_set(err, HFE_ERR_RESOURCE_NOT_FOUND,
+                        "virtio-gpu resource %u does not exist in this VM",
+                        fr->resource_id);
+        }
         goto fail;
     }
     img = res->image;

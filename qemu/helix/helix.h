@@ -224,6 +224,13 @@ void helix_feed_op(HelixFrameExport *s, HelixScanoutOpKind kind,
                    int x, int y, int w, int h);
 
 /* helix-resource.c: virtio-gpu resources lent to the encoder */
+GPtrArray *helix_gpus(HelixFrameExport *s);
+/* Formats with the same bytes in memory (alpha is ignored). */
+bool helix_same_layout(uint32_t a, uint32_t b);
+/* helix-virgl.c: a virgl resource of this VM read out for the encoder;
+ * 0, -1 with err (found but refused), 1: no such virgl resource. */
+int helix_virgl_resource(HelixFrameExport *s, const struct hfe_frame_request *fr,
+                         struct hfe_resource_frame *out, struct hfe_err *err);
 int helix_resolve_resource(void *opaque, const struct hfe_frame_request *fr,
                            struct hfe_resource_frame *out,
                            struct hfe_err *err);

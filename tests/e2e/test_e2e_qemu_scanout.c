@@ -36,8 +36,8 @@
  * module gets each frame through egl-headless's read-back into the
  * console's surface. --gl=helix: under -display helix, where the module
  * reads the GL frames back itself (damage only, asynchronously). Resource
- * mode is not checked there: virgl resources live in virglrenderer, which
- * the module does not read yet.
+ * mode there names virgl resources, which the module reads out of
+ * virglrenderer.
  */
 #include <poll.h>
 #include <stddef.h>
@@ -357,11 +357,6 @@ static void host_client_checks(const char *sock)
 	CHECKF(recv_type(c, HFE_MSG_SCANOUT_RESP, &m, 5000) == 1 &&
 		       m.hdr.type == HFE_MSG_SCANOUT_RESP,
 	       "no SCANOUT_RESP to DISABLE_SCANOUT");
-	if (gl_display) {
-		printf("resource mode: not checked on virtio-gpu-gl (virgl resources)\n");
-		hfe_client_close(c);
-		return;
-	}
 
 	/* Resource mode: the guest's framebuffer, by its virtio-gpu resource id.
 	 * Linux numbers resources from 2 (a virglrenderer workaround) and the
