@@ -358,7 +358,9 @@ async function main() {
 		      `silent client: stopped at 60 unacknowledged frames (${raw.length})`);
 		check(slow && slow.frames_skipped > 0 && slow.waiting_key,
 		      'server skips the silent client and waits to resync it', slow);
-		check(p1gain >= 0.7 * upGain,
+		// Half, as for page 2's join: a server held up by the silent client
+		// gives page 1 nothing; a loaded machine's Chromium decodes 60-70 %.
+		check(p1gain >= 0.5 * upGain,
 		      `page 1 unaffected meanwhile (+${p1gain} frames of ${upGain} from the host)`);
 		const n0 = raw.length;
 		await page3.evaluate((seq) => window.raw.ws.send('ack ' + seq),
