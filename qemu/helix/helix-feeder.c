@@ -79,10 +79,8 @@ static void helix_feed_push(HelixFrameExport *s, HelixOp *op)
     }
 }
 
-/* Main loop: queue an operation on a scanout's stream. */
-void helix_feed_op(HelixFrameExport *s, HelixScanoutOpKind kind,
-                   HelixScanout *so, pixman_image_t *img,
-                   int x, int y, int w, int h)
+static HelixOp *helix_op_new(HelixScanoutOpKind kind, HelixScanout *so,
+                             pixman_image_t *img, int x, int y, int w, int h)
 {
     HelixOp *op = g_new0(HelixOp, 1);
 
@@ -93,6 +91,25 @@ void helix_feed_op(HelixFrameExport *s, HelixScanoutOpKind kind,
     op->y = y;
     op->w = w;
     op->h = h;
+    return op;
+}
+
+/* Main loop: queue an operation on a scanout's stream. */
+void helix_feed_op(HelixFrameExport *s, HelixScanoutOpKind kind,
+                   HelixScanout *so, pixman_image_t *img,
+                   int x, int y, int w, int h)
+{
+    helix_feed_push(s, helix_op_new(kind, so, img, x, y, w, h));
+}
+
+/* Main loop: queue reading a GL scanout's rectangle into img. */
+void helix_feed_gl_read(HelixFrameExport *s, HelixScanout *so,
+                        pixman_image_t *img, int x, int y, int w, int h,
+                        struct HelixGlRead *rd)
+{
+    HelixOp *op = helix_op_new(HELIX_OP_GL_READ, so, img, x, y, w, h);
+
+    op->gl = rd;
     helix_feed_push(s, op);
 }
 
@@ -204,6 +221,11 @@ static void *helix_feeder(void *opaque)
         case HELIX_OP_DISABLE:
             hfe_stream_disable(op->so->stream);
             break;
+        case HELIX_OP_GL_READ:
+#ifdef HELIX_HAVE_GL
+            helix_gl_read(s, op);
+#endif
+            break;
         }
         if (op->img) {
             aio_bh_schedule_oneshot(qemu_get_aio_context(),
@@ -213,6 +235,9 @@ static void *helix_feeder(void *opaque)
         qemu_mutex_lock(&s->feed_lock);
     }
     qemu_mutex_unlock(&s->feed_lock);
+#ifdef HELIX_HAVE_GL
+    helix_gl_reader_release(s);
+#endif
     return NULL;
 }
 
@@ -237,9 +262,17 @@ void helix_feeder_stop(HelixFrameExport *s)
         HelixOp *op = QSIMPLEQ_FIRST(&s->feed_q);
 
         QSIMPLEQ_REMOVE_HEAD(&s->feed_q, next);
+#ifdef HELIX_HAVE_GL
+        if (op->gl) {
+            helix_gl_read_drop(op);
+        }
+#endif
         if (op->img) {
             pixman_image_unref(op->img);
         }
         g_free(op);
     }
+#ifdef HELIX_HAVE_GL
+    helix_gl_reader_free(s);
+#endif
 }

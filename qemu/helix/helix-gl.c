@@ -7,25 +7,20 @@
  * to the helix-frame-export object's listener instead of a 2D surface.
  * egl-headless reads the whole frame back with glReadPixels, on the main
  * loop, at every flush of every console, watched or not. Here:
- *  - only what changed: the guest's damage rectangles, merged while a
- *    readback is in flight;
+ *  - only what changed: the guest's damage rectangles, merged for a
+ *    millisecond and while a read-back is queued;
  *  - only while somebody watches the console (a new subscriber gets one
- *    full readback);
- *  - asynchronously: glReadPixels into a pixel-buffer object, then a fence;
- *    a 1 ms timer polls the fence without waiting, and only a finished
- *    readback is mapped and copied into the scanout's own surface, which
- *    the feeder thread encodes from as for a 2D console;
- *  - never inside the callbacks that report damage or subscribers: those
- *    only merge rectangles.
- * On a GPU the copy to the buffer runs on the GPU while the main loop goes
- * on. A software renderer (llvmpipe) has no such engine: the copy is CPU
- * work either way, and through a buffer object it costs a second copy at
- * map time; there the damage is read straight into memory, and the gain is
- * reading only the damage (see qemu/README.md for figures). Where a GPU and a hardware encoder
- * exist, the next step is no read-back at all: export the scanout texture
- * as a dmabuf (egl_get_fd_for_texture) and import it into the encoder's
- * surface (VAAPI/NVENC through libavcodec's hw frames); not written, as
- * nothing here could run it.
+ *    full read-back);
+ *  - off the main loop: the main loop only puts a fence behind the guest's
+ *    rendering and queues the rectangle; the feeder thread, with a GL
+ *    context of its own that shares the consoles' textures, waits for the
+ *    fence, reads the rectangle into the scanout's surface and copies it
+ *    into the stream. The main loop never waits for the GPU, nor does the
+ *    CPU work of a software renderer (llvmpipe reads back on the CPU)
+ *    happen on it.
+ * Where a GPU and a hardware encoder exist, the next step is no read-back
+ * at all: export the scanout texture as a dmabuf and import it into the
+ * encoder's surface (qemu/README.md says what that takes).
  *
  * Copyright (c) 2025 helix-frame-export contributors
  *
@@ -34,6 +29,7 @@
 
 #include "qemu/osdep.h"
 #include "qemu/error-report.h"
+#include "qemu/log.h"
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "qemu/timer.h"
@@ -44,31 +40,51 @@
 #include "helix.h"
 #include "trace.h"
 
-/* How often a readback in flight is looked at (it is never waited for). */
+/* How often queued damage is looked at: damage of the next ms merges. */
 #define HELIX_GL_POLL_MS 1
+/* The feeder waits this long for the guest's rendering before it skips a
+ * read-back (the next update repairs the picture). */
+#define HELIX_GL_FENCE_WAIT_NS (1000 * 1000 * 1000ULL)
 
 /* A rectangle as corners; empty when x1 <= x0 or y1 <= y0. */
 typedef struct HelixBox {
     int x0, y0, x1, y1;
 } HelixBox;
 
+/* A GL scanout of a watched console (main loop). */
 struct HelixGl {
-    egl_fb guest_fb;          /* the scanout's texture, as a framebuffer */
+    GLuint tex;               /* the scanout's texture, 0: none */
     bool y_0_top;             /* texture row 0 is the picture's last row */
     int tex_h;                /* the texture's height */
     int sx, sy, sw, sh;       /* the scanout's rectangle in the texture */
     DisplaySurface *surface;  /* sw x sh: what the stream is fed from */
-    GLuint pbo;               /* GPU: the readback's buffer object */
-    uint8_t *cpu;             /* software renderer: read straight into it */
-    GLsync fence;             /* a readback in flight */
-    HelixBox busy;            /* its box, scanout coordinates */
     HelixBox dirty;           /* damage not read back yet */
+    int queued;               /* read-backs the feeder has not done (atomic) */
     QEMUTimer *poll;
 };
 
+/* What one read-back reads: made on the main loop, used by the feeder. */
+typedef struct HelixGlRead {
+    HelixGl *g;               /* for its queued count */
+    GLsync fence;             /* behind the guest's rendering */
+    GLuint tex;
+    bool y_0_top;
+    int tex_h, sx, sy;
+} HelixGlRead;
+
+/* The feeder thread's GL context, sharing the consoles' textures. */
+typedef struct HelixGlReader {
+    EGLContext ctx;
+    bool current;             /* made current on the feeder thread */
+    bool failed;              /* could not be: reported once */
+    GLuint fbo;               /* the feeder's own (FBOs are not shared) */
+    uint8_t *flip;            /* rows read bottom-up, before they are flipped */
+    size_t flip_len;
+} HelixGlReader;
+
 static DisplayGLCtx helix_gl_ctx;
 static bool helix_gl_ready;    /* -display helix has set up its GL context */
-static bool helix_gl_software; /* Mesa's llvmpipe/softpipe renders */
+static EGLContext helix_gl_spare_ctx; /* for the first object's feeder */
 
 /* ---- the display: GL context for the consoles ---- */
 
@@ -94,6 +110,24 @@ static const DisplayGLCtxOps helix_gl_ctx_ops = {
     .dpy_gl_ctx_make_current = qemu_egl_make_context_current,
 };
 
+/* A context for a feeder thread, sharing the consoles' textures. */
+static EGLContext helix_gl_reader_context(void)
+{
+    /* Enough for framebuffer objects and glReadPixels. */
+    QEMUGLParams p = {
+        .major_ver = 3,
+        .minor_ver = qemu_egl_mode == DISPLAYGL_MODE_ES ? 0 : 2,
+    };
+    EGLContext ctx = helix_gl_create_context(&helix_gl_ctx, &p);
+
+    if (!ctx) {
+        error_report("helix: no OpenGL context for the read-back thread "
+                     "(EGL error 0x%x): GL consoles are not exported",
+                     eglGetError());
+    }
+    return ctx;
+}
+
 static void helix_display_early_init(DisplayOptions *opts)
 {
     display_opengl = 1;
@@ -114,16 +148,14 @@ static void helix_display_init(DisplayState *ds, DisplayOptions *opts)
     eglMakeCurrent(qemu_egl_display, EGL_NO_SURFACE, EGL_NO_SURFACE,
                    qemu_egl_rn_ctx);
     renderer = (const char *)glGetString(GL_RENDERER);
-    helix_gl_software = renderer && (strstr(renderer, "llvmpipe") ||
-                                     strstr(renderer, "softpipe"));
-    info_report("helix: OpenGL renderer %s: %s read-back", renderer ?: "?",
-                helix_gl_software ? "synchronous, damage only" :
-                                    "asynchronous (buffer object + fence)");
+    info_report("helix: OpenGL renderer %s; damage read back off the main "
+                "loop", renderer ?: "?");
     for (int i = 0; (con = qemu_console_lookup_by_index(i)); i++) {
         if (qemu_console_is_graphic(con)) {
             qemu_console_set_display_gl_ctx(con, &helix_gl_ctx);
         }
     }
+    helix_gl_spare_ctx = helix_gl_reader_context();
     helix_gl_ready = true;
 }
 
@@ -144,7 +176,7 @@ bool helix_gl_console(QemuConsole *con)
     return helix_gl_ready && qemu_console_is_graphic(con);
 }
 
-/* ---- the object's listener on such a console ---- */
+/* ---- the object's listener on such a console (main loop) ---- */
 
 static void helix_gl_current(void)
 {
@@ -163,75 +195,61 @@ static HelixGl *helix_gl_of(HelixScanout *so)
     return so->gl;
 }
 
+/* Forget the damage; read-backs already queued finish on their own. */
 static void helix_gl_cancel(HelixGl *g)
 {
-    if (g->fence) {
-        helix_gl_current();
-        glDeleteSync(g->fence);
-        g->fence = NULL;
-    }
     timer_del(g->poll);
     g->dirty = (HelixBox){ 0 };
 }
 
-/* The read-back box g->busy (rows as GL read them) into our surface, then
- * to the stream. */
-static void helix_gl_store(HelixScanout *so, const uint8_t *src)
+static bool helix_box_empty(const HelixBox *b)
 {
-    HelixGl *g = so->gl;
-    HelixBox r = g->busy;
-    int w = r.x1 - r.x0, h = r.y1 - r.y0;
-    size_t row = (size_t)w * 4;
-    int stride = surface_stride(g->surface);
-    uint8_t *dst = (uint8_t *)surface_data(g->surface) +
-                   (size_t)r.y0 * stride + (size_t)r.x0 * 4;
+    return b->x1 <= b->x0 || b->y1 <= b->y0;
+}
 
-    for (int i = 0; i < h; i++) {
-        int from = g->y_0_top ? h - 1 - i : i;
+/* The feeder's GL context; NULL if there is none. */
+static HelixGlReader *helix_gl_reader(HelixFrameExport *s)
+{
+    if (!s->gl_reader) {
+        HelixGlReader *r = g_new0(HelixGlReader, 1);
 
-        memcpy(dst + (size_t)i * stride, src + (size_t)from * row, row);
+        /* Made at start for the first object: it takes milliseconds. */
+        r->ctx = helix_gl_spare_ctx ?: helix_gl_reader_context();
+        helix_gl_spare_ctx = NULL;
+        r->failed = !r->ctx;
+        s->gl_reader = r;
     }
-    if (so->watched && so->surface == g->surface) {
-        helix_scanout_show(so, r.x0, r.y0, w, h);
-    }
+    return qatomic_read(&s->gl_reader->failed) ? NULL : s->gl_reader;
 }
 
 /*
- * Start reading g->dirty back: into the buffer object, nothing waits (GPU);
- * or straight into memory (software renderer).
+ * Queue the read-back of g->dirty: a fence behind what the guest rendered
+ * so far, then the feeder reads the rectangle into our surface and (through
+ * helix_scanout_show, queued after it) copies it into the stream.
  */
 static void helix_gl_readback_start(HelixScanout *so)
 {
     HelixGl *g = so->gl;
     HelixBox r = g->dirty;
     int w = r.x1 - r.x0, h = r.y1 - r.y0;
-    /* Texture rows run the other way when its row 0 is the top. */
-    int ty = g->y_0_top ? g->tex_h - (g->sy + r.y1) : g->sy + r.y0;
+    HelixGlRead *rd;
 
-    g->dirty = (HelixBox){ 0 };
-    g->busy = r;
-    trace_helix_gl_readback(so->id, r.x0, r.y0, w, h);
-    helix_gl_current();
-    glBindFramebuffer(GL_READ_FRAMEBUFFER, g->guest_fb.framebuffer);
-    glPixelStorei(GL_PACK_ALIGNMENT, 4);
-    glPixelStorei(GL_PACK_ROW_LENGTH, 0);
-    if (g->cpu) {
-        glReadPixels(g->sx + r.x0, ty, w, h, GL_BGRA, GL_UNSIGNED_BYTE, g->cpu);
-        helix_gl_store(so, g->cpu);
+    if (!helix_gl_reader(so->hfe)) {
         return;
     }
-    glBindBuffer(GL_PIXEL_PACK_BUFFER, g->pbo);
-    glReadPixels(g->sx + r.x0, ty, w, h, GL_BGRA, GL_UNSIGNED_BYTE, NULL);
-    glBindBuffer(GL_PIXEL_PACK_BUFFER, 0);
-    g->fence = glFenceSync(GL_SYNC_GPU_COMMANDS_COMPLETE, 0);
+    g->dirty = (HelixBox){ 0 };
+    rd = g_new(HelixGlRead, 1);
+    *rd = (HelixGlRead){ .g = g, .tex = g->tex, .y_0_top = g->y_0_top,
+                         .tex_h = g->tex_h, .sx = g->sx, .sy = g->sy };
+    trace_helix_gl_readback(so->id, r.x0, r.y0, w, h);
+    helix_gl_current();
+    rd->fence = glFenceSync(GL_SYNC_GPU_COMMANDS_COMPLETE, 0);
     glFlush();
-    timer_mod(g->poll, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
-              HELIX_GL_POLL_MS);
-}
-
-static bool helix_box_empty(const HelixBox *b)
-{
-    return b->x1 <= b->x0 || b->y1 <= b->y0;
+    qatomic_inc(&g->queued);
+    helix_feed_gl_read(so->hfe, so, g->surface->image, r.x0, r.y0, w, h, rd);
+    if (so->surface == g->surface) {
+        helix_scanout_show(so, r.x0, r.y0, w, h);
+    }
 }
 
 /* Add a rectangle (scanout coordinates) to what is to be read back. */
@@ -251,33 +269,11 @@ static void helix_gl_damage(HelixScanout *so, int x, int y, int w, int h)
         g->dirty.x1 = MAX(g->dirty.x1, r.x1);
         g->dirty.y1 = MAX(g->dirty.y1, r.y1);
     }
-    if (g->cpu) {
-        /* Read on the timer: damage of the next ms merges, and the
-         * callbacks that report damage stay cheap. */
-        if (!timer_pending(g->poll)) {
-            timer_mod(g->poll, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
-                      HELIX_GL_POLL_MS);
-        }
-    } else if (!g->fence) {
-        helix_gl_readback_start(so);
+    /* Queued from the timer: the callbacks that report damage stay cheap. */
+    if (!timer_pending(g->poll)) {
+        timer_mod(g->poll, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                  HELIX_GL_POLL_MS);
     }
-}
-
-/* The finished readback: map the buffer object, store it. */
-static void helix_gl_readback_done(HelixScanout *so)
-{
-    HelixGl *g = so->gl;
-    size_t len = (size_t)(g->busy.x1 - g->busy.x0) *
-                 (g->busy.y1 - g->busy.y0) * 4;
-    const uint8_t *src;
-
-    glBindBuffer(GL_PIXEL_PACK_BUFFER, g->pbo);
-    src = glMapBufferRange(GL_PIXEL_PACK_BUFFER, 0, len, GL_MAP_READ_BIT);
-    if (src) {
-        helix_gl_store(so, src);
-        glUnmapBuffer(GL_PIXEL_PACK_BUFFER);
-    }
-    glBindBuffer(GL_PIXEL_PACK_BUFFER, 0);
 }
 
 static void helix_gl_poll(void *opaque)
@@ -285,32 +281,17 @@ static void helix_gl_poll(void *opaque)
     HelixScanout *so = opaque;
     HelixGl *g = so->gl;
     HelixTime t0 = helix_enter();
-    GLenum st;
 
-    if (g->cpu) {
-        if (!helix_box_empty(&g->dirty) && so->watched) {
-            helix_gl_readback_start(so);
-        }
+    if (helix_box_empty(&g->dirty) || !so->watched || !g->tex) {
         goto out;
     }
-    if (!g->fence) {
-        goto out;
-    }
-    helix_gl_current();
-    st = glClientWaitSync(g->fence, 0, 0); /* a look, no wait */
-    if (st == GL_TIMEOUT_EXPIRED) {
+    if (qatomic_read(&g->queued)) {
+        /* One at a time per scanout: damage merges meanwhile. */
         timer_mod(g->poll, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
                   HELIX_GL_POLL_MS);
         goto out;
     }
-    glDeleteSync(g->fence);
-    g->fence = NULL;
-    if (st != GL_WAIT_FAILED) {
-        helix_gl_readback_done(so);
-    }
-    if (!helix_box_empty(&g->dirty) && so->watched) {
-        helix_gl_readback_start(so);
-    }
+    helix_gl_readback_start(so);
 out:
     helix_leave(so->hfe, HELIX_CB_GL_READBACK, t0);
 }
@@ -321,7 +302,7 @@ static void helix_gl_scanout_disable(DisplayChangeListener *dcl)
     HelixGl *g = helix_gl_of(so);
 
     helix_gl_cancel(g);
-    egl_fb_destroy(&g->guest_fb);
+    g->tex = 0;
     if (so->surface == g->surface) {
         helix_gfx_switch(dcl, NULL); /* the output is off */
     }
@@ -339,36 +320,23 @@ static void helix_gl_scanout_texture(DisplayChangeListener *dcl,
     HelixTime t0 = helix_enter();
 
     helix_gl_cancel(g);
-    helix_gl_current();
-    egl_fb_setup_for_tex(&g->guest_fb, backing_width, backing_height,
-                         backing_id, false);
+    g->tex = backing_id;
     g->y_0_top = y_0_top;
     g->tex_h = backing_height;
     g->sx = x;
     g->sy = y;
     if (!g->surface || g->sw != (int)w || g->sh != (int)h) {
         if (g->surface) {
-            qemu_free_displaysurface(g->surface);
+            qemu_free_displaysurface(g->surface); /* queued reads hold its image */
         }
         g->surface = qemu_create_displaysurface(w, h);
         g->sw = w;
         g->sh = h;
-        if (helix_gl_software) {
-            g->cpu = g_realloc(g->cpu, (size_t)w * h * 4);
-        } else {
-            if (!g->pbo) {
-                glGenBuffers(1, &g->pbo);
-            }
-            glBindBuffer(GL_PIXEL_PACK_BUFFER, g->pbo);
-            glBufferData(GL_PIXEL_PACK_BUFFER, (size_t)w * h * 4, NULL,
-                         GL_STREAM_READ);
-            glBindBuffer(GL_PIXEL_PACK_BUFFER, 0);
-        }
         trace_helix_gl_scanout(so->id, w, h, backing_width, backing_height,
                                y_0_top);
     }
     /*
-     * The stream shows our surface once its first readback is in: until
+     * The stream shows our surface once its first read-back is in: until
      * then it keeps the last picture rather than a blank one.
      */
     so->surface = g->surface;
@@ -385,8 +353,8 @@ static void helix_gl_update(DisplayChangeListener *dcl,
     HelixScanout *so = container_of(dcl, HelixScanout, dcl);
     HelixTime t0 = helix_enter();
 
-    /* Unwatched: nothing to do; a new subscriber gets a full readback. */
-    if (so->gl && so->gl->guest_fb.framebuffer && so->watched &&
+    /* Unwatched: nothing to do; a new subscriber gets a full read-back. */
+    if (so->gl && so->gl->tex && so->watched &&
         so->surface == so->gl->surface) {
         helix_gl_damage(so, x, y, w, h);
     }
@@ -405,7 +373,7 @@ static void helix_gl_gfx_switch(DisplayChangeListener *dcl,
 
     if (so->gl) {
         helix_gl_cancel(so->gl);
-        egl_fb_destroy(&so->gl->guest_fb);
+        so->gl->tex = 0;
     }
     if (!surf || is_placeholder(surf)) {
         helix_gfx_switch(dcl, surf);
@@ -431,13 +399,14 @@ bool helix_gl_refresh(HelixScanout *so)
 {
     HelixGl *g = so->gl;
 
-    if (!g || !g->guest_fb.framebuffer || so->surface != g->surface) {
+    if (!g || !g->tex || so->surface != g->surface) {
         return false;
     }
     helix_gl_damage(so, 0, 0, g->sw, g->sh);
     return true;
 }
 
+/* After helix_feeder_stop: no read-back refers to it any more. */
 void helix_gl_free(HelixScanout *so)
 {
     HelixGl *g = so->gl;
@@ -447,11 +416,6 @@ void helix_gl_free(HelixScanout *so)
     }
     helix_gl_cancel(g);
     timer_free(g->poll);
-    egl_fb_destroy(&g->guest_fb);
-    if (g->pbo) {
-        glDeleteBuffers(1, &g->pbo);
-    }
-    g_free(g->cpu);
     if (g->surface) {
         qemu_free_displaysurface(g->surface);
     }
@@ -469,3 +433,116 @@ const DisplayChangeListenerOps helix_gl_dcl_ops = {
     .dpy_gl_scanout_texture = helix_gl_scanout_texture,
     .dpy_gl_update = helix_gl_update,
 };
+
+/* ---- the read-back itself, on the feeder thread ---- */
+
+bool helix_gl_read(HelixFrameExport *s, HelixOp *op)
+{
+    HelixGlReader *r = s->gl_reader;
+    HelixGlRead *rd = op->gl;
+    int stride = pixman_image_get_stride(op->img);
+    uint8_t *dst = (uint8_t *)pixman_image_get_data(op->img) +
+                   (size_t)op->y * stride + (size_t)op->x * 4;
+    /* Texture rows run the other way when its row 0 is the picture's last. */
+    int ty = rd->y_0_top ? rd->tex_h - (rd->sy + op->y + op->h)
+                         : rd->sy + op->y;
+    bool ok = false;
+    GLenum st;
+
+    if (!r->current) {
+        if (!eglMakeCurrent(qemu_egl_display, EGL_NO_SURFACE, EGL_NO_SURFACE,
+                            r->ctx)) {
+            /* The fence stays: nothing can delete it without a context. */
+            qemu_log_mask(LOG_UNIMP, "helix-frame-export: the read-back "
+                          "thread cannot use its OpenGL context (EGL error "
+                          "0x%x): GL consoles are not exported\n",
+                          eglGetError());
+            qatomic_set(&r->failed, true);
+            goto out;
+        }
+        r->current = true;
+        glGenFramebuffers(1, &r->fbo);
+    }
+    st = glClientWaitSync(rd->fence, GL_SYNC_FLUSH_COMMANDS_BIT,
+                          HELIX_GL_FENCE_WAIT_NS);
+    glDeleteSync(rd->fence);
+    if (st != GL_ALREADY_SIGNALED && st != GL_CONDITION_SATISFIED) {
+        goto out;
+    }
+    glBindFramebuffer(GL_READ_FRAMEBUFFER, r->fbo);
+    glFramebufferTexture2D(GL_READ_FRAMEBUFFER, GL_COLOR_ATTACHMENT0,
+                           GL_TEXTURE_2D, rd->tex, 0);
+    /* Incomplete when the guest has freed the texture meanwhile. */
+    if (glCheckFramebufferStatus(GL_READ_FRAMEBUFFER) ==
+        GL_FRAMEBUFFER_COMPLETE) {
+        glPixelStorei(GL_PACK_ALIGNMENT, 4);
+        if (!rd->y_0_top) {
+            glPixelStorei(GL_PACK_ROW_LENGTH, stride / 4);
+            glReadPixels(rd->sx + op->x, ty, op->w, op->h, GL_BGRA,
+                         GL_UNSIGNED_BYTE, dst);
+        } else {
+            size_t row = (size_t)op->w * 4, len = row * op->h;
+
+            if (r->flip_len < len) {
+                r->flip = g_realloc(r->flip, len);
+                r->flip_len = len;
+            }
+            glPixelStorei(GL_PACK_ROW_LENGTH, 0);
+            glReadPixels(rd->sx + op->x, ty, op->w, op->h, GL_BGRA,
+                         GL_UNSIGNED_BYTE, r->flip);
+            for (int i = 0; i < op->h; i++) {
+                memcpy(dst + (size_t)i * stride,
+                       r->flip + (size_t)(op->h - 1 - i) * row, row);
+            }
+        }
+        ok = glGetError() == GL_NO_ERROR;
+    }
+    /* Hold no reference: the guest may free the texture. */
+    glFramebufferTexture2D(GL_READ_FRAMEBUFFER, GL_COLOR_ATTACHMENT0,
+                           GL_TEXTURE_2D, 0, 0);
+    glBindFramebuffer(GL_READ_FRAMEBUFFER, 0);
+out:
+    qatomic_dec(&rd->g->queued);
+    g_free(rd);
+    op->gl = NULL;
+    return ok;
+}
+
+void helix_gl_reader_release(HelixFrameExport *s)
+{
+    HelixGlReader *r = s->gl_reader;
+
+    if (r && r->current) {
+        glDeleteFramebuffers(1, &r->fbo);
+        eglMakeCurrent(qemu_egl_display, EGL_NO_SURFACE, EGL_NO_SURFACE,
+                       EGL_NO_CONTEXT);
+        eglReleaseThread();
+        r->current = false;
+    }
+}
+
+void helix_gl_read_drop(HelixOp *op)
+{
+    HelixGlRead *rd = op->gl;
+
+    helix_gl_current();
+    glDeleteSync(rd->fence);
+    qatomic_dec(&rd->g->queued);
+    g_free(rd);
+    op->gl = NULL;
+}
+
+void helix_gl_reader_free(HelixFrameExport *s)
+{
+    HelixGlReader *r = s->gl_reader;
+
+    if (!r) {
+        return;
+    }
+    if (r->ctx) {
+        qemu_egl_destroy_context(&helix_gl_ctx, r->ctx);
+    }
+    g_free(r->flip);
+    g_free(r);
+    s->gl_reader = NULL;
+}

@@ -102,13 +102,16 @@ typedef enum HelixScanoutOpKind {
     HELIX_OP_RESIZE,
     HELIX_OP_COPY,
     HELIX_OP_DISABLE,
+    HELIX_OP_GL_READ,
 } HelixScanoutOpKind;
 
 typedef struct HelixOp {
     HelixScanoutOpKind kind;
     HelixScanout *so;
-    pixman_image_t *img; /* COPY: a reference, dropped on the main loop */
-    int x, y, w, h;      /* COPY: the rectangle; RESIZE: w, h */
+    pixman_image_t *img; /* COPY, GL_READ: a reference, dropped on the main
+                          * loop */
+    int x, y, w, h;      /* COPY, GL_READ: the rectangle; RESIZE: w, h */
+    struct HelixGlRead *gl; /* GL_READ: where from (helix-gl.c) */
     QSIMPLEQ_ENTRY(HelixOp) next;
 } HelixOp;
 
@@ -148,6 +151,7 @@ struct HelixFrameExport {
     unsigned feed_len;
     bool feed_stop;
     bool feeder_idle; /* waiting on feed_cond */
+    struct HelixGlReader *gl_reader; /* the feeder's GL context, if any */
 
     /* resource mode: the VM's virtio-gpu devices, looked up once */
     GPtrArray *gpus;
@@ -214,6 +218,14 @@ bool helix_gl_console(QemuConsole *con);
  * console shows no GL scanout. */
 bool helix_gl_refresh(HelixScanout *so);
 void helix_gl_free(HelixScanout *so);
+/* Feeder thread: read a GL_READ op's rectangle into its image; false if
+ * there was nothing to read. */
+bool helix_gl_read(HelixFrameExport *s, HelixOp *op);
+/* Feeder thread, when it ends: let go of its GL context. */
+void helix_gl_reader_release(HelixFrameExport *s);
+/* Main loop, after the feeder: a GL_READ op that never ran; the context. */
+void helix_gl_read_drop(HelixOp *op);
+void helix_gl_reader_free(HelixFrameExport *s);
 #endif
 
 /* helix-feeder.c: the thread that copies pixels into the streams */
@@ -222,6 +234,9 @@ void helix_feeder_stop(HelixFrameExport *s);
 void helix_feed_op(HelixFrameExport *s, HelixScanoutOpKind kind,
                    HelixScanout *so, pixman_image_t *img,
                    int x, int y, int w, int h);
+void helix_feed_gl_read(HelixFrameExport *s, HelixScanout *so,
+                        pixman_image_t *img, int x, int y, int w, int h,
+                        struct HelixGlRead *rd);
 
 /* helix-resource.c: virtio-gpu resources lent to the encoder */
 GPtrArray *helix_gpus(HelixFrameExport *s);
