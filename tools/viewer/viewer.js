@@ -281,8 +281,10 @@
 	}
 
 	function connect() {
-		const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-		ws = new WebSocket(proto + '//' + location.host + '/ws');
+		// Beside the page, under the same token: /TOKEN/ws.
+		const url = new URL('ws', location.href);
+		url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+		ws = new WebSocket(url.href);
 		ws.binaryType = 'arraybuffer';
 		ws.onopen = () => {
 			stats.connected = true;
@@ -353,8 +355,8 @@
 		stats.lastError = window.isSecureContext
 			? 'this browser has no WebCodecs VideoDecoder'
 			: 'WebCodecs needs a secure context: open the page as ' +
-			  'http://localhost:PORT or http://127.0.0.1:PORT ' +
-			  '(from another machine, through an SSH tunnel)';
+			  'http://localhost:PORT or http://127.0.0.1:PORT, or from ' +
+			  'another machine over HTTPS (hfe-viewer --tls-cert) or an SSH tunnel';
 		setStatus(stats.lastError);
 		return;
 	}
