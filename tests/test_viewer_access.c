@@ -117,6 +117,18 @@ static GSubprocess *start_viewer(const char *log, const char *const *extra, cons
 	return p;
 }
 
+/* SIGTERM: a clean exit (0), also for the sanitizers' leak check. */
+static bool stop(GSubprocess *p, const char *name)
+{
+	g_subprocess_send_signal(p, SIGTERM);
+	g_subprocess_wait(p, NULL, NULL);
+	bool ok = g_subprocess_get_if_exited(p) && g_subprocess_get_exit_status(p) == 0;
+	if (!ok)
+		g_printerr("%s did not exit 0 on SIGTERM\n", name);
+	g_object_unref(p);
+	return ok;
+}
+
 static void viewer_up(struct viewer *v, const char *name, const char *const *extra,
 		      const char *env_token)
 {
@@ -558,16 +570,12 @@ static void test_bad_tokens(void)
 	GSubprocess *p = start_viewer(log_path, NULL, "env-token-0123456789", &url);
 	g_assert_nonnull(url);
 	g_assert_true(g_str_has_suffix(url, "/env-token-0123456789/"));
-	g_subprocess_send_signal(p, SIGTERM);
-	g_subprocess_wait(p, NULL, NULL);
-	g_object_unref(p);
+	g_assert_true(stop(p, "the HFE_VIEWER_TOKEN viewer"));
 	g_free(url);
 	p = start_viewer(log_path, NULL, NULL, &url);
 	g_assert_nonnull(url);
 	g_assert_null(strstr(url, F.plain.token));
-	g_subprocess_send_signal(p, SIGTERM);
-	g_subprocess_wait(p, NULL, NULL);
-	g_object_unref(p);
+	g_assert_true(stop(p, "another random-token viewer"));
 	g_free(url);
 	g_free(log_path);
 }
@@ -650,30 +658,28 @@ static void setup(void)
 	F.session = soup_session_new_with_options("timeout", 10, NULL);
 }
 
-static void stop(GSubprocess *p)
-{
-	if (!p)
-		return;
-	g_subprocess_send_signal(p, SIGTERM);
-	g_subprocess_wait(p, NULL, NULL);
-	g_object_unref(p);
-}
-
 static void viewer_free(struct viewer *v)
 {
-	stop(v->proc);
 	g_free(v->url);
 	g_free(v->base);
 	g_free(v->token);
 	g_free(v->log);
 }
 
-static void teardown(bool keep)
+/* Stop everything; false if something did not exit cleanly. */
+static bool stop_all(void)
 {
 	g_object_unref(F.session);
+	bool ok = stop(F.plain.proc, "the plain viewer");
+	ok &= stop(F.tls.proc, "the HTTPS viewer");
+	ok &= stop(F.daemon, "the daemon");
+	return ok;
+}
+
+static void teardown(bool keep)
+{
 	viewer_free(&F.plain);
 	viewer_free(&F.tls);
-	stop(F.daemon);
 	g_object_unref(F.cert_obj);
 	if (keep) {
 		g_printerr("logs kept in %s\n", F.dir);
@@ -720,6 +726,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/viewer-access/bad-tokens", test_bad_tokens);
 	g_test_add_func("/viewer-access/bad-certificates", test_bad_certificates);
 	int rc = g_test_run();
+	if (!stop_all())
+		rc = 1;
 	teardown(rc != 0);
 	return rc;
 }
