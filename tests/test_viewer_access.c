@@ -23,6 +23,7 @@
 
 #include <gio/gio.h>
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <libsoup/soup.h>
 
 #define FPS 15
@@ -451,6 +452,10 @@ static void test_tls_page_and_stream(void)
 	const struct viewer *v = &F.tls;
 	g_assert_true(g_str_has_prefix(v->url, "https://127.0.0.1:"));
 	g_assert_cmpstr(v->token, ==, TOKEN_FILE_TOKEN);
+	char *log = read_file(v->log);
+	g_assert_nonnull(strstr(log, "other users may read"));
+	g_assert_null(strstr(log, TOKEN_FILE_TOKEN));
+	g_free(log);
 	char *body = NULL;
 	g_assert_cmpuint(get(v->url, NULL, &body, NULL), ==, 200);
 	g_assert_nonnull(strstr(body, "<canvas"));
@@ -633,6 +638,7 @@ static void setup(void)
 	g_assert_no_error(e);
 	g_file_set_contents(F.token_file, TOKEN_FILE_TOKEN "\n", -1, &e);
 	g_assert_no_error(e);
+	g_chmod(F.token_file, 0644); /* the viewer warns about that */
 
 	char *listen = g_strdup_printf("unix:%s", F.sock);
 	char *scanout = g_strdup_printf("0:320x240@%d", FPS);

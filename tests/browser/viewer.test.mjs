@@ -18,6 +18,8 @@
  *  - over HTTPS (--tls-cert, a certificate made here with openssl) on a
  *    non-loopback address the page is a secure context and plays; plain
  *    HTTP to that port gets no page;
+ *  - a viewer restarted with another token: its old page says so; restarted
+ *    with the same one (HFE_VIEWER_TOKEN): the page resumes;
  *  - the viewer survives the daemon restarting;
  *  - Ctrl-C finishes the MP4, which ffprobe reads with the frame count the
  *    viewer reported.
@@ -66,9 +68,9 @@ fs.rmSync(mp4, { force: true });
 
 const children = new Set();
 const started = [];
-function start(name, file, args) {
+function start(name, file, args, env = {}) {
 	const p = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'],
-				      env: { ...process.env, HFE_LOG: 'warn' } });
+				      env: { ...process.env, HFE_LOG: 'warn', ...env } });
 	p.name = name;
 	p.stdoutText = '';
 	p.stderrText = '';
@@ -291,6 +293,44 @@ async function checkHttps(browser) {
 	}
 }
 
+// A viewer restarted on the same port: with a new token the open page is
+// refused and says so; with the old one (HFE_VIEWER_TOKEN) it plays again.
+async function checkViewerRestart(browser) {
+	const tokenA = 'restart-token-' + 'a'.repeat(20);
+	let v = start('viewer-restart', VIEWER, ['--connect', 'unix:' + sock, '--scanout', '0',
+						 '--http', '127.0.0.1:0'], { HFE_VIEWER_TOKEN: tokenA });
+	const url = await viewerUrl(v);
+	check(url.endsWith(`/${tokenA}/`), `HFE_VIEWER_TOKEN is the URL's token (${url})`);
+	const port = new URL(url).port;
+	const ctx = await browser.newContext();
+	const page = await ctx.newPage();
+	try {
+		await page.goto(url);
+		await waitDecoding(page, 'the restart page', 5, 15000);
+		const restart = async (env) => {
+			check((await stop(v)).code === 0, 'the restarted viewer exits 0');
+			v = start('viewer-restart', VIEWER, ['--connect', 'unix:' + sock, '--scanout',
+							     '0', '--http', '127.0.0.1:' + port], env);
+			return viewerUrl(v);
+		};
+		const other = await restart({});
+		check(!other.includes(tokenA), 'restarted without a token: a new random one');
+		const said = await waitFor('the page to say it is refused', async () => {
+			const t = await page.locator('#status').textContent();
+			return /refuses this URL/.test(t) && t;
+		}, 10000).catch((e) => String(e));
+		check(/refuses this URL/.test(said), `the old page says so: "${said}"`);
+		await restart({ HFE_VIEWER_TOKEN: tokenA });
+		const d0 = (await stats(page)).framesDecoded;
+		await waitFor('the page to play again',
+			      async () => (await stats(page)).framesDecoded > d0 + 5, 15000);
+		check(true, 'restarted with the same token: the page plays again');
+	} finally {
+		await ctx.close();
+		check((await stop(v)).code === 0, 'the restarted viewer exits 0');
+	}
+}
+
 async function main() {
 	let daemon = startDaemon();
 	await waitFor('the daemon socket', () => fs.existsSync(sock), 10000);
@@ -501,6 +541,7 @@ async function main() {
 		// 5b. HTTPS on an address other than loopback: a secure context
 		// there only over TLS, and the page plays.
 		await checkHttps(browser);
+		await checkViewerRestart(browser);
 
 		// 6. The daemon restarts: the viewer reconnects, the pages resume.
 		const r = await stop(daemon);

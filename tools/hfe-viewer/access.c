@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include <glib/gstdio.h>
+
 #include "viewer.h"
 
 #define TOKEN_BYTES 24 /* 192 bits: 32 characters of base64url */
@@ -75,7 +77,10 @@ bool access_init(struct viewer *v, const char *token_file)
 		}
 		g_strstrip(t);
 		from = "--token-file";
-	} else if (g_getenv("HFE_VIEWER_TOKEN")) {
+		GStatBuf st;
+		if (g_stat(token_file, &st) == 0 && (st.st_mode & 077))
+			say("warning: other users may read %s (chmod 600 it)", token_file);
+	} else if (g_getenv("HFE_VIEWER_TOKEN") && *g_getenv("HFE_VIEWER_TOKEN")) {
 		t = g_strdup(g_getenv("HFE_VIEWER_TOKEN"));
 		from = "HFE_VIEWER_TOKEN";
 	} else {
