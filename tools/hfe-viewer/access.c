@@ -132,20 +132,21 @@ static bool host_name(const char *host, char *name, size_t size)
 	return true;
 }
 
-gboolean host_allowed(const struct viewer *v, SoupServerMessage *msg)
+bool host_allowed(const struct viewer *v, SoupServerMessage *msg)
 {
 	SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
 	const char *host = soup_message_headers_get_one(h, "Host");
 	if (!host)
-		return TRUE; /* HTTP/1.0 client */
+		return true; /* HTTP/1.0 client */
 	char name[256];
 	if (!host_name(host, name, sizeof(name)))
-		return FALSE;
+		return false;
 	if (!g_ascii_strcasecmp(name, "localhost") || g_hostname_is_ip_address(name))
-		return TRUE;
+		return true;
 	if (!v->tls)
-		return FALSE;
-	/* Over TLS a browser only gets here for a name the certificate is for. */
+		return false;
+	/* Over TLS a name the certificate is for: a rebinding page's domain is
+	 * not, and the browser would not accept our certificate for it anyway. */
 	GSocketConnectable *id = g_network_address_new(name, 0);
 	GTlsCertificateFlags f = g_tls_certificate_verify(v->tls, id, NULL);
 	g_object_unref(id);

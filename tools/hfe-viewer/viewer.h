@@ -136,7 +136,7 @@ bool access_init(struct viewer *v, const char *token_file);
 /* PATH after its "/TOKEN" prefix ("" or "/..."), NULL without the token. */
 const char *access_strip_token(const struct viewer *v, const char *path);
 /* Addressed to us, not to a name a rebinding DNS gave our address. */
-gboolean host_allowed(const struct viewer *v, SoupServerMessage *msg);
+bool host_allowed(const struct viewer *v, SoupServerMessage *msg);
 /* No Origin (not a browser) or the page's own. */
 bool origin_allowed(const struct viewer *v, SoupServerMessage *msg);
 
