@@ -263,6 +263,8 @@ qemu_pid=$!
 
 say "starting hfe-viewer --connect unix:$sock --scanout 0 --http 127.0.0.1:$port --record $out/demo.mp4"
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+# The log gets the URL, and the URL's token is the key to the VM's screen: only for us.
+(umask 077 && rm -f "$out/viewer.log" && : >"$out/viewer.log")
 setsid "$build/tools/hfe-viewer" --connect "unix:$sock" --scanout 0 --http "127.0.0.1:$port" \
 	--record "$out/demo.mp4" </dev/null >"$out/viewer.log" 2>&1 &
 viewer_pid=$!
@@ -277,6 +279,7 @@ done
 
 echo
 echo "   open $url in a browser (Chromium, Firefox: WebCodecs needs 127.0.0.1/localhost)"
+echo "   (the URL holds this run's secret token: whoever has it can watch the VM's screen)"
 echo "   the stream is being recorded to $out/demo.mp4"
 if [ "$duration" -gt 0 ]; then
 	echo "   stopping after $duration s"

@@ -23,7 +23,7 @@ HFE_DEPS_TEST=(
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 	busybox-static kmod cpio xz-utils qemu-system-x86
-	chromium nodejs
+	chromium nodejs openssl
 	systemd
 )
 # Added for scripts/demo.sh: ffprobe, QEMU, and what tests/e2e/build-guest.sh packs the guest with.

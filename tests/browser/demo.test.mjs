@@ -3,6 +3,7 @@
  * The README's main command, as a person runs it: scripts/demo.sh boots the
  * VM, attaches the daemon, runs the guest's subscriber and hfe-viewer; this
  * opens the printed URL in Chromium (Playwright) and checks:
+ *  - the printed URL carries the viewer's token (without it: 403);
  *  - the canvas shows the VM's screen: 1024x768, not black, the demo's blue
  *    title bar and text at the top, the colour bars of the guest's pattern at
  *    the bottom; two shots 3 s apart differ (pattern and clock move);
@@ -147,7 +148,8 @@ async function main() {
 		const url = await waitFor('the viewer URL', () => {
 			if (done)
 				throw new Error(`demo.sh exited early: ${JSON.stringify(done)}`);
-			const m = /open (http:\/\/127\.0\.0\.1:\d+\/) in a browser/.exec(text);
+			const m = /open (http:\/\/127\.0\.0\.1:\d+\/[A-Za-z0-9_-]{32}\/) in a browser/
+				.exec(text);
 			return m && m[1];
 		}, 300000);
 		const tUrl = Date.now();
@@ -174,6 +176,9 @@ async function main() {
 				return (await stats()).framesDecoded >= 5;
 			}, 240000);
 			const tFirst = Date.now();
+			const bare = await fetch(new URL(url).origin + '/');
+			check(bare.status === 403, `the demo's viewer wants the URL's token ` +
+			      `(without it: ${bare.status})`);
 			console.log(`     timing: URL printed ${((tUrl - t0) / 1000).toFixed(1)} s after ` +
 				    `start; first frames decoded in the browser ` +
 				    `${((tFirst - t0) / 1000).toFixed(1)} s after start ` +

@@ -12,7 +12,14 @@
  *    while the first keeps going; a reload decodes again;
  *  - a client that stops acknowledging is skipped, then resynced with a
  *    keyframe, without slowing the page;
- *  - a page of another origin is refused;
+ *  - the URL carries the viewer's token: without it, or with a wrong one, the
+ *    page, /stats.json and the WebSocket are refused; a page of another
+ *    origin is refused its WebSocket (never opened, no frames);
+ *  - over HTTPS (--tls-cert, a certificate made here with openssl) on a
+ *    non-loopback address the page is a secure context and plays; plain
+ *    HTTP to that port gets no page;
+ *  - a viewer restarted with another token: its old page says so; restarted
+ *    with the same one (HFE_VIEWER_TOKEN): the page resumes;
  *  - the viewer survives the daemon restarting;
  *  - Ctrl-C finishes the MP4, which ffprobe reads with the frame count the
  *    viewer reported.
@@ -61,9 +68,9 @@ fs.rmSync(mp4, { force: true });
 
 const children = new Set();
 const started = [];
-function start(name, file, args) {
+function start(name, file, args, env = {}) {
 	const p = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'],
-				      env: { ...process.env, HFE_LOG: 'warn' } });
+				      env: { ...process.env, HFE_LOG: 'warn', ...env } });
 	p.name = name;
 	p.stdoutText = '';
 	p.stderrText = '';
@@ -207,7 +214,122 @@ async function waitDecoding(page, label, minFrames = 5, timeoutMs = 15000) {
 		      async () => (await stats(page)).framesDecoded >= minFrames, timeoutMs);
 }
 
+async function viewerUrl(viewer) {
+	return waitFor('the viewer URL', () => {
+		const m = /open (https?:\/\/\S+) in a browser/.exec(viewer.stdoutText);
+		return m && m[1];
+	}, 10000);
+}
+
+// Runs in the page: open a WebSocket, report whether it opened and how many
+// frames came before it closed (or 3 s passed).
+function tryWebSocket(wsUrl) {
+	return new Promise((resolve) => {
+		const ws = new WebSocket(wsUrl);
+		ws.binaryType = 'arraybuffer';
+		let frames = 0, opened = false;
+		ws.onopen = () => { opened = true; };
+		ws.onmessage = (e) => { if (typeof e.data !== 'string') frames++; };
+		ws.onclose = (e) => resolve({ opened, code: e.code, frames });
+		setTimeout(() => resolve({ opened, code: 'still open', frames }), 3000);
+	});
+}
+
 /* ---- the test ---- */
+
+// A self-signed certificate for ADDR, made with the openssl CLI.
+function makeCert(addr) {
+	const cert = path.join(work, 'cert.pem'), key = path.join(work, 'key.pem');
+	execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt',
+				 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key,
+				 '-out', cert, '-days', '2', '-subj', '/CN=hfe-viewer browser test',
+				 '-addext', `subjectAltName=IP:${addr}`], { stdio: 'ignore' });
+	return { cert, key };
+}
+
+// This machine's first non-loopback IPv4 address (else loopback).
+function outsideAddress() {
+	for (const list of Object.values(os.networkInterfaces()))
+		for (const a of list)
+			if (a.family === 'IPv4' && !a.internal)
+				return a.address;
+	return '127.0.0.1';
+}
+
+async function checkHttps(browser) {
+	const addr = outsideAddress();
+	const { cert, key } = makeCert(addr);
+	const tls = start('viewer-tls', VIEWER, ['--connect', 'unix:' + sock, '--scanout', '0',
+						 '--http', addr + ':0', '--tls-cert', cert,
+						 '--tls-key', key]);
+	try {
+		const url = await viewerUrl(tls);
+		check(new RegExp(`^https://${addr.replace(/\./g, '\\.')}:\\d+/[A-Za-z0-9_-]{32}/$`)
+		      .test(url), `the HTTPS viewer prints an https:// URL (${url})`);
+		const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+		const page = await ctx.newPage();
+		await page.goto(url);
+		const secure = await page.evaluate(() => window.isSecureContext);
+		check(secure, `https://${addr}: the page is a secure context`);
+		await waitDecoding(page, 'the HTTPS page', 5, 15000);
+		await sleep(300);
+		checkPicture(await snapshot(page, 'https'), 'over HTTPS');
+		checkClean(await stats(page), 'the HTTPS page');
+		// Plain HTTP to the HTTPS port: no page, no WebSocket.
+		const plain = url.replace('https:', 'http:');
+		let served = null;
+		try {
+			const resp = await page.goto(plain);
+			served = resp.status();
+		} catch (e) {
+			served = String(e.message).split('\n')[0];
+		}
+		check(typeof served === 'string',
+		      `plain HTTP to the HTTPS port gets no answer (${served})`);
+		await ctx.close();
+	} finally {
+		const r = await stop(tls);
+		check(r.code === 0, 'the HTTPS viewer exits 0', r);
+	}
+}
+
+// A viewer restarted on the same port: with a new token the open page is
+// refused and says so; with the old one (HFE_VIEWER_TOKEN) it plays again.
+async function checkViewerRestart(browser) {
+	const tokenA = 'restart-token-' + 'a'.repeat(20);
+	let v = start('viewer-restart', VIEWER, ['--connect', 'unix:' + sock, '--scanout', '0',
+						 '--http', '127.0.0.1:0'], { HFE_VIEWER_TOKEN: tokenA });
+	const url = await viewerUrl(v);
+	check(url.endsWith(`/${tokenA}/`), `HFE_VIEWER_TOKEN is the URL's token (${url})`);
+	const port = new URL(url).port;
+	const ctx = await browser.newContext();
+	const page = await ctx.newPage();
+	try {
+		await page.goto(url);
+		await waitDecoding(page, 'the restart page', 5, 15000);
+		const restart = async (env) => {
+			check((await stop(v)).code === 0, 'the restarted viewer exits 0');
+			v = start('viewer-restart', VIEWER, ['--connect', 'unix:' + sock, '--scanout',
+							     '0', '--http', '127.0.0.1:' + port], env);
+			return viewerUrl(v);
+		};
+		const other = await restart({});
+		check(!other.includes(tokenA), 'restarted without a token: a new random one');
+		const said = await waitFor('the page to say it is refused', async () => {
+			const t = await page.locator('#status').textContent();
+			return /refuses this URL/.test(t) && t;
+		}, 10000).catch((e) => String(e));
+		check(/refuses this URL/.test(said), `the old page says so: "${said}"`);
+		await restart({ HFE_VIEWER_TOKEN: tokenA });
+		const d0 = (await stats(page)).framesDecoded;
+		await waitFor('the page to play again',
+			      async () => (await stats(page)).framesDecoded > d0 + 5, 15000);
+		check(true, 'restarted with the same token: the page plays again');
+	} finally {
+		await ctx.close();
+		check((await stop(v)).code === 0, 'the restarted viewer exits 0');
+	}
+}
 
 async function main() {
 	let daemon = startDaemon();
@@ -215,11 +337,11 @@ async function main() {
 
 	const viewer = start('viewer', VIEWER, ['--connect', 'unix:' + sock, '--scanout', '0',
 						'--http', '127.0.0.1:0', '--record', mp4]);
-	const url = await waitFor('the viewer URL', () => {
-		const m = /open (http:\/\/\S+) in a browser/.exec(viewer.stdoutText);
-		return m && m[1];
-	}, 10000);
-	check(/^http:\/\/127\.0\.0\.1:\d+\/$/.test(url), `viewer prints its URL (${url})`);
+	const url = await viewerUrl(viewer);
+	check(/^http:\/\/127\.0\.0\.1:\d+\/[A-Za-z0-9_-]{32}\/$/.test(url),
+	      `viewer prints its URL with a token (${url})`);
+	const origin = new URL(url).origin;
+	const token = new URL(url).pathname.split('/')[1];
 	const tStart = Date.now();
 
 	const browser = await chromium.launch({
@@ -372,27 +494,42 @@ async function main() {
 		      raw2.slice(n0, n0 + 2));
 		await page3.close();
 
-		// 5. A page from another origin may not watch: the page at
+		// 5. Without the token nothing is served: not the page, not the
+		// stats, not the WebSocket (the handshake is refused, so it never
+		// opens). A wrong token is no better.
+		const refused0 = (await serverStats(url)).refused;
+		const page5 = await ctx2.newPage();
+		const wrong = token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A');
+		for (const p of ['/', '/stats.json', '/viewer.js', `/${wrong}/`,
+				 `/${wrong}/stats.json`]) {
+			const resp = await page5.goto(origin + p);
+			const body = await resp.text();
+			check(resp.status() === 403 && !/canvas|upstream/.test(body),
+			      `${p === '/' || !p.includes(wrong) ? p : p.replace(wrong, 'WRONG')}: ` +
+			      `refused (${resp.status()})`);
+		}
+		for (const p of ['/ws', `/${wrong}/ws`]) {
+			const r = await page5.evaluate(tryWebSocket, origin.replace('http:', 'ws:') + p);
+			check(!r.opened && r.frames === 0,
+			      `a WebSocket at ${p.replace(wrong, 'WRONG')} never opens, no frames`, r);
+		}
+		await page5.close();
+
+		// A page from another origin may not watch: the page at
 		// localhost:PORT is not the origin of 127.0.0.1:PORT. Nor may a
 		// request for another host name (DNS rebinding).
 		const page4 = await ctx2.newPage();
 		await page4.goto(url.replace('127.0.0.1', 'localhost') + 'stats.json');
-		const cross = await page4.evaluate((wsUrl) => new Promise((resolve) => {
-			const ws = new WebSocket(wsUrl);
-			ws.binaryType = 'arraybuffer';
-			let frames = 0;
-			ws.onmessage = (e) => { if (typeof e.data !== 'string') frames++; };
-			ws.onclose = (e) => resolve({ code: e.code, frames });
-			setTimeout(() => resolve({ code: 'still open', frames }), 3000);
-		}), url.replace('http:', 'ws:') + 'ws');
-		check(cross.code === 1008 && cross.frames === 0,
-		      'a page of another origin is refused (close 1008, no frames)', cross);
+		const cross = await page4.evaluate(tryWebSocket, url.replace('http:', 'ws:') + 'ws');
+		check(!cross.opened && cross.frames === 0,
+		      'a page of another origin is refused its WebSocket (never opens, no frames)',
+		      cross);
 		await page4.close();
-		check(/refused a WebSocket from origin http:\/\/localhost/.test(viewer.stderrText),
-		      'viewer logged the refusal');
+		const refused = (await serverStats(url)).refused - refused0;
+		check(refused >= 8, `the viewer counted the refusals (${refused})`);
 		const status = await new Promise((resolve, reject) => {
 			const u = new URL(url);
-			http.get({ host: u.hostname, port: u.port, path: '/',
+			http.get({ host: u.hostname, port: u.port, path: u.pathname,
 				   headers: { Host: 'rebound.example:' + u.port } },
 				 (res) => {
 					 res.resume();
@@ -400,6 +537,11 @@ async function main() {
 				 }).on('error', reject);
 		});
 		check(status === 403, `a request for host rebound.example is refused (${status})`);
+
+		// 5b. HTTPS on an address other than loopback: a secure context
+		// there only over TLS, and the page plays.
+		await checkHttps(browser);
+		await checkViewerRestart(browser);
 
 		// 6. The daemon restarts: the viewer reconnects, the pages resume.
 		const r = await stop(daemon);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * hfe-viewer: the HTTP server (libsoup 3). Serves the page (compiled in as
- * a GResource), /stats.json, and the WebSocket endpoint /ws (pages.c);
- * answers only requests addressed to an IP literal or localhost.
+ * hfe-viewer: the HTTP server (libsoup 3), plain or HTTPS. Under the
+ * run's token it serves the page (compiled in as a GResource), /stats.json,
+ * and the WebSocket endpoint ws (pages.c); every request passes access.c's
+ * checks first, so nothing is served or upgraded without them.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -15,36 +16,6 @@
 /* The page, compiled in (tools/viewer/viewer.gresource.xml; registered by
  * the generated code's constructor). */
 #define RES_PREFIX "/org/helix/hfe-viewer/"
-
-/* Against DNS rebinding: answer only requests addressed to an IP literal or
- * localhost (what --http binds), not to some other name. */
-gboolean host_allowed(SoupServerMessage *msg)
-{
-	SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
-	const char *host = soup_message_headers_get_one(h, "Host");
-	if (!host)
-		return TRUE; /* HTTP/1.0 client */
-	char name[256];
-	const char *end;
-	if (host[0] == '[') {
-		end = strchr(host, ']');
-		if (!end)
-			return FALSE;
-		host++;
-	} else {
-		end = strrchr(host, ':');
-		if (!end)
-			end = host + strlen(host);
-	}
-	size_t n = (size_t)(end - host);
-	if (n == 0 || n >= sizeof(name))
-		return FALSE;
-	memcpy(name, host, n);
-	name[n] = '\0';
-	if (!g_ascii_strcasecmp(name, "localhost") || g_hostname_is_ip_address(name))
-		return TRUE;
-	return FALSE;
-}
 
 static void serve_resource(SoupServerMessage *msg, const char *name, const char *type)
 {
@@ -87,7 +58,7 @@ static char *stats_json(struct viewer *v)
 				       p->waiting_key ? "true" : "false");
 		first = false;
 	}
-	g_string_append(s, "],\"record\":");
+	g_string_append_printf(s, "],\"refused\":%" PRIu64 ",\"record\":", v->refused);
 	if (v->recording) {
 		char *path = g_strescape(v->rec.path, NULL);
 		g_string_append_printf(s, "{\"path\":\"%s\",\"frames\":%" PRIu64 "}", path,
@@ -100,6 +71,24 @@ static char *stats_json(struct viewer *v)
 	return g_string_free(s, FALSE);
 }
 
+/* Refuse with STATUS; say why at most once a second (the network may flood
+ * us), count the rest. */
+static void refuse(struct viewer *v, SoupServerMessage *msg, guint status, const char *why)
+{
+	v->refused++;
+	int64_t now = mono_ns();
+	if (!v->refused_said_ns || now - v->refused_said_ns >= 1000000000LL) {
+		const char *peer = soup_server_message_get_remote_host(msg);
+		say("refused %s from %s (%" PRIu64 " refused so far)", why, peer ? peer : "?",
+		    v->refused);
+		v->refused_said_ns = now;
+	}
+	static const char body[] = "hfe-viewer: refused (open the URL hfe-viewer printed)\n";
+	soup_server_message_set_response(msg, "text/plain", SOUP_MEMORY_STATIC, body,
+					 sizeof(body) - 1);
+	soup_server_message_set_status(msg, status, NULL);
+}
+
 static void on_http(SoupServer *server, SoupServerMessage *msg, const char *path,
 		    GHashTable *query, gpointer data)
 {
@@ -108,22 +97,47 @@ static void on_http(SoupServer *server, SoupServerMessage *msg, const char *path
 	(void)server;
 	(void)query;
 
-	if (!host_allowed(msg)) {
-		soup_server_message_set_status(msg, SOUP_STATUS_FORBIDDEN, NULL);
+	SoupMessageHeaders *rh = soup_server_message_get_response_headers(msg);
+	soup_message_headers_replace(rh, "Cache-Control", "no-store");
+	soup_message_headers_replace(rh, "X-Content-Type-Options", "nosniff");
+	/* The token is in the URL: no Referer may carry it anywhere. */
+	soup_message_headers_replace(rh, "Referrer-Policy", "no-referrer");
+
+	if (!host_allowed(v, msg)) {
+		refuse(v, msg, SOUP_STATUS_FORBIDDEN, "a request for another host name");
+		return;
+	}
+	const char *rest = access_strip_token(v, path);
+	if (!rest) {
+		refuse(v, msg, SOUP_STATUS_FORBIDDEN, "a request without the token");
 		return;
 	}
 	if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
 		soup_server_message_set_status(msg, SOUP_STATUS_METHOD_NOT_ALLOWED, NULL);
 		return;
 	}
-	SoupMessageHeaders *rh = soup_server_message_get_response_headers(msg);
-	soup_message_headers_replace(rh, "Cache-Control", "no-store");
-	soup_message_headers_replace(rh, "X-Content-Type-Options", "nosniff");
-	if (!strcmp(path, "/") || !strcmp(path, "/index.html")) {
+	if (!*rest) {
+		/* The page's relative URLs need the trailing slash. */
+		char *to = g_strdup_printf("/%s/", v->token);
+		soup_server_message_set_redirect(msg, SOUP_STATUS_FOUND, to);
+		g_free(to);
+	} else if (!strcmp(rest, "/ws")) {
+		/* Another site's page must not watch the screen. */
+		if (!origin_allowed(v, msg)) {
+			const char *o = soup_message_headers_get_one(
+				soup_server_message_get_request_headers(msg), "Origin");
+			char *e = g_strescape(o, NULL);
+			char why[200];
+			snprintf(why, sizeof(why), "a WebSocket from origin %.120s", e);
+			g_free(e);
+			refuse(v, msg, SOUP_STATUS_FORBIDDEN, why);
+		}
+		/* Else no status: libsoup checks the handshake, upgrades, on_ws. */
+	} else if (!strcmp(rest, "/") || !strcmp(rest, "/index.html")) {
 		serve_resource(msg, RES_PREFIX "index.html", "text/html; charset=utf-8");
-	} else if (!strcmp(path, "/viewer.js")) {
+	} else if (!strcmp(rest, "/viewer.js")) {
 		serve_resource(msg, RES_PREFIX "viewer.js", "text/javascript; charset=utf-8");
-	} else if (!strcmp(path, "/stats.json")) {
+	} else if (!strcmp(rest, "/stats.json")) {
 		char *j = stats_json(v);
 		soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_TAKE, j,
 						 strlen(j));
@@ -174,12 +188,18 @@ bool start_http(struct viewer *v)
 		v->exit_code = EXIT_USAGE;
 		return false;
 	}
-	v->server = soup_server_new("server-header", PROG " ", NULL);
+	if (v->tls_cert && !(v->tls = tls_load(v->tls_cert, v->tls_key))) {
+		g_object_unref(sa);
+		return false;
+	}
+	v->server = soup_server_new("server-header", PROG " ", "tls-certificate", v->tls, NULL);
 	/* H.264 does not deflate; spare the CPU. */
 	soup_server_remove_websocket_extension(v->server, SOUP_TYPE_WEBSOCKET_EXTENSION_DEFLATE);
-	soup_server_add_websocket_handler(v->server, "/ws", NULL, NULL, on_ws, v, NULL);
+	/* One handler for every path, so on_http's checks run before any
+	 * WebSocket upgrade (libsoup upgrades only if it set no status). */
 	soup_server_add_handler(v->server, NULL, on_http, v, NULL);
-	if (!soup_server_listen(v->server, sa, 0, &error)) {
+	soup_server_add_websocket_handler(v->server, NULL, NULL, NULL, on_ws, v, NULL);
+	if (!soup_server_listen(v->server, sa, v->tls ? SOUP_SERVER_LISTEN_HTTPS : 0, &error)) {
 		say("cannot listen on %s: %s", v->http, error->message);
 		g_error_free(error);
 		g_object_unref(sa);
@@ -193,9 +213,9 @@ bool start_http(struct viewer *v)
 		const char *h = g_uri_get_host(u);
 		bool any = !strcmp(h, "0.0.0.0") || !strcmp(h, "::");
 		bool v6 = strchr(h, ':') != NULL;
-		v->url = g_strdup_printf("http://%s%s%s:%d/", v6 && !any ? "[" : "",
-					 any ? "127.0.0.1" : h, v6 && !any ? "]" : "",
-					 g_uri_get_port(u));
+		v->url = g_strdup_printf("%s://%s%s%s:%d/%s/", v->tls ? "https" : "http",
+					 v6 && !any ? "[" : "", any ? "127.0.0.1" : h,
+					 v6 && !any ? "]" : "", g_uri_get_port(u), v->token);
 	}
 	g_slist_free_full(uris, (GDestroyNotify)g_uri_unref);
 	return v->url != NULL;

@@ -59,6 +59,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: " PROG " --connect ADDR --scanout N [--http IP:PORT] [--record FILE.mp4]\n"
+		"       [--token-file FILE] [--tls-cert FILE --tls-key FILE]\n"
 		"Watch a scanout live in a browser: subscribe to it on a helix-frame-export host\n"
 		"and serve a page that decodes the H.264 with WebCodecs.\n"
 		"\n"
@@ -67,11 +68,16 @@ static void usage(FILE *f)
 		"      --http IP:PORT   where to serve the page (default 127.0.0.1:8080;\n"
 		"                       port 0 picks a free one; the URL is printed)\n"
 		"  -r, --record FILE    also write the stream to an MP4 (finished at exit)\n"
+		"      --token-file FILE\n"
+		"                       the URL's secret token (else $HFE_VIEWER_TOKEN, else\n"
+		"                       a random one); every request must carry it\n"
+		"      --tls-cert FILE  serve HTTPS with this PEM certificate (chain) ...\n"
+		"      --tls-key FILE   ... and this PEM private key\n"
 		"  -h, --help           this help\n"
 		"  -V, --version        print the version\n"
 		"\n"
-		"WebCodecs needs a secure context: open the page as http://127.0.0.1 or\n"
-		"http://localhost (use an SSH tunnel from another machine). Ctrl-C stops.\n",
+		"WebCodecs needs a secure context: http://127.0.0.1, http://localhost, or\n"
+		"HTTPS (--tls-cert) from another machine. Ctrl-C stops.\n",
 		HFE_MAX_SCANOUTS - 1);
 }
 
@@ -94,12 +100,15 @@ int main(int argc, char **argv)
 		{ "scanout", required_argument, NULL, 's' },
 		{ "http", required_argument, NULL, 'H' },
 		{ "record", required_argument, NULL, 'r' },
+		{ "token-file", required_argument, NULL, 'T' },
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	struct viewer v = { .scanout = UINT32_MAX, .http = "127.0.0.1:8080" };
-	const char *record = NULL;
+	const char *record = NULL, *token_file = NULL;
 	int c;
 
 	opterr = 0;
@@ -125,6 +134,15 @@ int main(int argc, char **argv)
 		case 'r':
 			record = optarg;
 			break;
+		case 'T':
+			token_file = optarg;
+			break;
+		case 'C':
+			v.tls_cert = optarg;
+			break;
+		case 'K':
+			v.tls_key = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -149,6 +167,8 @@ int main(int argc, char **argv)
 		die_usage("--scanout N is required");
 	if (record && !*record)
 		die_usage("--record: empty file name");
+	if (!v.tls_cert != !v.tls_key)
+		die_usage("--tls-cert and --tls-key go together");
 
 	signal(SIGPIPE, SIG_IGN);
 	av_log_set_level(AV_LOG_WARNING);
@@ -162,7 +182,7 @@ int main(int argc, char **argv)
 		v.recording = true;
 		say("will record to %s (from the first keyframe)", v.rec.path);
 	}
-	if (!start_http(&v))
+	if (!access_init(&v, token_file) || !start_http(&v))
 		goto out;
 
 	if (!upstream_connect(&v))
@@ -198,5 +218,7 @@ out:
 	g_ptr_array_free(v.pages, TRUE);
 	g_main_loop_unref(v.loop);
 	g_free(v.url);
+	g_free(v.token);
+	g_clear_object(&v.tls);
 	return v.exit_code;
 }

@@ -2,8 +2,9 @@
 /*
  * hfe-viewer: the pages, one WebSocket each.
  *
- * Admission (same origin only, at most MAX_PAGES), the text messages a page
- * sends (ack, ping, keyframe), and per-page flow control: the frames sent
+ * Admission (at most MAX_PAGES; access.c's checks ran before the upgrade),
+ * the text messages a page sends (ack, ping, keyframe), and per-page flow
+ * control: the frames sent
  * and not yet acknowledged sit in a ring; a page past INFLIGHT_MAX_FRAMES or
  * INFLIGHT_MAX_BYTES is skipped until it has caught up and then resynced
  * with an IDR, so a slow page never holds the others back. Closed pages are
@@ -210,23 +211,7 @@ void on_ws(SoupServer *server, SoupServerMessage *msg, const char *path,
 	(void)server;
 	(void)path;
 
-	/* Another site's page must not watch the screen: only same-origin
-	 * pages (or non-browser clients, which send no Origin). */
-	SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
-	const char *origin = soup_message_headers_get_one(h, "Origin");
-	const char *host = soup_message_headers_get_one(h, "Host");
-	if (!host_allowed(msg) ||
-	    (origin && (!host || !g_str_has_prefix(origin, "http") ||
-			strcmp(strstr(origin, "://") ? strstr(origin, "://") + 3 : "", host)))) {
-		say("refused a WebSocket from origin %s (host %s)", origin ? origin : "-",
-		    host ? host : "-");
-		/* Keep it until the close handshake is done. */
-		g_signal_connect(g_object_ref(ws), "closed", G_CALLBACK(on_refused_closed), NULL);
-		soup_websocket_connection_close(ws, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION,
-						"cross-origin");
-		return;
-	}
-
+	/* on_http has checked the token, host and origin before the upgrade. */
 	unsigned open_pages = 0;
 	for (guint i = 0; i < v->pages->len; i++)
 		open_pages += !((struct page *)g_ptr_array_index(v->pages, i))->gone;

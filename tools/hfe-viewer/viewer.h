@@ -17,7 +17,9 @@
  *
  * The parts: main.c (options, start, shutdown), upstream.c (the HXFR
  * subscription), pages.c (the WebSocket pages and their flow control),
- * http.c (the HTTP server: page, stats), record.c (the MP4).
+ * http.c (the HTTP server: page, stats), access.c (the token, host and
+ * origin checks every request passes), tls.c (the HTTPS certificate),
+ * record.c (the MP4).
  */
 #ifndef HFE_VIEWER_H
 #define HFE_VIEWER_H
@@ -71,10 +73,17 @@ struct viewer {
 	const char *addr;
 	uint32_t scanout;
 	const char *http;
+	const char *tls_cert, *tls_key;
 
 	GMainLoop *loop;
 	SoupServer *server;
 	char *url;
+
+	/* access (access.c) */
+	char *token;          /* the URL's first path segment */
+	GTlsCertificate *tls; /* serving HTTPS */
+	uint64_t refused;     /* requests refused: token, host, origin */
+	int64_t refused_said_ns;
 
 	/* upstream */
 	struct hfe_client *up;
@@ -121,8 +130,20 @@ void on_ws(SoupServer *server, SoupServerMessage *msg, const char *path,
 /* Close every page with a Going Away, give the close frames a moment, free them. */
 void close_pages(struct viewer *v);
 
+/* access.c */
+/* The token from --token-file (TOKEN_FILE), HFE_VIEWER_TOKEN or random. */
+bool access_init(struct viewer *v, const char *token_file);
+/* PATH after its "/TOKEN" prefix ("" or "/..."), NULL without the token. */
+const char *access_strip_token(const struct viewer *v, const char *path);
+/* Addressed to us, not to a name a rebinding DNS gave our address. */
+bool host_allowed(const struct viewer *v, SoupServerMessage *msg);
+/* No Origin (not a browser) or the page's own. */
+bool origin_allowed(const struct viewer *v, SoupServerMessage *msg);
+
 /* http.c */
-gboolean host_allowed(SoupServerMessage *msg);
 bool start_http(struct viewer *v);
+
+/* tls.c: the certificate and key, proven in a handshake; NULL after saying why. */
+GTlsCertificate *tls_load(const char *cert_file, const char *key_file);
 
 #endif

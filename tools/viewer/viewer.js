@@ -25,6 +25,7 @@
 
 	const stats = {
 		connected: false,   // WebSocket open
+		refused: false,     // the viewer answers 403: not its token (restarted?)
 		upstream: false,    // the server is subscribed to the host
 		address: '',
 		scanout: null,
@@ -281,11 +282,14 @@
 	}
 
 	function connect() {
-		const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-		ws = new WebSocket(proto + '//' + location.host + '/ws');
+		// Beside the page, under the same token: /TOKEN/ws.
+		const url = new URL('ws', location.href);
+		url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+		ws = new WebSocket(url.href);
 		ws.binaryType = 'arraybuffer';
 		ws.onopen = () => {
 			stats.connected = true;
+			stats.refused = false;
 			openedAt = performance.now();
 			newDecoder();
 			selfReset = false;
@@ -306,12 +310,26 @@
 			ws = null;
 			setStatus('viewer server gone' + (ev.code ? ' (' + ev.code + ')' : '') +
 				  ': reconnecting…');
+			if (!was)
+				checkRefused();
 			setTimeout(connect, was ? 500 : 1000);
 		};
 	}
 
+	// A WebSocket that never opened: if the viewer refuses our own stats too,
+	// this URL's token is not its token (it was restarted with a new one).
+	function checkRefused() {
+		fetch('stats.json', { cache: 'no-store' }).then((r) => {
+			stats.refused = r.status === 403;
+			updateStatus();
+		}, () => {});
+	}
+
 	function updateStatus() {
-		if (!stats.connected)
+		if (!stats.connected && stats.refused)
+			setStatus('the viewer refuses this URL (restarted with another token?): ' +
+				  'open the URL it printed');
+		else if (!stats.connected)
 			setStatus('connecting…');
 		else if (!stats.upstream)
 			setStatus('waiting for the host' +
@@ -353,8 +371,8 @@
 		stats.lastError = window.isSecureContext
 			? 'this browser has no WebCodecs VideoDecoder'
 			: 'WebCodecs needs a secure context: open the page as ' +
-			  'http://localhost:PORT or http://127.0.0.1:PORT ' +
-			  '(from another machine, through an SSH tunnel)';
+			  'http://localhost:PORT or http://127.0.0.1:PORT, or from ' +
+			  'another machine over HTTPS (hfe-viewer --tls-cert) or an SSH tunnel';
 		setStatus(stats.lastError);
 		return;
 	}
