@@ -49,9 +49,12 @@ struct hfe_input_sink {
 
 /* Input messages a peer may send: HFE_INPUT_RATE a second, HFE_INPUT_BURST
  * at once. Past that the host stops reading the peer until the bucket
- * refills (its writes block; nothing is dropped). */
-#define HFE_INPUT_RATE 1000u
-#define HFE_INPUT_BURST 200u
+ * refills (its writes block; nothing is dropped here). Why so few: a key is
+ * two events (the key, a sync) in QEMU's virtio-input queue of 64, and QEMU
+ * drops what does not fit; a TCG guest empties it slowly. A person types
+ * ~10 keys (20 messages) a second, and motion is merged. */
+#define HFE_INPUT_RATE 200u
+#define HFE_INPUT_BURST 20u
 
 struct hfe_input;
 

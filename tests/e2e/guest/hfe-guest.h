@@ -70,5 +70,6 @@ struct hfe_client *open_host(const struct opts *op, const char *who, char *why,
 int run_resource(const struct opts *op, struct out *o, char *why, size_t whylen);
 int run_gst(const struct opts *op, struct out *o, char *why, size_t whylen);
 int run_outputs(const struct opts *op, struct out *o, char *why, size_t whylen);
+int run_input(const struct opts *op, struct out *o, char *why, size_t whylen);
 
 #endif
