@@ -391,7 +391,11 @@ static const char *guest_args(void)
 	return "hfe.mode=input hfe.duration=240000";
 }
 
-static const char *const input_devices[] = { "-device", "virtio-keyboard-pci", "-device",
+/* No PS/2 (i8042=off): QEMU gives keys to the keyboard it activated last, at
+ * times q35's PS/2 one (seen in the browser test), which this guest does not
+ * read. */
+static const char *const input_devices[] = { "-machine", "i8042=off", "-device",
+					     "virtio-keyboard-pci", "-device",
 					     "virtio-tablet-pci", NULL };
 
 static void run_dbus(const struct e2e_guest *g, const char *workdir)

@@ -67,6 +67,8 @@ static void usage(FILE *f)
 		"      --http IP:PORT   where to serve the page (default 127.0.0.1:8080;\n"
 		"                       port 0 picks a free one; the URL is printed)\n"
 		"  -r, --record FILE    also write the stream to an MP4 (finished at exit)\n"
+		"      --control        forward the pages' keyboard and pointer to the VM (the\n"
+		"                       host must take input: its control listener)\n"
 		"  -h, --help           this help\n"
 		"  -V, --version        print the version\n"
 		"\n"
@@ -94,6 +96,7 @@ int main(int argc, char **argv)
 		{ "scanout", required_argument, NULL, 's' },
 		{ "http", required_argument, NULL, 'H' },
 		{ "record", required_argument, NULL, 'r' },
+		{ "control", no_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -124,6 +127,9 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			record = optarg;
+			break;
+		case 'C':
+			v.control = true;
 			break;
 		case 'h':
 			usage(stdout);

@@ -789,6 +789,8 @@ static int set_opt(struct opts *op, const char *key, const char *val, char *why,
 		op->hold_ms = (uint32_t)v;
 	else if (!strcmp(key, "hello") && v <= 1)
 		op->hello = v;
+	else if (!strcmp(key, "echo") && v <= 1)
+		op->echo = v;
 	else if (!strcmp(key, "bitrate"))
 		op->bitrate = (uint32_t)v;
 	else if (!strcmp(key, "outputs") && v <= 16)

@@ -8,13 +8,15 @@
  *   "key CODE VALUE"  EV_KEY (keys and buttons; value 1 down, 0 up, 2 repeat)
  *   "abs X Y"         the tablet's position at each EV_SYN that moved it
  *   "wheel N"         REL_WHEEL (+1 up, -1 down)
- * See docs/e2e.md.
+ * With echo=1 each also goes to the console as "HFE-GUEST: input: ..." (the
+ * browser test reads the console). See docs/e2e.md.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/input.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -69,6 +71,20 @@ static int open_devices(int fds[MAX_DEVS], char *why, size_t whylen)
 	return -1;
 }
 
+/* One event: an out-port record, and a console line with echo. */
+static void report(const struct opts *op, struct out *o, const char *what, int a, int b)
+{
+	char text[64];
+
+	if (b == INT32_MIN)
+		snprintf(text, sizeof(text), "%s %d", what, a);
+	else
+		snprintf(text, sizeof(text), "%s %d %d", what, a, b);
+	out_text(o, E2E_REC_TEXT, "%s", text);
+	if (op->echo)
+		say("input: %s", text);
+}
+
 int run_input(const struct opts *op, struct out *o, char *why, size_t whylen)
 {
 	int fds[MAX_DEVS];
@@ -100,15 +116,15 @@ int run_input(const struct opts *op, struct out *o, char *why, size_t whylen)
 
 					events++;
 					if (e->type == EV_KEY)
-						out_text(o, E2E_REC_TEXT, "key %u %d", e->code, e->value);
+						report(op, o, "key", e->code, e->value);
 					else if (e->type == EV_REL && e->code == REL_WHEEL)
-						out_text(o, E2E_REC_TEXT, "wheel %d", e->value);
+						report(op, o, "wheel", e->value, INT32_MIN);
 					else if (e->type == EV_ABS && e->code == ABS_X)
 						x = e->value;
 					else if (e->type == EV_ABS && e->code == ABS_Y)
 						y = e->value;
 					else if (e->type == EV_SYN && (x != last_x || y != last_y)) {
-						out_text(o, E2E_REC_TEXT, "abs %d %d", x, y);
+						report(op, o, "abs", x, y);
 						last_x = x;
 						last_y = y;
 					}
