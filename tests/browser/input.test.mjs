@@ -124,7 +124,7 @@ async function main() {
 		// no PS/2 (i8042=off): QEMU gives keys to the keyboard it activated last,
 		// at times q35's PS/2 one, which this guest does not read
 		'-machine', 'q35,i8042=off', '-accel', 'tcg', '-m', '512', '-display', 'dbus,p2p=yes',
-		'-serial', 'file:' + consoleLog, '-monitor', 'none', '-no-reboot', '-nic', 'none',
+		'-serial', 'stdio', // (with -serial file: the first input was lost, see below) '-monitor', 'none', '-no-reboot', '-nic', 'none',
 		'-kernel', path.join(guest, kernel), '-initrd', path.join(guest, 'initrd.img'),
 		'-append', 'console=ttyS0 panic=-1 quiet mitigations=off hfe.mode=input ' +
 			'hfe.duration=600000 hfe.echo=1',
@@ -136,6 +136,8 @@ async function main() {
 		'-device', 'virtserialport,chardev=hfeout,name=org.helix.out.0',
 		'-qmp', `unix:${qmp},server=on,wait=off`,
 		'-device', 'virtio-keyboard-pci', '-device', 'virtio-tablet-pci']);
+	fs.writeFileSync(consoleLog, '');
+	qemu.stdout.on('data', (d) => fs.appendFileSync(consoleLog, d));
 	await waitFor('the guest\'s input devices', () => {
 		if (qemu.exitCode !== null)
 			throw new Error('QEMU exited: ' + qemu.stderrText);
@@ -157,11 +159,12 @@ async function main() {
 		() => window.hfeStats.framesDecoded > 0 && window.hfeStats.input), 60000);
 	check(true, 'the page shows the VM and says it forwards input');
 
-	// A person clicks into the picture first. The first input of a session
-	// sometimes never reaches this TCG guest although QEMU has it (traced:
-	// dbus_kbd_press, input_event_*; no virtio_input_queue_full), only in this
-	// setup (test_e2e_input's never lose it): an open question, so count the
-	// clicks it took before the checks.
+	// A person clicks into the picture first. With QEMU's console on
+	// -serial file: the session's first input (1-2 clicks) never reached the
+	// guest although QEMU had it (traced: dbus_kbd_press, input_event_*; no
+	// virtio_input_queue_full); with -serial stdio, as test_e2e_input runs it,
+	// none is lost. Not understood: the first click must arrive, and later
+	// checks still run if it does not.
 	const box0 = await page.locator('#screen').boundingBox();
 	let warm = 0;
 	for (; warm < 5; warm++) {
@@ -170,7 +173,7 @@ async function main() {
 		if (await guestSaw(['key 272 1', 'key 272 0'], n, 3000))
 			break;
 	}
-	check(warm < 5, `a click into the picture reached the guest (after ${warm} lost)`);
+	check(warm === 0, `the first click into the picture reached the guest (${warm} lost)`);
 	let from;
 	// the pointer: the middle of the picture, a click (as a person clicks into the
 	// picture before typing), the wheel
