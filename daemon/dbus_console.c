@@ -700,6 +700,16 @@ struct hfe_stream *hfe_dbus_console_stream(struct hfe_dbus_console *c)
 	return c->stream;
 }
 
+bool hfe_dbus_console_size(struct hfe_dbus_console *c, uint32_t *w, uint32_t *h)
+{
+	pthread_mutex_lock(&c->lock);
+	bool ok = c->surface;
+	*w = c->w;
+	*h = c->h;
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
 uint32_t hfe_dbus_console_index(const struct hfe_dbus_console *c)
 {
 	return c->index;

@@ -10,6 +10,7 @@
 #ifndef HFE_DBUS_CONSOLE_H
 #define HFE_DBUS_CONSOLE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <gio/gio.h>
@@ -30,6 +31,8 @@ void hfe_dbus_console_free(struct hfe_dbus_console *c);
 
 struct hfe_stream *hfe_dbus_console_stream(struct hfe_dbus_console *c);
 uint32_t hfe_dbus_console_index(const struct hfe_dbus_console *c);
+/* Any thread: the surface's size now; false while there is none. */
+bool hfe_dbus_console_size(struct hfe_dbus_console *c, uint32_t *w, uint32_t *h);
 /* "vm1 console 0", for logs. */
 const char *hfe_dbus_console_tag(const struct hfe_dbus_console *c);
 

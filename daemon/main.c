@@ -34,6 +34,9 @@ static void usage(FILE *f)
 		"  -l, --listen ADDR         a channel of that VM only, typically the unix socket\n"
 		"                            of its virtserialport chardev: a client there reaches\n"
 		"                            this VM's consoles and nothing else\n"
+		"      --control-listen ADDR as --listen, and its clients may also inject\n"
+		"                            keyboard and pointer input into the consoles they\n"
+		"                            watch (HXFR v2 INPUT_*; no listener does by default)\n"
 		"  --console and --listen belong to the nearest --qemu before them; a --listen\n"
 		"  before any --qemu serves the default host (pull mode, --test-scanout).\n"
 		"\n"
@@ -146,7 +149,7 @@ enum {
 	OPT_FPS = 256, OPT_PROFILE, OPT_PRESET, OPT_TUNE, OPT_THREADS, OPT_MAX_CLIENTS,
 	OPT_MAX_WIDTH, OPT_MAX_HEIGHT, OPT_MAX_PAYLOAD, OPT_MAX_INFLIGHT, OPT_MAX_QUEUE,
 	OPT_STALL, OPT_SHUTDOWN, OPT_TEST_SCANOUT, OPT_MAX_FPS, OPT_NO_PATCH, OPT_QEMU, OPT_CONSOLE,
-	OPT_USER, OPT_SOCKET_MODE, OPT_SOCKET_GROUP, OPT_SECCOMP, OPT_NO_SECCOMP,
+	OPT_USER, OPT_SOCKET_MODE, OPT_SOCKET_GROUP, OPT_SECCOMP, OPT_NO_SECCOMP, OPT_CONTROL_LISTEN,
 };
 
 static int parse_seccomp(const char *s, enum hfe_seccomp_mode *out)
@@ -204,6 +207,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
+		{ "control-listen", required_argument, NULL, OPT_CONTROL_LISTEN },
 		{ "encoder", required_argument, NULL, 'e' },
 		{ "bitrate", required_argument, NULL, 'b' },
 		{ "fps", required_argument, NULL, OPT_FPS },
@@ -247,6 +251,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "l:e:b:g:vVh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
+		case OPT_CONTROL_LISTEN:
 			if (cfg.n_listen == HFE_SERVER_MAX_LISTEN) {
 				fprintf(stderr, "helix-frame-export: at most %d --listen addresses\n",
 					HFE_SERVER_MAX_LISTEN);
@@ -258,6 +263,7 @@ int main(int argc, char **argv)
 				return bad("--listen", optarg,
 					   "serial ports are the guest's side; on the host listen on "
 					   "the unix socket of the virtserialport's chardev");
+			cfg.listen_control[cfg.n_listen] = opt == OPT_CONTROL_LISTEN;
 			cfg.listen_vm[cfg.n_listen++] = cfg.n_vms; /* the current --qemu group */
 			break;
 		case 'e':

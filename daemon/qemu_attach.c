@@ -41,6 +41,8 @@
 #include "qmp.h"
 
 #define CONSOLE_IFACE "org.qemu.Display1.Console"
+#define KEYBOARD_IFACE "org.qemu.Display1.Keyboard"
+#define MOUSE_IFACE "org.qemu.Display1.Mouse"
 #define VM_IFACE "org.qemu.Display1.VM"
 #define VM_PATH "/org/qemu/Display1/VM"
 #define PROPS_IFACE "org.freedesktop.DBus.Properties"
@@ -79,6 +81,7 @@ struct hfe_qemu_attach {
 	guint display_closed_id;
 	GSource *retry_src, *timeout_src;
 	bool attached, stopping;
+	bool input_warned; /* a refused input call was logged in this attach */
 	unsigned attaches, pending_ops;
 	char last_wait[256];
 
@@ -206,6 +209,7 @@ static void check_settled(struct hfe_qemu_attach *a)
 		return;
 	}
 	a->attached = true;
+	a->input_warned = false;
 	a->attaches++;
 	unsigned outputs = 0, absent = 0;
 
@@ -691,6 +695,70 @@ void hfe_qemu_attach_set_ui_info(struct hfe_qemu_attach *a, uint32_t console, ui
 					     0, 0, w, h),
 			       G_VARIANT_TYPE_UNIT, G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, NULL,
 			       on_ui_info, u);
+}
+
+/* ---- input ---- */
+
+static void on_input(GObject *src, GAsyncResult *res, gpointer data)
+{
+	struct hfe_qemu_attach *a = data;
+	GError *e = NULL;
+	GVariant *r = g_dbus_connection_call_finish(G_DBUS_CONNECTION(src), res, &e);
+
+	a->pending_ops--;
+	if (r) {
+		g_variant_unref(r);
+		return;
+	}
+	/* e.g. "Mouse is not absolute": a VM without a tablet */
+	if (!a->input_warned)
+		hfe_warn("%s: QEMU refused input: %s", a->name, e->message);
+	a->input_warned = true;
+	g_error_free(e);
+}
+
+static struct hfe_dbus_console *find_console(struct hfe_qemu_attach *a, uint32_t console)
+{
+	for (unsigned i = 0; i < a->n_cons; i++)
+		if (hfe_dbus_console_index(a->cons[i].dc) == console)
+			return a->cons[i].dc;
+	return NULL;
+}
+
+void hfe_qemu_attach_input(struct hfe_qemu_attach *a, uint32_t console, enum hfe_qemu_input what,
+			   uint32_t x, uint32_t y)
+{
+	struct hfe_dbus_console *dc = find_console(a, console);
+	const char *iface = MOUSE_IFACE, *method;
+	GVariant *args;
+	uint32_t w, h;
+	char path[64];
+
+	if (!a->attached || !a->display || !dc)
+		return;
+	switch (what) {
+	case HFE_QEMU_KEY_PRESS:
+	case HFE_QEMU_KEY_RELEASE:
+		iface = KEYBOARD_IFACE;
+		method = what == HFE_QEMU_KEY_PRESS ? "Press" : "Release";
+		args = g_variant_new("(u)", x);
+		break;
+	case HFE_QEMU_MOUSE_MOVE:
+		if (!hfe_dbus_console_size(dc, &w, &h) || !w || !h)
+			return;
+		method = "SetAbsPosition";
+		args = g_variant_new("(uu)", x < w ? x : w - 1, y < h ? y : h - 1);
+		break;
+	default:
+		method = what == HFE_QEMU_BUTTON_PRESS ? "Press" : "Release";
+		args = g_variant_new("(u)", x);
+		break;
+	}
+	snprintf(path, sizeof(path), "/org/qemu/Display1/Console_%u", console);
+	a->pending_ops++;
+	/* In order on the one connection; QEMU answers each, we never wait. */
+	g_dbus_connection_call(a->display, NULL, path, iface, method, args, G_VARIANT_TYPE_UNIT,
+			       G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MS, NULL, on_input, a);
 }
 
 /* ---- lifetime ---- */

@@ -40,6 +40,21 @@ void hfe_qemu_attach_end(struct hfe_qemu_attach *a, const char *reason);
 int hfe_qemu_attach_output(struct hfe_qemu_attach *a, uint32_t console, unsigned *n_outputs);
 void hfe_qemu_attach_set_ui_info(struct hfe_qemu_attach *a, uint32_t console, uint32_t w,
 				 uint32_t h);
+/*
+ * Input (control thread): one call on console's org.qemu.Display1.Keyboard
+ * or .Mouse, sent without waiting; dropped while QEMU is not attached. A
+ * position is clamped to the console's surface (QEMU refuses one outside).
+ * QEMU's refusals are logged, once per attach.
+ */
+enum hfe_qemu_input {
+	HFE_QEMU_KEY_PRESS,      /* a: QEMU key number */
+	HFE_QEMU_KEY_RELEASE,
+	HFE_QEMU_MOUSE_MOVE,     /* a, b: x, y */
+	HFE_QEMU_BUTTON_PRESS,   /* a: QEMU's InputButton */
+	HFE_QEMU_BUTTON_RELEASE,
+};
+void hfe_qemu_attach_input(struct hfe_qemu_attach *a, uint32_t console, enum hfe_qemu_input what,
+			   uint32_t x, uint32_t y);
 /* GDBus operations started and not yet called back (they call back in ctx,
  * cancelled ones too): free only at 0. */
 unsigned hfe_qemu_attach_pending(const struct hfe_qemu_attach *a);

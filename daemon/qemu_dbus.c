@@ -12,6 +12,9 @@
  * as a SetUIInfo call that runs asynchronously there; the poll loop never
  * waits for QEMU.
  *
+ * Input (the host's sink, on the poll loop): each event is queued on the
+ * control thread as one asynchronous Keyboard or Mouse call, in order.
+ *
  * Stop: the control thread ends the attach (detach, no more retries), then
  * iterates its context until GDBus has called back every cancelled
  * operation and dropped every console's filter (bounded by STOP_DRAIN_MS),
@@ -31,6 +34,7 @@
 #include "dbus_console.h"
 #include "hfe/host.h" /* hfe_now_ms */
 #include "hfe/log.h"
+#include "keymap.h"
 #include "qemu_attach.h"
 
 #define DEFAULT_RETRY_MS 500
@@ -38,6 +42,7 @@
 
 struct hfe_qemu_dbus {
 	char name[64];
+	bool unmapped_noted; /* poll loop: a key without a QEMU number was logged */
 	struct hfe_dbus_console *cons[HFE_MAX_SCANOUTS];
 	unsigned n_cons;
 	struct hfe_qemu_attach *attach;
@@ -157,6 +162,68 @@ void hfe_qemu_dbus_outputs(struct hfe_qemu_dbus *q, uint32_t max_w, uint32_t max
 					 .enable = output_enable,
 					 .disable = output_disable,
 					 .opaque = q };
+}
+
+/* ---- input (hub's thread -> control thread) ---- */
+
+struct input_job {
+	struct hfe_qemu_dbus *q;
+	uint32_t console;
+	enum hfe_qemu_input what;
+	uint32_t x, y;
+};
+
+static gboolean run_input(gpointer data)
+{
+	struct input_job *j = data;
+
+	hfe_qemu_attach_input(j->q->attach, j->console, j->what, j->x, j->y);
+	return G_SOURCE_REMOVE;
+}
+
+/* The host's rate bound (hfe/input.h) bounds these jobs too. */
+static void queue_input(struct hfe_qemu_dbus *q, uint32_t console, enum hfe_qemu_input what,
+			uint32_t x, uint32_t y)
+{
+	struct input_job *j = malloc(sizeof(*j));
+
+	if (!j)
+		return;
+	*j = (struct input_job){ q, console, what, x, y };
+	g_main_context_invoke_full(q->ctx, G_PRIORITY_DEFAULT, run_input, j, free);
+}
+
+static void input_key(void *opaque, uint32_t console, uint32_t code, bool down)
+{
+	struct hfe_qemu_dbus *q = opaque;
+	uint32_t qnum = hfe_evdev_to_qnum(code);
+
+	if (!qnum) {
+		if (!q->unmapped_noted)
+			hfe_warn("%s: evdev key %u has no QEMU key number: dropped", q->name, code);
+		q->unmapped_noted = true;
+		return;
+	}
+	queue_input(q, console, down ? HFE_QEMU_KEY_PRESS : HFE_QEMU_KEY_RELEASE, qnum, 0);
+}
+
+static void input_move(void *opaque, uint32_t console, uint32_t x, uint32_t y)
+{
+	queue_input(opaque, console, HFE_QEMU_MOUSE_MOVE, x, y);
+}
+
+static void input_button(void *opaque, uint32_t console, enum hfe_button_id b, bool down)
+{
+	/* hfe_button_id is QEMU's InputButton numbering, what Mouse.Press takes */
+	queue_input(opaque, console, down ? HFE_QEMU_BUTTON_PRESS : HFE_QEMU_BUTTON_RELEASE,
+		    (uint32_t)b, 0);
+}
+
+struct hfe_input_sink hfe_qemu_dbus_input(struct hfe_qemu_dbus *q)
+{
+	/* no sync: every D-Bus Mouse call is a whole event in QEMU */
+	return (struct hfe_input_sink){ .key = input_key, .move = input_move,
+					.button = input_button, .opaque = q };
 }
 
 struct hfe_stream *hfe_qemu_dbus_stream(struct hfe_qemu_dbus *q, unsigned i)

@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "hfe/input.h"
 #include "hfe/scanout.h"
 #include "hfe/stream.h"
 #include "hfe/wire.h"
@@ -52,6 +53,14 @@ struct hfe_stream *hfe_qemu_dbus_stream(struct hfe_qemu_dbus *q, unsigned i);
  */
 void hfe_qemu_dbus_outputs(struct hfe_qemu_dbus *q, uint32_t max_w, uint32_t max_h,
 			   struct hfe_hub_outputs *out);
+/*
+ * The VM's input sink for its host (hfe_host_config.input): keys become
+ * org.qemu.Display1.Keyboard Press/Release of the key's QEMU number
+ * (keymap.h), the pointer .Mouse SetAbsPosition and Press/Release, each sent
+ * from the control thread without blocking the caller; nothing while QEMU
+ * is not attached. Keys QEMU has no number for are dropped (logged once).
+ */
+struct hfe_input_sink hfe_qemu_dbus_input(struct hfe_qemu_dbus *q);
 /* Detach from QEMU, stop the thread, free the streams. NULL is ignored. */
 void hfe_qemu_dbus_stop(struct hfe_qemu_dbus *q);
 

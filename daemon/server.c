@@ -163,7 +163,8 @@ static const char *client_service(struct client *c, uint64_t now, uint64_t *dead
 	}
 }
 
-static void accept_clients(struct server *srv, int lfd, struct hfe_host *host, const char *lname)
+static void accept_clients(struct server *srv, int lfd, struct hfe_host *host, const char *lname,
+			   bool control)
 {
 	for (;;) {
 		int fd = hfe_accept(lfd);
@@ -180,6 +181,7 @@ static void accept_clients(struct server *srv, int lfd, struct hfe_host *host, c
 			hfe_error("out of memory accepting a client");
 			return;
 		}
+		hfe_peer_set_control(peer, control);
 		struct client c = { .fd = fd, .peer = peer };
 		if (srv->n_clients >= srv->cfg->max_clients) {
 			/* One best-effort write of the ERROR; no state kept. */
@@ -211,11 +213,12 @@ static int setup_listeners(struct server *srv)
 		if (note[0])
 			hfe_warn("%s", note);
 		srv->listen_fd[srv->n_listen++] = fd;
+		const char *ctl = srv->cfg->listen_control[i] ? " (control: input accepted)" : "";
 		if (srv->cfg->listen_vm[i])
-			hfe_info("listening on %s for %s", hfe_addr_str(a, name, sizeof(name)),
-				 srv->cfg->vms[srv->cfg->listen_vm[i] - 1].name);
+			hfe_info("listening on %s for %s%s", hfe_addr_str(a, name, sizeof(name)),
+				 srv->cfg->vms[srv->cfg->listen_vm[i] - 1].name, ctl);
 		else
-			hfe_info("listening on %s", hfe_addr_str(a, name, sizeof(name)));
+			hfe_info("listening on %s%s", hfe_addr_str(a, name, sizeof(name)), ctl);
 	}
 	return 0;
 }
@@ -267,12 +270,6 @@ static int setup_vms(struct server *srv)
 		hc.notify = wake_loop;
 		hc.notify_opaque = srv;
 		hc.sources |= HFE_SOURCE_SCANOUT;
-		srv->hosts[1 + k] = hfe_host_new(&hc);
-		if (!srv->hosts[1 + k]) {
-			hfe_error("out of memory");
-			return -1;
-		}
-		srv->n_hosts = 2 + k;
 #ifdef HFE_HAVE_QEMU_DBUS
 		struct hfe_qemu_dbus_config dc = {
 			.name = vm->name, .qmp_path = vm->qmp_path, .consoles = vm->consoles,
@@ -291,6 +288,15 @@ static int setup_vms(struct server *srv)
 			hfe_error("%s: %s", vm->name, err.msg);
 			return -1;
 		}
+		hc.input = hfe_qemu_dbus_input(srv->vms[k]); /* control listeners' input */
+#endif
+		srv->hosts[1 + k] = hfe_host_new(&hc);
+		if (!srv->hosts[1 + k]) {
+			hfe_error("out of memory");
+			return -1;
+		}
+		srv->n_hosts = 2 + k;
+#ifdef HFE_HAVE_QEMU_DBUS
 		for (unsigned i = 0; i < vm->n_consoles; i++) {
 			char name[HFE_CONNECTOR_LEN];
 
@@ -430,7 +436,7 @@ int hfe_server_run(const struct hfe_server_config *cfg)
 		for (unsigned i = 0; i < srv.n_listen && pr > 0; i++)
 			if (pfd[2 + i].revents & POLLIN)
 				accept_clients(&srv, srv.listen_fd[i], srv.hosts[cfg->listen_vm[i]],
-					       lname[i]);
+					       lname[i], cfg->listen_control[i]);
 
 		/* Every client is serviced each turn: results may have arrived for
 		 * any of them. pollfds pair with clients[] as it was before the

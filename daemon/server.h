@@ -32,6 +32,9 @@ struct hfe_server_config {
 	/* 0: listen[i] serves the default host (pull mode, test scanouts);
 	 * k > 0: it serves vms[k - 1] only. */
 	unsigned listen_vm[HFE_SERVER_MAX_LISTEN];
+	/* listen[i] is a control listener: its clients may inject input into
+	 * the VM's consoles they watch (--control-listen) */
+	bool listen_control[HFE_SERVER_MAX_LISTEN];
 	unsigned n_listen;
 	struct hfe_server_vm vms[HFE_SERVER_MAX_VMS];
 	unsigned n_vms;

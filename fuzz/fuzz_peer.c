@@ -6,7 +6,8 @@
  *
  * Input: byte 0 picks the configuration (bits 0-1 max_queue 64/512/4K/1M,
  * bits 2-3 max_inflight 1..4, bit 4 a scanout in the hub, bit 5 a resource
- * resolver, bit 6 libavcodec's rawvideo encoder instead of libx264). Then
+ * resolver, bit 6 libavcodec's rawvideo encoder instead of libx264, bit 7 a
+ * control peer of a host with an input sink). Then
  * operations, one byte each, low two bits the kind, the upper six an
  * argument a:
  *   0 push: the next 1 + a*a input bytes go into the "socket"; the peer
@@ -24,7 +25,10 @@
  *  - SHUTDOWN_WR only with the queue empty, and nothing queued after it;
  *  - hfe_peer_rx_buf offers a buffer exactly when hfe_peer_wants_read;
  *  - after the client's EOF the peer closes within bounded (fake) time;
- *  - every resource frame the resolver lent is given back once, by the end.
+ *  - every resource frame the resolver lent is given back once, by the end;
+ *  - input reaches the sink only for a watched scanout (the hub's id 1),
+ *    positions inside the limits; every key and button it pressed is
+ *    released by the time the peer is gone.
  *
  * Speed (fuzz/README.md): encoders run one thread each, and the rawvideo
  * option makes an encoder cost almost nothing (host.c never looks inside a
@@ -86,6 +90,40 @@ static int resolve(void *opaque, const struct hfe_frame_request *fr,
 	return 0;
 }
 
+/* The VM's side of input: what is held, by evdev code and button. */
+static uint8_t keys_held[HFE_KEY_MAX + 1];
+static unsigned buttons_held;
+
+static void in_key(void *o, uint32_t s, uint32_t code, bool down)
+{
+	(void)o;
+	if (s != 1 || code < 1 || code > HFE_KEY_MAX)
+		FAIL("key %u for scanout %u", code, s);
+	keys_held[code] = down;
+}
+
+static void in_move(void *o, uint32_t s, uint32_t x, uint32_t y)
+{
+	(void)o;
+	if (s != 1 || x >= 64 || y >= 64)
+		FAIL("move to %u,%u on scanout %u", x, y, s);
+}
+
+static void in_button(void *o, uint32_t s, enum hfe_button_id b, bool down)
+{
+	(void)o;
+	if (s != 1 || b > HFE_BTN_WHEEL_RIGHT)
+		FAIL("button %d on scanout %u", (int)b, s);
+	buttons_held = down ? buttons_held | 1u << b : buttons_held & ~(1u << b);
+}
+
+static void in_sync(void *o, uint32_t s)
+{
+	(void)o;
+	if (s != 1)
+		FAIL("sync on scanout %u", s);
+}
+
 /* ERROR codes only the connection itself sends (then closes). */
 static bool fatal_code(int32_t code)
 {
@@ -98,6 +136,8 @@ static bool fatal_code(int32_t code)
 	case HFE_ERR_VERSION:
 	case HFE_ERR_SHUTDOWN:
 		return true;
+	case HFE_ERR_DENIED: /* fatal only without control; kept for unwatched ids */
+		return false;
 	default:
 		return false;
 	}
@@ -215,9 +255,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cfg.resolve_resource = resolve;
 	if (data[0] & 0x40)
 		snprintf(cfg.enc.name, sizeof(cfg.enc.name), "rawvideo");
+	if (data[0] & 0x80)
+		cfg.input = (struct hfe_input_sink){ in_key, in_move, in_button, in_sync, NULL };
+	memset(keys_held, 0, sizeof(keys_held));
+	buttons_held = 0;
 	atomic_store(&res_lent, 0);
 	atomic_store(&res_released, 0);
 	hh_start(h, &cfg);
+	hfe_peer_set_control(h->peer, data[0] & 0x80);
 	if (data[0] & 0x10) {
 		hh_add_scanout(h, 1, 48, 32); /* small: drawing it is per-pixel work */
 		hh_draw(h, 0);
@@ -265,6 +310,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (h->peer)
 		FAIL("peer still open 40 s (fake) after the client's EOF");
+	for (unsigned k = 0; k <= HFE_KEY_MAX; k++)
+		if (keys_held[k])
+			FAIL("key %u still held after the peer closed", k);
+	if (buttons_held)
+		FAIL("buttons 0x%x still held after the peer closed", buttons_held);
 	hh_stop(h); /* waits for detached sessions: every release has run */
 	if (atomic_load(&res_released) != atomic_load(&res_lent))
 		FAIL("%u resource frames lent, %u given back", atomic_load(&res_lent),

@@ -248,6 +248,27 @@ static void peer_seeds(const uint8_t *pix)
 	op(&o, OP_EVENT, EV_DRAW | EV_WAIT | EV_TURN);
 	op(&o, OP_EVENT, EV_WAIT | EV_TURN);
 	save("peer_rawvideo", 0x5f, &o);
+
+	/* config 0x90: a control peer with an input sink and the scanout:
+	 * keys and buttons held when it goes, a move, the wheel, an unwatched id */
+	memset(&o, 0, sizeof(o));
+	op_msg(&o, &hello, NULL, 0);
+	m = mk(HFE_MSG_SUBSCRIBE, 1);
+	m.u.scanout_id = 1;
+	op_msg(&o, &m, NULL, 0);
+	m = mk(HFE_MSG_INPUT_KEY, 1);
+	m.u.key = (struct hfe_input_key){ 42, 1 };
+	op_msg(&o, &m, NULL, 0);
+	m = mk(HFE_MSG_INPUT_POINTER, 1);
+	m.u.pointer = (struct hfe_input_pointer){ 10, 20, 0, 0, 0 };
+	op_msg(&o, &m, NULL, 0);
+	m.u.pointer = (struct hfe_input_pointer){ 11, 21, HFE_BUTTON_LEFT, 2, -1 };
+	op_msg(&o, &m, NULL, 0);
+	m = mk(HFE_MSG_INPUT_KEY, 0); /* scanout 0: not watched */
+	m.u.key = (struct hfe_input_key){ 30, 1 };
+	op_msg(&o, &m, NULL, 0);
+	op(&o, OP_EVENT, EV_TURN);
+	save("peer_input", 0x90, &o);
 }
 
 int main(int argc, char **argv)
@@ -295,6 +316,12 @@ int main(int argc, char **argv)
 	hello = mk(HFE_MSG_HELLO, 0);
 	hello.u.hello = (struct hfe_hello){ 1, 2, 0, "gst-vsockenc" };
 	single("host_hello", 0x00, &hello, NULL, 0);
+	m = mk(HFE_MSG_INPUT_KEY, 1);
+	m.u.key = (struct hfe_input_key){ 30, 1 };
+	single("host_input_key", 0x00, &m, NULL, 0);
+	m = mk(HFE_MSG_INPUT_POINTER, 1);
+	m.u.pointer = (struct hfe_input_pointer){ 8, 9, HFE_BUTTON_LEFT, -1, 1 };
+	single("host_input_pointer", 0x00, &m, NULL, 0);
 	m = mk(HFE_MSG_STATS_REQ, 0); /* v2 only: after a HELLO */
 	memset(&o, 0, sizeof(o));
 	add(&o, &hello, NULL, 0);

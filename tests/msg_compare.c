@@ -98,6 +98,7 @@ bool msg_fields_equal(const struct hfe_msg *a, const struct hfe_msg *b, char *wh
 		break;
 	case HFE_MSG_HELLO_RESP:
 		F(u.hello_resp.version);
+		F(u.hello_resp.features);
 		F(u.hello_resp.codecs);
 		F(u.hello_resp.sources);
 		F(u.hello_resp.max_width);
@@ -119,6 +120,17 @@ bool msg_fields_equal(const struct hfe_msg *a, const struct hfe_msg *b, char *wh
 		F(u.stats.encode_us_avg);
 		F(u.stats.encode_us_max);
 		F(u.stats.inflight);
+		break;
+	case HFE_MSG_INPUT_KEY:
+		F(u.key.code);
+		F(u.key.down);
+		break;
+	case HFE_MSG_INPUT_POINTER:
+		F(u.pointer.x);
+		F(u.pointer.y);
+		F(u.pointer.buttons);
+		F(u.pointer.wheel_y);
+		F(u.pointer.wheel_x);
 		break;
 	case HFE_MSG_ERROR:
 		F(u.error.code);

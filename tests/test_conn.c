@@ -611,6 +611,18 @@ static void test_versions(void)
 		run_steps("STATS_REQ in v1", HFE_ROLE_HOST, 0, s, 2);
 	}
 	{
+		struct hfe_msg key = mk(HFE_MSG_INPUT_KEY, 0), ptr = mk(HFE_MSG_INPUT_POINTER, 0);
+		key.u.key = (struct hfe_input_key){ 30, 1 };
+		const struct vstep v2[] = { { mk_hello(1, 2), 1, 2, 0 },
+					    { key, 1, 2, 0 },
+					    { ptr, 1, 2, 0 } };
+		run_steps("input in v2", HFE_ROLE_HOST, 0, v2, 3);
+		const struct vstep v1[] = { { ping, 1, 1, 0 }, { key, -1, 0, P } };
+		run_steps("INPUT_KEY in v1", HFE_ROLE_HOST, 0, v1, 2);
+		const struct vstep first[] = { { ptr, -1, 0, P } };
+		run_steps("INPUT_POINTER first (v1)", HFE_ROLE_HOST, 0, first, 1);
+	}
+	{
 		const struct vstep s[] = { { mk_hello(3, 4), -1, 0, HFE_ERR_VERSION } };
 		run_steps("HELLO 3..4", HFE_ROLE_HOST, 0, s, 1);
 	}

@@ -89,6 +89,8 @@ enum tmpl {
 	T_STATS_REQ,
 	T_STATS_RESP,
 	T_ERROR,
+	T_INPUT_KEY,
+	T_INPUT_POINTER,
 	T_COUNT
 };
 
@@ -97,6 +99,7 @@ static const char *const tmpl_names[T_COUNT] = {
 	"FRAME_REQUEST/I420", "FRAME_RESPONSE", "KEYFRAME_REQ", "CONFIG_REQ", "CONFIG_RESP",
 	"PING", "PONG", "ENABLE_SCANOUT", "DISABLE_SCANOUT", "SCANOUT_RESP", "SUBSCRIBE",
 	"SUBSCRIBE_RESP", "HELLO", "HELLO_RESP", "STATS_REQ", "STATS_RESP", "ERROR",
+	"INPUT_KEY", "INPUT_POINTER",
 };
 
 struct tmsg {
@@ -293,7 +296,7 @@ static void tmpl_make(enum tmpl id, struct tmsg *t)
 	case T_HELLO_RESP:
 		put_hdr(&w, HFE_MSG_HELLO_RESP, 0, 0, 96);
 		put(&w, 2, 2);
-		put(&w, 0, 2);
+		put(&w, HFE_FEATURE_INPUT, 2);
 		put(&w, HFE_CODEC_H264, 4);
 		put(&w, 7, 4);
 		put(&w, 320, 4);
@@ -305,6 +308,7 @@ static void tmpl_make(enum tmpl id, struct tmsg *t)
 			put(&w, fmts[i], 4);
 		put_str(&w, "helix-frame-export 0.1.0", 32);
 		m->u.hello_resp.version = 2;
+		m->u.hello_resp.features = HFE_FEATURE_INPUT;
 		m->u.hello_resp.codecs = HFE_CODEC_H264;
 		m->u.hello_resp.sources = 7;
 		m->u.hello_resp.max_width = 320;
@@ -345,6 +349,24 @@ static void tmpl_make(enum tmpl id, struct tmsg *t)
 		strcpy(m->u.error.message, "HELLO after FRAME_REQUEST");
 		t->body = 260;
 		t->role = HFE_ROLE_CLIENT;
+		break;
+	case T_INPUT_KEY:
+		put_hdr(&w, HFE_MSG_INPUT_KEY, 0, 1, 8);
+		put(&w, 30, 4); /* KEY_A */
+		put(&w, 1, 1);
+		put(&w, 0, 3);
+		m->u.key = (struct hfe_input_key){ 30, 1 };
+		t->body = 8;
+		break;
+	case T_INPUT_POINTER:
+		put_hdr(&w, HFE_MSG_INPUT_POINTER, 0, 1, 16);
+		put(&w, 319, 4);
+		put(&w, 239, 4);
+		put(&w, HFE_BUTTON_LEFT | HFE_BUTTON_FORWARD, 4);
+		put(&w, (uint16_t)-3, 2);
+		put(&w, 64, 2);
+		m->u.pointer = (struct hfe_input_pointer){ 319, 239, 0x11, -3, 64 };
+		t->body = 16;
 		break;
 	case T_COUNT:
 		break;
@@ -721,7 +743,8 @@ static const struct spec_field sp_hello[] = {
 	SFS(hello.client_name, 8, 32),
 };
 static const struct spec_field sp_hello_resp[] = {
-	SF(hello_resp.version, 0, 2),      SF(hello_resp.codecs, 4, 4),
+	SF(hello_resp.version, 0, 2),      SF(hello_resp.features, 2, 2),
+	SF(hello_resp.codecs, 4, 4),
 	SF(hello_resp.sources, 8, 4),      SF(hello_resp.max_width, 12, 4),
 	SF(hello_resp.max_height, 16, 4),  SF(hello_resp.max_payload, 20, 4),
 	SF(hello_resp.max_inflight, 24, 4), SFV(hello_resp.format_count, 28, 4, 8),
@@ -733,6 +756,15 @@ static const struct spec_field sp_stats[] = {
 	SF(stats.bytes_received, 32, 8), SF(stats.bytes_sent, 40, 8),
 	SF(stats.encode_us_avg, 48, 4),  SF(stats.encode_us_max, 52, 4),
 	SF(stats.inflight, 56, 4),
+};
+static const struct spec_field sp_key[] = {
+	SFV(key.code, 0, 4, 0x2ff),
+	SFV(key.down, 4, 1, 1),
+};
+static const struct spec_field sp_pointer[] = {
+	SFV(pointer.x, 0, 4, 300),         SFV(pointer.y, 4, 4, 200),
+	SFV(pointer.buttons, 8, 4, 0x1f),  SFV(pointer.wheel_y, 12, 2, (uint16_t)-64),
+	SFV(pointer.wheel_x, 14, 2, 17),
 };
 static const struct spec_field sp_error[] = {
 	SF(error.code, 0, 4),
@@ -760,6 +792,8 @@ static const struct spec_msg spec_msgs[] = {
 	SPEC0(HFE_MSG_STATS_REQ, HFE_ROLE_HOST),
 	SPEC(HFE_MSG_STATS_RESP, HFE_ROLE_CLIENT, 64, sp_stats),
 	SPEC(HFE_MSG_ERROR, HFE_ROLE_CLIENT, 260, sp_error),
+	SPEC(HFE_MSG_INPUT_KEY, HFE_ROLE_HOST, 8, sp_key),
+	SPEC(HFE_MSG_INPUT_POINTER, HFE_ROLE_HOST, 16, sp_pointer),
 };
 
 /* The value of element k of field i: fixed, or the next `size` counter bytes. */
@@ -1129,6 +1163,39 @@ static const struct vcase vcases[] = {
 	{ "scanout_resp success 0", T_SCANOUT_RESP, { P(B(4), 4, 0) }, 0, 0 },
 	{ "error message 255 chars", T_ERROR, { P(B(4), 255, 'e') }, 0, 0 },
 	{ "error unknown code", T_ERROR, { P(B(0), 4, -1234) }, 0, 0 },
+
+	/* INPUT_KEY: code 1..0x2ff, down 0/1, reserved ignored */
+	{ "key code 0", T_INPUT_KEY, { P(B(0), 4, 0) }, 'P', INV },
+	{ "key code 1", T_INPUT_KEY, { P(B(0), 4, 1) }, 0, 0 },
+	{ "key code 0x2ff", T_INPUT_KEY, { P(B(0), 4, 0x2ff) }, 0, 0 },
+	{ "key code 0x300", T_INPUT_KEY, { P(B(0), 4, 0x300) }, 'P', INV },
+	{ "key code 0xffffffff", T_INPUT_KEY, { P(B(0), 4, 0xffffffffu) }, 'P', INV },
+	{ "key down 0", T_INPUT_KEY, { P(B(4), 1, 0) }, 0, 0 },
+	{ "key down 2", T_INPUT_KEY, { P(B(4), 1, 2) }, 'P', INV },
+	{ "key down 0xff", T_INPUT_KEY, { P(B(4), 1, 0xff) }, 'P', INV },
+	{ "key reserved ignored", T_INPUT_KEY, { P(B(5), 3, 0xff) }, 0, 0 },
+	{ "key payload 7", T_INPUT_KEY, { P(SIZE, 4, 7) }, 'H', INV },
+	{ "key payload 9", T_INPUT_KEY, { P(SIZE, 4, 9) }, 'H', INV },
+	{ "key flag 0x01", T_INPUT_KEY, { P(FLAGS, 1, 1) }, 'H', INV },
+
+	/* INPUT_POINTER: inside the largest scanout (tlim 320x240), 5 buttons,
+	 * wheel -64..64 */
+	{ "pointer 0,0", T_INPUT_POINTER, { P(B(0), 8, 0) }, 0, 0 },
+	{ "pointer x max_width", T_INPUT_POINTER, { P(B(0), 4, 320) }, 'P', INV },
+	{ "pointer y max_height", T_INPUT_POINTER, { P(B(4), 4, 240) }, 'P', INV },
+	{ "pointer x 0xffffffff", T_INPUT_POINTER, { P(B(0), 4, 0xffffffffu) }, 'P', INV },
+	{ "pointer y 0x80000000", T_INPUT_POINTER, { P(B(4), 4, 0x80000000u) }, 'P', INV },
+	{ "pointer buttons 0x1f", T_INPUT_POINTER, { P(B(8), 4, 0x1f) }, 0, 0 },
+	{ "pointer buttons 0x20", T_INPUT_POINTER, { P(B(8), 4, 0x20) }, 'P', INV },
+	{ "pointer buttons 0x80000000", T_INPUT_POINTER, { P(B(8), 4, 0x80000000u) }, 'P', INV },
+	{ "pointer wheel_y -64", T_INPUT_POINTER, { P(B(12), 2, 0xffc0) }, 0, 0 },
+	{ "pointer wheel_y -65", T_INPUT_POINTER, { P(B(12), 2, 0xffbf) }, 'P', INV },
+	{ "pointer wheel_y 65", T_INPUT_POINTER, { P(B(12), 2, 65) }, 'P', INV },
+	{ "pointer wheel_y -32768", T_INPUT_POINTER, { P(B(12), 2, 0x8000) }, 'P', INV },
+	{ "pointer wheel_x 65", T_INPUT_POINTER, { P(B(14), 2, 65) }, 'P', INV },
+	{ "pointer wheel_x -65", T_INPUT_POINTER, { P(B(14), 2, 0xffbf) }, 'P', INV },
+	{ "pointer payload 15", T_INPUT_POINTER, { P(SIZE, 4, 15) }, 'H', INV },
+	{ "pointer payload 17", T_INPUT_POINTER, { P(SIZE, 4, 17) }, 'H', INV },
 };
 
 /* Apply a case's patches to a copy of its template and run both parse stages. */
@@ -1258,7 +1325,7 @@ static void test_header_every_type(void)
 	struct hfe_err err;
 	char ctx[160];
 	static const uint8_t unknown[] = { 0x00, 0x06, 0x0f, 0x12, 0x1f, 0x22 + 1, 0x32, 0x42,
-					   0x52, 0x80, 0xfe };
+					   0x52, 0x62, 0x80, 0xfe };
 
 	printf("header rules for every type\n");
 	for (int id = 0; id < T_COUNT; id++) {
@@ -1455,6 +1522,7 @@ static void test_names(void)
 		{ 0x30, "SUBSCRIBE", 1 },     { 0x31, "SUBSCRIBE_RESP", 1 },
 		{ 0x40, "HELLO", 2 },         { 0x41, "HELLO_RESP", 2 },
 		{ 0x50, "STATS_REQ", 2 },     { 0x51, "STATS_RESP", 2 },
+		{ 0x60, "INPUT_KEY", 2 },     { 0x61, "INPUT_POINTER", 2 },
 		{ 0xff, "ERROR", 1 },
 	};
 	static const struct {
@@ -1473,6 +1541,7 @@ static void test_names(void)
 		{ -9, "TIMEOUT" },
 		{ -10, "VERSION" },
 		{ -11, "SHUTDOWN" },
+		{ -12, "DENIED" },
 		{ -99, "INTERNAL" },
 	};
 	char fcc[5];
@@ -1495,7 +1564,7 @@ static void test_names(void)
 
 		CHECKC(n && strcmp(n, codes[i].name) == 0, codes[i].name);
 	}
-	CHECK(hfe_error_name(-12) != NULL);
+	CHECK(hfe_error_name(-13) != NULL);
 	CHECK(hfe_error_name(INT32_MIN) != NULL);
 	CHECK(hfe_error_name(5) != NULL);
 

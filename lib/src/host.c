@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "hfe/conn.h"
+#include "hfe/input.h"
 #include "hfe/log.h"
 #include "hfe/session.h"
 
@@ -39,6 +40,9 @@ struct hfe_peer {
 	bool closing;          /* final reply queued: flush, then close */
 	bool shut_wr;          /* our side half-closed; discarding input */
 	bool logged_failure;
+	bool control;      /* came through a control listener: may inject input */
+	bool denied_noted; /* input for an unwatched scanout logged once */
+	struct hfe_input *input; /* from its first input message */
 	uint64_t last_rx_ms;
 	uint64_t close_deadline_ms;
 	uint64_t frames_out;
@@ -116,6 +120,7 @@ void hfe_peer_free(struct hfe_peer *p, const char *reason)
 	if (!p)
 		return;
 	hfe_hub_drop_conn(p->host->hub, p->conn);
+	hfe_input_free(p->input); /* releases what it still holds in the VM */
 	/* The conn holds no pixels of the session's jobs (payloads are taken),
 	 * so the worker may finish its current encode after we are gone. */
 	hfe_session_detach(p->session);
@@ -128,6 +133,13 @@ void hfe_peer_free(struct hfe_peer *p, const char *reason)
 }
 
 const char *hfe_peer_name(const struct hfe_peer *p) { return p->name; }
+void hfe_peer_set_control(struct hfe_peer *p, bool control) { p->control = control; }
+
+/* Input is accepted from control peers of a host that has an input sink. */
+static bool peer_may_inject(const struct hfe_peer *p)
+{
+	return p->control && p->host->cfg.input.key;
+}
 
 /* The final reply is queued: flush, then close. Scanout access units stop
  * here, so nothing follows the ERROR or is queued after our half-close. */
@@ -136,6 +148,8 @@ static void peer_closing(struct hfe_peer *p, uint64_t now)
 	p->closing = true;
 	p->close_deadline_ms = now + LINGER_MS;
 	hfe_hub_drop_conn(p->host->hub, p->conn);
+	if (p->input)
+		hfe_input_release(p->input); /* nothing it sends is read any more */
 }
 
 /* Queue a final reply, then flush and close. */
@@ -271,6 +285,7 @@ static void send_hello_resp(struct hfe_peer *p, const struct hfe_msg *in)
 					.session_id = in->hdr.session_id } };
 	struct hfe_hello_resp *h = &out.u.hello_resp;
 	h->version = (uint16_t)hfe_conn_version(p->conn);
+	h->features = peer_may_inject(p) ? HFE_FEATURE_INPUT : 0;
 	h->codecs = hfe_encoder_codec(cfg->enc.name[0] ? cfg->enc.name : HFE_DEFAULT_ENCODER);
 	h->sources = cfg->sources | HFE_SOURCE_PIXELS |
 		     (cfg->resolve_resource ? HFE_SOURCE_RESOURCE : 0);
@@ -297,8 +312,39 @@ static void send_stats(struct hfe_peer *p, const struct hfe_msg *in)
 	hfe_conn_send(p->conn, &out, NULL, 0);
 }
 
+/* INPUT_KEY / INPUT_POINTER. Every one costs a token of the peer's bucket,
+ * refused ones too, so that refusals are bounded like the rest. */
+static void peer_input(struct hfe_peer *p, const struct hfe_msg *m, uint64_t now)
+{
+	uint32_t scanout = m->hdr.session_id;
+
+	if (!peer_may_inject(p)) {
+		hfe_conn_fail(p->conn, HFE_ERR_DENIED,
+			      "%s: input is not accepted here (not a control listener)",
+			      hfe_msg_type_name(m->hdr.type));
+		return;
+	}
+	if (!p->input && !(p->input = hfe_input_new(&p->host->cfg.input, now))) {
+		hfe_conn_fail(p->conn, HFE_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	hfe_input_take(p->input, now);
+	if (!hfe_hub_subscribed(p->host->hub, p->conn, scanout)) {
+		if (!p->denied_noted)
+			hfe_peer_fault("%s: input for scanout %u, which it does not watch: refused",
+				       p->name, scanout);
+		p->denied_noted = true;
+		hfe_conn_send_error(p->conn, m->hdr.session_id, HFE_ERR_DENIED,
+				    "%s for scanout %u, which this connection does not watch "
+				    "(SUBSCRIBE to it first)",
+				    hfe_msg_type_name(m->hdr.type), scanout);
+		return;
+	}
+	hfe_input_handle(p->input, m);
+}
+
 /* One validated message from the peer. */
-static void peer_handle(struct hfe_peer *p, const struct hfe_msg *m)
+static void peer_handle(struct hfe_peer *p, const struct hfe_msg *m, uint64_t now)
 {
 	struct hfe_msg out = { .hdr = { .session_id = m->hdr.session_id } };
 
@@ -336,6 +382,10 @@ static void peer_handle(struct hfe_peer *p, const struct hfe_msg *m)
 	case HFE_MSG_STATS_REQ:
 		send_stats(p, m);
 		return;
+	case HFE_MSG_INPUT_KEY:
+	case HFE_MSG_INPUT_POINTER:
+		peer_input(p, m, now);
+		return;
 	default:
 		/* wire.c lets only client -> host types through */
 		hfe_conn_fail(p->conn, HFE_ERR_INTERNAL, "unhandled message type 0x%02x",
@@ -352,6 +402,8 @@ bool hfe_peer_wants_read(struct hfe_peer *p)
 		return false;
 	if (hfe_conn_tx_pending(p->conn) >= p->host->cfg.max_queue)
 		return false;
+	if (p->input && hfe_input_starved(p->input))
+		return false; /* over its input rate: wait for the bucket */
 	return !p->session || hfe_session_can_submit(p->session);
 }
 
@@ -390,7 +442,7 @@ void hfe_peer_rx_commit(struct hfe_peer *p, size_t n, uint64_t now_ms)
 	hfe_conn_rx_commit(p->conn, n);
 	struct hfe_msg msg;
 	while (hfe_conn_next(p->conn, &msg) == 1)
-		peer_handle(p, &msg);
+		peer_handle(p, &msg, now_ms);
 	note_failure(p, now_ms);
 }
 
@@ -399,6 +451,8 @@ void hfe_peer_rx_eof(struct hfe_peer *p)
 	if (hfe_conn_rx_partial(p->conn))
 		hfe_peer_fault("%s: closed in the middle of a message", p->name);
 	p->rx_eof = true;
+	if (p->input)
+		hfe_input_release(p->input);
 	/* It asks for nothing more: its subscriptions end here, so it closes once
 	 * what is queued is written, not only when a running stream happens to
 	 * leave its queue empty (a slow reader's never is). */
@@ -430,6 +484,12 @@ enum hfe_peer_action hfe_peer_service(struct hfe_peer *p, uint64_t now, uint64_t
 
 	peer_collect(p);
 	note_failure(p, now);
+	if (p->input) {
+		/* Motion merged during this turn goes to the VM now; a starved
+		 * bucket wakes us when it has a token again. */
+		hfe_input_flush(p->input);
+		hfe_input_ready(p->input, now, deadline_ms);
+	}
 	unsigned inflight = p->session ? hfe_session_inflight(p->session) : 0;
 
 	if (!p->closing && !hfe_conn_failed(p->conn)) {

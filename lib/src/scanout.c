@@ -304,6 +304,11 @@ void hfe_hub_drop_conn(struct hfe_hub *hub, struct hfe_conn *conn)
 	}
 }
 
+bool hfe_hub_subscribed(struct hfe_hub *hub, struct hfe_conn *conn, uint32_t id)
+{
+	return find_sub(hub, conn, id) != NULL;
+}
+
 unsigned hfe_hub_subscribers(struct hfe_hub *hub, uint32_t id)
 {
 	unsigned n = 0;

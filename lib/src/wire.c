@@ -81,7 +81,7 @@ struct PACKED wire_hello {
 	char client_name[HFE_NAME_LEN];
 };
 struct PACKED wire_hello_resp {
-	uint16_t version, reserved;
+	uint16_t version, features;
 	uint32_t codecs, sources, max_width, max_height, max_payload, max_inflight;
 	uint32_t format_count;
 	uint32_t formats[HFE_HELLO_MAX_FORMATS];
@@ -91,6 +91,15 @@ struct PACKED wire_stats {
 	uint64_t frames_received, frames_encoded, frames_dropped, keyframes;
 	uint64_t bytes_received, bytes_sent;
 	uint32_t encode_us_avg, encode_us_max, inflight, reserved;
+};
+struct PACKED wire_key {
+	uint32_t code;
+	uint8_t down;
+	uint8_t reserved[3];
+};
+struct PACKED wire_pointer {
+	uint32_t x, y, buttons;
+	int16_t wheel_y, wheel_x;
 };
 struct PACKED wire_error {
 	int32_t code;
@@ -111,6 +120,8 @@ static_assert(sizeof(struct wire_hello) == HFE_HELLO_SIZE, "hello");
 static_assert(sizeof(struct wire_hello_resp) == HFE_HELLO_RESP_SIZE, "hello resp");
 static_assert(sizeof(struct wire_stats) == HFE_STATS_RESP_SIZE, "stats");
 static_assert(sizeof(struct wire_error) == HFE_ERROR_SIZE, "error");
+static_assert(sizeof(struct wire_key) == HFE_INPUT_KEY_SIZE, "input key");
+static_assert(sizeof(struct wire_pointer) == HFE_INPUT_POINTER_SIZE, "input pointer");
 static_assert(HFE_MSG_MAX_PREFIX >= HFE_HEADER_SIZE + HFE_FRAME_RESPONSE_SIZE + 4, "prefix");
 
 /* ---- field lists ---- */
@@ -194,7 +205,8 @@ static const struct field hello_fields[] = {
 	STR(hello, client_name),
 };
 static const struct field hello_resp_fields[] = {
-	INT(hello_resp, version),      INT(hello_resp, codecs),       INT(hello_resp, sources),
+	INT(hello_resp, version),      INT(hello_resp, features),     INT(hello_resp, codecs),
+	INT(hello_resp, sources),
 	INT(hello_resp, max_width),    INT(hello_resp, max_height),   INT(hello_resp, max_payload),
 	INT(hello_resp, max_inflight), INT(hello_resp, format_count), INTS(hello_resp, formats),
 	STR(hello_resp, server_name),
@@ -203,6 +215,14 @@ static const struct field stats_fields[] = {
 	INT(stats, frames_received), INT(stats, frames_encoded), INT(stats, frames_dropped),
 	INT(stats, keyframes),       INT(stats, bytes_received), INT(stats, bytes_sent),
 	INT(stats, encode_us_avg),   INT(stats, encode_us_max),  INT(stats, inflight),
+};
+static const struct field key_fields[] = {
+	INT(key, code),
+	INT(key, down),
+};
+static const struct field pointer_fields[] = {
+	INT(pointer, x),       INT(pointer, y),       INT(pointer, buttons),
+	INT(pointer, wheel_y), INT(pointer, wheel_x),
 };
 static const struct field error_fields[] = {
 	INT(error, code),
@@ -317,6 +337,7 @@ const char *hfe_error_name(int32_t code)
 	case HFE_ERR_TIMEOUT: return "TIMEOUT";
 	case HFE_ERR_VERSION: return "VERSION";
 	case HFE_ERR_SHUTDOWN: return "SHUTDOWN";
+	case HFE_ERR_DENIED: return "DENIED";
 	case HFE_ERR_INTERNAL: return "INTERNAL";
 	default: return "UNKNOWN";
 	}
@@ -628,6 +649,54 @@ static int check_hello_resp(struct hfe_msg *m, const uint8_t *p, const struct hf
 	return 0;
 }
 
+static int check_key(struct hfe_msg *m, const uint8_t *p, const struct hfe_limits *lim,
+		     struct hfe_err *err)
+{
+	const struct hfe_input_key *k = &m->u.key;
+	(void)p;
+	(void)lim;
+
+	if (k->code < 1 || k->code > HFE_KEY_MAX) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG, "INPUT_KEY: code %u (1..%u)", k->code,
+			    HFE_KEY_MAX);
+		return -1;
+	}
+	if (k->down > 1) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG, "INPUT_KEY: down %u (0 or 1)", k->down);
+		return -1;
+	}
+	return 0;
+}
+
+static int check_pointer(struct hfe_msg *m, const uint8_t *p, const struct hfe_limits *lim,
+			 struct hfe_err *err)
+{
+	const struct hfe_input_pointer *ptr = &m->u.pointer;
+	uint32_t max_w = lim->max_width < HFE_MAX_DIMENSION ? lim->max_width : HFE_MAX_DIMENSION;
+	uint32_t max_h = lim->max_height < HFE_MAX_DIMENSION ? lim->max_height : HFE_MAX_DIMENSION;
+	(void)p;
+
+	if (ptr->x >= max_w || ptr->y >= max_h) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG,
+			    "INPUT_POINTER: position %u,%u outside the largest scanout %ux%u", ptr->x,
+			    ptr->y, max_w, max_h);
+		return -1;
+	}
+	if (ptr->buttons & ~HFE_BUTTONS_ALL) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG, "INPUT_POINTER: buttons 0x%x (mask 0x%x)",
+			    ptr->buttons, HFE_BUTTONS_ALL);
+		return -1;
+	}
+	if (ptr->wheel_y < -HFE_MAX_WHEEL || ptr->wheel_y > HFE_MAX_WHEEL ||
+	    ptr->wheel_x < -HFE_MAX_WHEEL || ptr->wheel_x > HFE_MAX_WHEEL) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG,
+			    "INPUT_POINTER: wheel %d,%d (each -%d..%d notches)", ptr->wheel_x,
+			    ptr->wheel_y, HFE_MAX_WHEEL, HFE_MAX_WHEEL);
+		return -1;
+	}
+	return 0;
+}
+
 /* The builder's side of the same rule: count capped, unused slots sent as 0. */
 static void finish_hello_resp(const struct hfe_msg *m, uint8_t *body)
 {
@@ -690,6 +759,9 @@ static const struct msg_desc messages[] = {
 	    finish_hello_resp),
 	MSG(STATS_REQ, HOST, 2, TAIL_NONE, NO_BODY, NULL, NULL),
 	MSG(STATS_RESP, CLIENT, 2, TAIL_NONE, BODY(stats), NULL, NULL),
+	/* who may inject is the host's business (host.c), not the wire's */
+	MSG(INPUT_KEY, HOST, 2, TAIL_NONE, BODY(key), check_key, NULL),
+	MSG(INPUT_POINTER, HOST, 2, TAIL_NONE, BODY(pointer), check_pointer, NULL),
 	MSG(ERROR, CLIENT, 1, TAIL_NONE, BODY(error), NULL, NULL),
 };
 

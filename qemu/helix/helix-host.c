@@ -208,6 +208,7 @@ static void helix_accept(void *opaque)
             error_report("helix-frame-export: out of memory for a client");
             break;
         }
+        hfe_peer_set_control(peer, l->control);
         c = g_new0(HelixClient, 1);
         c->hfe = s;
         c->fd = fd;
@@ -276,6 +277,7 @@ bool helix_host_start(HelixFrameExport *s, Error **errp)
     hc.notify_opaque = s;
     hc.resolve_resource = helix_resolve_resource;
     hc.resource_opaque = s;
+    hc.input = helix_input_sink(s);
     s->host = hfe_host_new(&hc);
     if (!s->host) {
         error_setg(errp, "out of memory");
@@ -292,6 +294,33 @@ bool helix_host_start(HelixFrameExport *s, Error **errp)
     return true;
 }
 
+static bool helix_listen_one(HelixFrameExport *s, const char *addr,
+                             bool control, Error **errp)
+{
+    HelixListener *hl = &s->listeners[s->n_listeners];
+    char err[256], note[256] = "";
+
+    if (hfe_addr_parse(addr, &hl->addr, err, sizeof(err)) < 0) {
+        error_setg(errp, "listen address '%s': %s", addr, err);
+        return false;
+    }
+    hl->fd = hfe_listen(&hl->addr, err, sizeof(err), note, sizeof(note));
+    if (hl->fd < 0) {
+        error_setg(errp, "cannot listen on '%s': %s", addr, err);
+        return false;
+    }
+    if (note[0]) {
+        warn_report("helix-frame-export: %s", note);
+    }
+    hl->hfe = s;
+    hl->control = control;
+    hfe_addr_str(&hl->addr, hl->name, sizeof(hl->name));
+    s->n_listeners++;
+    qemu_set_fd_handler(hl->fd, helix_accept, NULL, hl);
+    trace_helix_listen(hl->name, control);
+    return true;
+}
+
 bool helix_listen_all(HelixFrameExport *s, Error **errp)
 {
     unsigned n = 0;
@@ -299,28 +328,19 @@ bool helix_listen_all(HelixFrameExport *s, Error **errp)
     for (strList *l = s->listen; l; l = l->next) {
         n++;
     }
+    for (strList *l = s->control_listen; l; l = l->next) {
+        n++;
+    }
     s->listeners = g_new0(HelixListener, n);
     for (strList *l = s->listen; l; l = l->next) {
-        HelixListener *hl = &s->listeners[s->n_listeners];
-        char err[256], note[256] = "";
-
-        if (hfe_addr_parse(l->value, &hl->addr, err, sizeof(err)) < 0) {
-            error_setg(errp, "listen address '%s': %s", l->value, err);
+        if (!helix_listen_one(s, l->value, false, errp)) {
             return false;
         }
-        hl->fd = hfe_listen(&hl->addr, err, sizeof(err), note, sizeof(note));
-        if (hl->fd < 0) {
-            error_setg(errp, "cannot listen on '%s': %s", l->value, err);
+    }
+    for (strList *l = s->control_listen; l; l = l->next) {
+        if (!helix_listen_one(s, l->value, true, errp)) {
             return false;
         }
-        if (note[0]) {
-            warn_report("helix-frame-export: %s", note);
-        }
-        hl->hfe = s;
-        hfe_addr_str(&hl->addr, hl->name, sizeof(hl->name));
-        s->n_listeners++;
-        qemu_set_fd_handler(hl->fd, helix_accept, NULL, hl);
-        trace_helix_listen(hl->name);
     }
     return true;
 }

@@ -52,11 +52,12 @@ static bool helix_check_mutable(HelixFrameExport *s, const char *name,
     return true;
 }
 
+/* listen and control-listen: the member is at the property's opaque offset */
 static void helix_get_listen(Object *obj, Visitor *v, const char *name,
                              void *opaque, Error **errp)
 {
-    HelixFrameExport *s = HELIX_FRAME_EXPORT(obj);
-    strList *l = s->listen;
+    strList **member = (strList **)((char *)obj + (uintptr_t)opaque);
+    strList *l = *member;
 
     visit_type_strList(v, name, &l, errp);
 }
@@ -65,14 +66,15 @@ static void helix_set_listen(Object *obj, Visitor *v, const char *name,
                              void *opaque, Error **errp)
 {
     HelixFrameExport *s = HELIX_FRAME_EXPORT(obj);
+    strList **member = (strList **)((char *)obj + (uintptr_t)opaque);
     strList *l = NULL;
 
     if (!helix_check_mutable(s, name, errp) ||
         !visit_type_strList(v, name, &l, errp)) {
         return;
     }
-    qapi_free_strList(s->listen);
-    s->listen = l;
+    qapi_free_strList(*member);
+    *member = l;
 }
 
 static void helix_get_console(Object *obj, Visitor *v, const char *name,
@@ -191,8 +193,9 @@ static void helix_complete(UserCreatable *uc, Error **errp)
 {
     HelixFrameExport *s = HELIX_FRAME_EXPORT(uc);
 
-    if (!s->listen) {
-        error_setg(errp, "helix-frame-export needs a 'listen' address");
+    if (!s->listen && !s->control_listen) {
+        error_setg(errp, "helix-frame-export needs a 'listen' "
+                   "(or 'control-listen') address");
         return;
     }
     if (s->max_fps < 1 || s->max_fps > 240) {
@@ -262,6 +265,7 @@ static void helix_finalize(Object *obj)
     helix_host_stop(s);
     helix_resource_cleanup(s);
     qapi_free_strList(s->listen);
+    qapi_free_strList(s->control_listen);
     qapi_free_uint32List(s->console);
     g_free(s->encoder);
     qemu_cond_destroy(&s->feed_cond);
@@ -275,10 +279,18 @@ static void helix_class_init(ObjectClass *oc, void *data)
     ucc->complete = helix_complete;
 
     object_class_property_add(oc, "listen", "strList", helix_get_listen,
-                              helix_set_listen, NULL, NULL);
+                              helix_set_listen, NULL,
+                              (void *)offsetof(HelixFrameExport, listen));
     object_class_property_set_description(oc, "listen",
         "Addresses to listen on: unix:PATH, tcp:HOST:PORT, vsock:CID:PORT "
         "(repeat the key for several)");
+    object_class_property_add(oc, "control-listen", "strList",
+                              helix_get_listen, helix_set_listen, NULL,
+                              (void *)offsetof(HelixFrameExport,
+                                               control_listen));
+    object_class_property_set_description(oc, "control-listen",
+        "More addresses, whose clients may also inject keyboard and pointer "
+        "input into the consoles they watch");
     object_class_property_add(oc, "console", "uint32List", helix_get_console,
                               helix_set_console, NULL, NULL);
     object_class_property_set_description(oc, "console",

@@ -4,7 +4,8 @@
  * The object (helix.c) holds listeners and clients (helix-host.c), one
  * display listener and libhfe stream per exported console (helix-display.c),
  * the feeder thread that copies pixels into the streams (helix-feeder.c),
- * the virtio-gpu devices that resource mode looks in (helix-resource.c) and
+ * the virtio-gpu devices that resource mode looks in (helix-resource.c),
+ * control clients' input (helix-input.c) and
  * the main-loop measurements (helix-stats.c). This header is private to
  * those files.
  *
@@ -65,6 +66,7 @@ typedef struct HelixTime {
 typedef struct HelixListener {
     HelixFrameExport *hfe;
     int fd;
+    bool control;           /* its clients may inject input */
     struct hfe_addr addr;
     char name[160];
     unsigned accepted;
@@ -120,6 +122,7 @@ struct HelixFrameExport {
 
     /* properties */
     strList *listen;
+    strList *control_listen; /* clients may inject input */
     uint32List *console;
     uint32_t max_fps;
     char *encoder;
@@ -190,6 +193,9 @@ bool helix_listen_all(HelixFrameExport *s, Error **errp);
 void helix_close_clients(HelixFrameExport *s);
 void helix_host_stop(HelixFrameExport *s);
 void helix_notify(void *opaque);
+
+/* helix-input.c: control clients' input into the VM (QEMU's input API) */
+struct hfe_input_sink helix_input_sink(HelixFrameExport *s);
 
 /* helix-display.c: display listeners feeding the streams */
 bool helix_attach_consoles(HelixFrameExport *s, Error **errp);

@@ -28,7 +28,7 @@ TOOL=
 KEEP_GUESTS=6
 # Loaded by /init in this order (their dependencies first); built-in ones are skipped. The
 # extra ones (9p host file systems, overlay, vsock) only with hfe.extra=1: they cost boot time.
-MODULES=(virtio_pci virtio_console virtio_gpu)
+MODULES=(virtio_pci virtio_console virtio_gpu virtio_input evdev)
 MODULES_EXTRA=(9pnet_virtio 9p overlay vmw_vsock_virtio_transport virtio_net)
 # Also qemu-system-x86: the tests boot the guest with it, and a self-built QEMU needs its firmware.
 HOST_PKGS=(busybox-static kmod cpio xz-utils qemu-system-x86)

@@ -304,3 +304,27 @@ void e2e_records_check_end(const struct e2e_records *r)
 	CHECKF(r->end && !strncmp((const char *)r->end->data, "result=ok", 9), "END: %s",
 	       r->end ? (const char *)r->end->data : "(none)");
 }
+
+int e2e_both_hosts_main(int argc, char **argv, const char *name, e2e_host_run dbus,
+			e2e_host_run module)
+{
+	const char *which = argc > 1 ? argv[1] : "both";
+	uint64_t t0 = e2e_now_ns();
+	char tmpl[128];
+	struct e2e_guest g;
+	char err[512];
+
+	snprintf(tmpl, sizeof(tmpl), "hfe-e2e-%s", strncmp(name, "test_e2e_", 9) ? name : name + 9);
+	char *workdir = tu_mkdtemp(tmpl);
+	REQUIRE(workdir);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (e2e_guest_get(&g, NULL, err, sizeof(err)) < 0) {
+		fprintf(stderr, "guest: %s\n", err);
+		return 1;
+	}
+	if (strcmp(which, "module"))
+		dbus(&g, workdir);
+	if (strcmp(which, "dbus"))
+		module(&g, workdir);
+	return e2e_test_finish(name, workdir, t0);
+}

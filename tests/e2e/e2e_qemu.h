@@ -110,4 +110,13 @@ int e2e_qemu_qom_get(const char *qmp_sock, const char *path, const char *prop, c
  * def if there is none. */
 double e2e_qemu_json_num(const char *json, const char *key, double def);
 
+/*
+ * main() of a test that runs on both hosts: `NAME [dbus|module]` (default
+ * both) calls dbus() and/or module() with the test guest and a work
+ * directory, then returns e2e_test_finish's code.
+ */
+typedef void (*e2e_host_run)(const struct e2e_guest *g, const char *workdir);
+int e2e_both_hosts_main(int argc, char **argv, const char *name, e2e_host_run dbus,
+			e2e_host_run module);
+
 #endif

@@ -359,21 +359,5 @@ static void run_module(const struct e2e_guest *g, const char *workdir)
 
 int main(int argc, char **argv)
 {
-	const char *which = argc > 1 ? argv[1] : "both";
-	uint64_t t0 = e2e_now_ns();
-	char *workdir = tu_mkdtemp("hfe-e2e-outputs");
-	struct e2e_guest g;
-	char err[512];
-
-	REQUIRE(workdir);
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (e2e_guest_get(&g, NULL, err, sizeof(err)) < 0) {
-		fprintf(stderr, "guest: %s\n", err);
-		return 1;
-	}
-	if (strcmp(which, "module"))
-		run_dbus(&g, workdir);
-	if (strcmp(which, "dbus"))
-		run_module(&g, workdir);
-	return e2e_test_finish("test_e2e_outputs", workdir, t0);
+	return e2e_both_hosts_main(argc, argv, "test_e2e_outputs", run_dbus, run_module);
 }

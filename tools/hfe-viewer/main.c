@@ -73,6 +73,8 @@ static void usage(FILE *f)
 		"                       a random one); every request must carry it\n"
 		"      --tls-cert FILE  serve HTTPS with this PEM certificate (chain) ...\n"
 		"      --tls-key FILE   ... and this PEM private key\n"
+		"      --control        forward the pages' keyboard and pointer to the VM (the\n"
+		"                       host must take input: its control listener)\n"
 		"  -h, --help           this help\n"
 		"  -V, --version        print the version\n"
 		"\n"
@@ -103,6 +105,7 @@ int main(int argc, char **argv)
 		{ "token-file", required_argument, NULL, 'T' },
 		{ "tls-cert", required_argument, NULL, 'C' },
 		{ "tls-key", required_argument, NULL, 'K' },
+		{ "control", no_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -142,6 +145,9 @@ int main(int argc, char **argv)
 			break;
 		case 'K':
 			v.tls_key = optarg;
+			break;
+		case 'X':
+			v.control = true;
 			break;
 		case 'h':
 			usage(stdout);

@@ -139,6 +139,7 @@ static void on_ws_closed(SoupWebsocketConnection *ws, gpointer data)
 	(void)ws;
 	if (p->gone)
 		return;
+	page_input_release(p);
 	p->gone = true;
 	say("viewer %u (%s) left: %" PRIu64 " frames, %.1f MB sent, %" PRIu64 " skipped", p->id,
 	    p->peer, p->frames_sent, (double)p->bytes_sent / 1e6, p->frames_skipped);
@@ -182,6 +183,8 @@ static void on_ws_message(SoupWebsocketConnection *ws, gint type, GBytes *messag
 				 (double)mono_ns() / 1e6);
 			page_send_text(p, reply);
 		}
+	} else if (!strncmp(text, "key ", 4) || !strncmp(text, "ptr ", 4)) {
+		page_input(p, text);
 	} else if (!strcmp(text, "keyframe")) {
 		/* The page reset its decoder: it needs an IDR. */
 		if (!p->waiting_key)

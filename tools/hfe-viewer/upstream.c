@@ -26,8 +26,6 @@
 #define WS_HEADER_SIZE 32
 #define WS_FLAG_KEY 0x01
 
-static void upstream_lost(struct viewer *v, const char *why);
-static void upstream_schedule_drain(struct viewer *v);
 
 static void put_le16(uint8_t *p, uint16_t v)
 {
@@ -53,8 +51,9 @@ char *upstream_status_json(struct viewer *v)
 	char *addr = g_strescape(v->addr, NULL);
 	char *name = g_strescape(v->server_name, NULL);
 	char *s = g_strdup_printf("{\"type\":\"upstream\",\"connected\":%s,\"address\":\"%s\","
-				  "\"scanout\":%u,\"server\":\"%s\"}",
-				  v->up ? "true" : "false", addr, v->scanout, name);
+				  "\"scanout\":%u,\"server\":\"%s\",\"input\":%s}",
+				  v->up ? "true" : "false", addr, v->scanout, name,
+				  input_enabled(v) ? "true" : "false");
 	g_free(addr);
 	g_free(name);
 	return s;
@@ -166,7 +165,7 @@ static gboolean on_upstream_idle(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
-static void upstream_schedule_drain(struct viewer *v)
+void upstream_schedule_drain(struct viewer *v)
 {
 	if (v->up && !v->up_idle)
 		v->up_idle = g_idle_add(on_upstream_idle, v);
@@ -240,6 +239,12 @@ bool upstream_connect(struct viewer *v)
 
 	v->up = c;
 	v->last_fail[0] = '\0';
+	v->up_input = caps.features & HFE_FEATURE_INPUT;
+	v->up_max_w = caps.max_width;
+	v->up_max_h = caps.max_height;
+	if (v->control && !v->up_input)
+		say("--control: the host at %s takes no input on this listener (connect to its "
+		    "control listener); the pages' input is dropped", v->addr);
 	snprintf(v->server_name, sizeof(v->server_name), "%s", caps.server_name);
 	v->key_pending = true; /* the subscribe IDR is on its way */
 	v->key_req_ns = mono_ns();
@@ -248,7 +253,8 @@ bool upstream_connect(struct viewer *v)
 	v->up_watch = g_unix_fd_add(hfe_client_fd(c), G_IO_IN | G_IO_HUP | G_IO_ERR,
 				    on_upstream_fd, v);
 	upstream_schedule_drain(v);
-	say("subscribed to scanout %u at %s (%s)", v->scanout, v->addr, v->server_name);
+	say("subscribed to scanout %u at %s (%s)%s", v->scanout, v->addr, v->server_name,
+	    input_enabled(v) ? "; forwarding the pages' input" : "");
 	char *st = upstream_status_json(v);
 	broadcast_text(v, st);
 	g_free(st);
@@ -276,7 +282,7 @@ void upstream_close(struct viewer *v)
 	v->up = NULL;
 }
 
-static void upstream_lost(struct viewer *v, const char *why)
+void upstream_lost(struct viewer *v, const char *why)
 {
 	if (!v->up)
 		return;

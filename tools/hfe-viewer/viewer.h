@@ -19,7 +19,8 @@
  * subscription), pages.c (the WebSocket pages and their flow control),
  * http.c (the HTTP server: page, stats), access.c (the token, host and
  * origin checks every request passes), tls.c (the HTTPS certificate),
- * record.c (the MP4).
+ * record.c (the MP4), input.c (the pages' keyboard and pointer, forwarded
+ * with --control).
  */
 #ifndef HFE_VIEWER_H
 #define HFE_VIEWER_H
@@ -66,6 +67,10 @@ struct page {
 	uint64_t inflight_bytes;
 
 	uint64_t frames_sent, frames_skipped, bytes_sent, resyncs;
+
+	/* input.c: what this page holds (released when it goes) */
+	uint8_t keys[(HFE_KEY_MAX + 8) / 8];
+	uint32_t buttons, x, y;
 };
 
 struct viewer {
@@ -74,6 +79,7 @@ struct viewer {
 	uint32_t scanout;
 	const char *http;
 	const char *tls_cert, *tls_key;
+	bool control; /* --control: forward the pages' input */
 
 	GMainLoop *loop;
 	SoupServer *server;
@@ -94,6 +100,12 @@ struct viewer {
 	bool key_pending;
 	int64_t key_req_ns;
 	uint64_t frames_in, keyframes_in, bytes_in, key_requests, reconnects;
+	bool up_input;             /* the host takes input on this connection */
+	uint32_t up_max_w, up_max_h; /* its limits: input positions below them */
+
+	/* input.c */
+	int64_t motion_ns; /* last pure motion forwarded */
+	uint64_t input_in, input_sent, input_thinned, input_bad;
 
 	/* pages */
 	GPtrArray *pages;
@@ -115,6 +127,15 @@ gboolean on_retry(gpointer data); /* a g_timeout: upstream_connect until it work
 void upstream_close(struct viewer *v);
 void request_keyframe(struct viewer *v);
 char *upstream_status_json(struct viewer *v); /* g_free it */
+void upstream_lost(struct viewer *v, const char *why);
+void upstream_schedule_drain(struct viewer *v);
+
+/* input.c */
+bool input_enabled(const struct viewer *v);
+/* "key ..." / "ptr ..." from a page: checked, forwarded upstream. */
+void page_input(struct page *p, char *text);
+/* The page is going: release what it holds. */
+void page_input_release(struct page *p);
 
 /* pages.c */
 unsigned page_inflight(const struct page *p);

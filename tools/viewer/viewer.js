@@ -7,6 +7,11 @@
  * Every decoded (or discarded) frame is acknowledged ("ack SEQ"); the server
  * uses the acks to skip a page that falls behind and resync it with an IDR.
  * window.hfeStats holds the counters (tests/browser reads them).
+ *
+ * Input (when the server forwards it, hfe-viewer --control): keys by their
+ * physical `code` as Linux evdev numbers, the pointer on the canvas in the
+ * stream's pixels, buttons and wheel, as "key" / "ptr" text messages; keys
+ * and buttons held when the page loses focus or is hidden are released.
  */
 'use strict';
 
@@ -49,6 +54,8 @@
 		viewerMs: null,     // viewer server -> decoded and drawn on this page
 		clockRttMs: null,   // round trip of the best clock-sync ping
 		firstFrameMs: null, // WebSocket open -> first decoded frame
+		input: false,       // the server forwards our keyboard and pointer
+		inputSent: 0,       // key / ptr messages sent
 	};
 	window.hfeStats = stats;
 
@@ -269,6 +276,9 @@
 			onPong(msg);
 		} else if (msg.type === 'upstream') {
 			stats.upstream = !!msg.connected;
+			if (stats.input && !msg.input)
+				releaseAll();
+			stats.input = !!msg.input;
 			stats.address = msg.address || '';
 			stats.scanout = msg.scanout;
 			if (!msg.connected)
@@ -366,6 +376,139 @@
 			', server→decoded ' + fmt(stats.viewerMs, 1) + ')' +
 			(stats.decodeErrors ? ' · ' + stats.decodeErrors + ' decoder errors' : '');
 	}
+
+	// ---- input ----
+
+	// KeyboardEvent.code -> Linux evdev key code (linux/input-event-codes.h).
+	const EVDEV = (() => {
+		const t = {
+			Escape: 1, Minus: 12, Equal: 13, Backspace: 14, Tab: 15, BracketLeft: 26,
+			BracketRight: 27, Enter: 28, ControlLeft: 29, Semicolon: 39, Quote: 40,
+			Backquote: 41, ShiftLeft: 42, Backslash: 43, Comma: 51, Period: 52, Slash: 53,
+			ShiftRight: 54, NumpadMultiply: 55, AltLeft: 56, Space: 57, CapsLock: 58,
+			NumLock: 69, ScrollLock: 70, Numpad7: 71, Numpad8: 72, Numpad9: 73,
+			NumpadSubtract: 74, Numpad4: 75, Numpad5: 76, Numpad6: 77, NumpadAdd: 78,
+			Numpad1: 79, Numpad2: 80, Numpad3: 81, Numpad0: 82, NumpadDecimal: 83,
+			IntlBackslash: 86, F11: 87, F12: 88, IntlRo: 89, Convert: 92, KanaMode: 93,
+			NonConvert: 94, NumpadEnter: 96, ControlRight: 97, NumpadDivide: 98,
+			PrintScreen: 99, AltRight: 100, Home: 102, ArrowUp: 103, PageUp: 104,
+			ArrowLeft: 105, ArrowRight: 106, End: 107, ArrowDown: 108, PageDown: 109,
+			Insert: 110, Delete: 111, AudioVolumeMute: 113, AudioVolumeDown: 114,
+			AudioVolumeUp: 115, Power: 116, NumpadEqual: 117, Pause: 119, NumpadComma: 121,
+			Lang1: 122, Lang2: 123, IntlYen: 124, MetaLeft: 125, MetaRight: 126,
+			ContextMenu: 127,
+		};
+		'1234567890'.split('').forEach((d, i) => { t['Digit' + d] = 2 + i; });
+		const rows = [['QWERTYUIOP', 16], ['ASDFGHJKL', 30], ['ZXCVBNM', 44]];
+		for (const [keys, first] of rows)
+			keys.split('').forEach((k, i) => { t['Key' + k] = first + i; });
+		for (let i = 1; i <= 10; i++)
+			t['F' + i] = 58 + i;
+		for (let i = 13; i <= 24; i++)
+			t['F' + i] = 170 + i;
+		return t;
+	})();
+	const held = new Set(); // evdev codes pressed here, not yet released
+	let buttons = 0, pointerX = 0, pointerY = 0, moveQueued = false, wheelY = 0;
+
+	function sendInput(text) {
+		if (!stats.input)
+			return;
+		send(text);
+		stats.inputSent++;
+	}
+
+	function sendPointer(wy) {
+		sendInput('ptr ' + pointerX + ' ' + pointerY + ' ' + buttons + ' ' + wy + ' 0');
+	}
+
+	function releaseAll() {
+		for (const code of held)
+			sendInput('key ' + code + ' 0');
+		held.clear();
+		if (buttons) {
+			buttons = 0;
+			sendPointer(0);
+		}
+	}
+
+	function onKey(e, down) {
+		const code = EVDEV[e.code];
+		if (!stats.input || code === undefined)
+			return;
+		e.preventDefault(); // the VM's, not the browser's
+		if (down && e.repeat)
+			return; // the guest repeats held keys itself
+		if (!down && !held.has(code))
+			return;
+		if (down)
+			held.add(code);
+		else
+			held.delete(code);
+		sendInput('key ' + code + ' ' + (down ? 1 : 0));
+	}
+
+	// Where on the stream: the canvas is letterboxed (object-fit: contain).
+	function locate(e) {
+		const r = canvas.getBoundingClientRect();
+		const scale = Math.min(r.width / canvas.width, r.height / canvas.height);
+		if (!(scale > 0))
+			return false;
+		const x = (e.clientX - r.left - (r.width - canvas.width * scale) / 2) / scale;
+		const y = (e.clientY - r.top - (r.height - canvas.height * scale) / 2) / scale;
+		pointerX = Math.min(canvas.width - 1, Math.max(0, Math.floor(x)));
+		pointerY = Math.min(canvas.height - 1, Math.max(0, Math.floor(y)));
+		return true;
+	}
+
+	function onPointer(e) {
+		if (!stats.input || !locate(e))
+			return;
+		e.preventDefault();
+		if (e.type === 'pointerdown')
+			canvas.setPointerCapture(e.pointerId); // its release comes to us too
+		const b = e.buttons & 0x1f;
+		if (b !== buttons) {
+			buttons = b;
+			sendPointer(0);
+		} else if (!moveQueued) {
+			// one move per animation frame: the host merges them anyway
+			moveQueued = true;
+			requestAnimationFrame(() => {
+				moveQueued = false;
+				sendPointer(0);
+			});
+		}
+	}
+
+	function onWheel(e) {
+		if (!stats.input || !locate(e))
+			return;
+		e.preventDefault();
+		// a notch is ~100 px (deltaMode 0) or 3 lines (deltaMode 1)
+		wheelY += e.deltaMode === 1 ? e.deltaY / 3
+			: e.deltaMode === 2 ? e.deltaY * 10 : e.deltaY / 100;
+		const n = Math.max(-64, Math.min(64, Math.trunc(wheelY)));
+		if (n) {
+			wheelY -= n;
+			sendPointer(n);
+		}
+	}
+
+	window.addEventListener('keydown', (e) => onKey(e, true));
+	window.addEventListener('keyup', (e) => onKey(e, false));
+	window.addEventListener('blur', releaseAll);
+	document.addEventListener('visibilitychange', () => {
+		if (document.hidden)
+			releaseAll();
+	});
+	for (const t of ['pointermove', 'pointerdown', 'pointerup'])
+		canvas.addEventListener(t, onPointer);
+	canvas.addEventListener('wheel', onWheel, { passive: false });
+	canvas.addEventListener('contextmenu', (e) => {
+		if (stats.input)
+			e.preventDefault();
+	});
 
 	if (typeof VideoDecoder === 'undefined') {
 		stats.lastError = window.isSecureContext

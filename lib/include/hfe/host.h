@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 
 #include "hfe/encoder.h"
+#include "hfe/input.h"
 #include "hfe/scanout.h"
 #include "hfe/wire.h"
 
@@ -51,6 +52,9 @@ struct hfe_host_config {
 	int (*resolve_resource)(void *opaque, const struct hfe_frame_request *fr,
 				struct hfe_resource_frame *out, struct hfe_err *err);
 	void *resource_opaque;
+	/* Input into the VM (INPUT_KEY, INPUT_POINTER) from control peers
+	 * (hfe_peer_set_control). No `key`: this host takes no input. */
+	struct hfe_input_sink input;
 };
 
 void hfe_host_config_default(struct hfe_host_config *cfg);
@@ -75,6 +79,10 @@ struct hfe_peer *hfe_peer_new(struct hfe_host *h, const char *name, uint64_t now
  * progress finishes on its worker thread, which then frees itself. */
 void hfe_peer_free(struct hfe_peer *p, const char *reason);
 const char *hfe_peer_name(const struct hfe_peer *p);
+/* The peer came through a listener configured for control: it may inject
+ * input into the scanouts it subscribes to (if the host has an input sink).
+ * Call before its first bytes are handled. */
+void hfe_peer_set_control(struct hfe_peer *p, bool control);
 /* Refuse it at once (too many peers): queues ERROR BUSY; then close after
  * writing what is queued. */
 void hfe_peer_refuse_busy(struct hfe_peer *p, unsigned max_clients);

@@ -15,6 +15,7 @@
 #ifndef HFE_SCANOUT_H
 #define HFE_SCANOUT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -88,6 +89,8 @@ void hfe_hub_drop_conn(struct hfe_hub *hub, struct hfe_conn *conn);
 /* Move every ready access unit to its subscribers. Returns how many access
  * units were dispatched. */
 unsigned hfe_hub_dispatch(struct hfe_hub *hub);
+/* Does conn watch scanout id? (Input goes only to what the peer sees.) */
+bool hfe_hub_subscribed(struct hfe_hub *hub, struct hfe_conn *conn, uint32_t id);
 /* Subscribers of scanout id (for tests and stats). */
 unsigned hfe_hub_subscribers(struct hfe_hub *hub, uint32_t id);
 

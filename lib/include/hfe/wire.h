@@ -43,6 +43,8 @@ enum hfe_msg_type {
 	HFE_MSG_HELLO_RESP = 0x41, /* v2: host -> client */
 	HFE_MSG_STATS_REQ = 0x50,  /* v2 */
 	HFE_MSG_STATS_RESP = 0x51, /* v2 */
+	HFE_MSG_INPUT_KEY = 0x60,     /* v2: a key for the VM (control listeners only) */
+	HFE_MSG_INPUT_POINTER = 0x61, /* v2: pointer position, buttons, wheel */
 	HFE_MSG_ERROR = 0xFF,
 };
 
@@ -63,6 +65,7 @@ enum hfe_error_code {
 	HFE_ERR_TIMEOUT = -9,  /* v2: peer stalled in the middle of a message */
 	HFE_ERR_VERSION = -10, /* v2: no common protocol version */
 	HFE_ERR_SHUTDOWN = -11, /* v2: host is shutting down */
+	HFE_ERR_DENIED = -12,   /* v2: not permitted (input without control, or unwatched) */
 	HFE_ERR_INTERNAL = -99,
 };
 
@@ -99,6 +102,8 @@ enum hfe_error_code {
 #define HFE_HELLO_RESP_SIZE 96u
 #define HFE_STATS_RESP_SIZE 64u
 #define HFE_ERROR_SIZE 260u
+#define HFE_INPUT_KEY_SIZE 8u
+#define HFE_INPUT_POINTER_SIZE 16u
 
 #define HFE_ERROR_MSG_LEN 256u
 #define HFE_CONNECTOR_LEN 64u
@@ -110,6 +115,21 @@ enum hfe_error_code {
 #define HFE_MAX_DIMENSION 16384u
 #define HFE_MAX_NAL_COUNT 1024u
 #define HFE_MAX_SCANOUTS 16u
+
+/* Input (INPUT_KEY, INPUT_POINTER). Keys are Linux evdev codes
+ * (linux/input-event-codes.h), 1 .. HFE_KEY_MAX. Buttons are the bits of the
+ * DOM's MouseEvent.buttons. Wheel: notches per message, +y down, +x right. */
+#define HFE_KEY_MAX 0x2ffu
+#define HFE_BUTTON_LEFT 0x01u
+#define HFE_BUTTON_RIGHT 0x02u
+#define HFE_BUTTON_MIDDLE 0x04u
+#define HFE_BUTTON_BACK 0x08u
+#define HFE_BUTTON_FORWARD 0x10u
+#define HFE_BUTTONS_ALL 0x1fu
+#define HFE_MAX_WHEEL 64
+
+/* HELLO_RESP.features: what this connection may do beyond the basics. */
+#define HFE_FEATURE_INPUT 0x0001u /* INPUT_* accepted (a control listener) */
 
 /* Limits a receiver enforces; configurable per endpoint. */
 struct hfe_limits {
@@ -212,6 +232,8 @@ struct hfe_hello_resp {
 	uint32_t format_count; /* <= HFE_HELLO_MAX_FORMATS */
 	uint32_t formats[HFE_HELLO_MAX_FORMATS];
 	char server_name[HFE_NAME_LEN]; /* NUL-terminated, e.g. "helix-frame-export 0.1.0" */
+	uint16_t features; /* HFE_FEATURE_* (0 from hosts before input); last: the
+			    * wire has it after version */
 };
 
 struct hfe_stats {
@@ -224,6 +246,20 @@ struct hfe_stats {
 	uint32_t encode_us_avg;
 	uint32_t encode_us_max;
 	uint32_t inflight;
+};
+
+struct hfe_input_key {
+	uint32_t code; /* evdev KEY_*, 1 .. HFE_KEY_MAX */
+	uint8_t down;  /* 0 or 1 */
+};
+
+/* The pointer's whole state: absolute position in the scanout's pixels,
+ * buttons held, and wheel notches since the last message. */
+struct hfe_input_pointer {
+	uint32_t x, y;
+	uint32_t buttons; /* HFE_BUTTON_* */
+	int16_t wheel_y;  /* + down, |n| <= HFE_MAX_WHEEL */
+	int16_t wheel_x;  /* + right */
 };
 
 struct hfe_error_msg {
@@ -249,6 +285,8 @@ struct hfe_msg {
 		struct hfe_hello hello;
 		struct hfe_hello_resp hello_resp;
 		struct hfe_stats stats;
+		struct hfe_input_key key;
+		struct hfe_input_pointer pointer;
 		struct hfe_error_msg error;
 	} u;
 	const uint8_t *data;

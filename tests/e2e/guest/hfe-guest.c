@@ -15,6 +15,8 @@
  *   gst        pull mode from the host's GStreamer in a chroot (mode_gst.c)
  *   outputs    hot-plug outputs and draw on each, as the deployed display
  *              manager does (mode_outputs.c)
+ *   input      report what the virtio keyboard and tablet deliver
+ *              (mode_input.c)
  * Access units and events go to the out port as e2e_out.h records; the
  * console only gets short "HFE-GUEST: ..." lines. Parameters come from the
  * kernel command line (hfe.KEY=VALUE) or from argv (KEY=VALUE). This file is
@@ -56,6 +58,7 @@
 #define MODE_RESOURCE 0x10u
 #define MODE_GST 0x20u
 #define MODE_OUTPUTS 0x40u
+#define MODE_INPUT 0x80u
 
 static const struct {
 	const char *name;
@@ -68,6 +71,7 @@ static const struct {
 	{ "resource", MODE_RESOURCE },
 	{ "gst", MODE_GST },
 	{ "outputs", MODE_OUTPUTS },
+	{ "input", MODE_INPUT },
 };
 
 #define PREGEN_MAX (192u << 20) /* pull: pre-generate all frames up to this many bytes */
@@ -785,6 +789,8 @@ static int set_opt(struct opts *op, const char *key, const char *val, char *why,
 		op->hold_ms = (uint32_t)v;
 	else if (!strcmp(key, "hello") && v <= 1)
 		op->hello = v;
+	else if (!strcmp(key, "echo") && v <= 1)
+		op->echo = v;
 	else if (!strcmp(key, "bitrate"))
 		op->bitrate = (uint32_t)v;
 	else if (!strcmp(key, "outputs") && v <= 16)
@@ -865,7 +871,7 @@ int main(int argc, char **argv)
 	}
 	if (!op.modes) {
 		snprintf(why, sizeof(why),
-			 "no mode (hfe.mode=pull|draw|subscribe|probe|resource|gst|outputs)");
+			 "no mode (hfe.mode=pull|draw|subscribe|probe|resource|gst|outputs|input)");
 		goto done;
 	}
 	if (op.modes == MODE_PROBE) {
@@ -901,6 +907,8 @@ int main(int argc, char **argv)
 		rc = run_gst(&op, &o, why, sizeof(why));
 	if (rc == 0 && (op.modes & MODE_OUTPUTS))
 		rc = run_outputs(&op, &o, why, sizeof(why));
+	if (rc == 0 && (op.modes & MODE_INPUT))
+		rc = run_input(&op, &o, why, sizeof(why));
 	if (o.failed && rc == 0) {
 		snprintf(why, sizeof(why), "out port write failed");
 		rc = -1;

@@ -24,6 +24,7 @@ struct opts {
 	uint32_t frames, w, h, format, inflight, scanout, count, fps, small;
 	uint32_t duration_ms, hold_ms, bitrate;
 	bool hello, fb_write;
+	bool echo; /* input: each event on the console too */
 	char port[256], out[256];
 	/* gst mode */
 	char gst_plugin[256];  /* host path of libgsthfe.so */
@@ -70,5 +71,6 @@ struct hfe_client *open_host(const struct opts *op, const char *who, char *why,
 int run_resource(const struct opts *op, struct out *o, char *why, size_t whylen);
 int run_gst(const struct opts *op, struct out *o, char *why, size_t whylen);
 int run_outputs(const struct opts *op, struct out *o, char *why, size_t whylen);
+int run_input(const struct opts *op, struct out *o, char *why, size_t whylen);
 
 #endif
