@@ -124,23 +124,6 @@ struct result {
 	int keys[N_PH];
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double pctl(double *v, size_t n, double p)
-{
-	if (!n)
-		return NAN;
-	qsort(v, n, sizeof(*v), cmp_double);
-	size_t i = (size_t)ceil(p * (double)n);
-
-	return v[i ? (i <= n ? i - 1 : n - 1) : 0];
-}
-
 static void snap(struct phase *p, bool end, pid_t qpid, pid_t dpid)
 {
 	struct e2e_cpu c = e2e_proc_cpu(qpid), d = e2e_proc_cpu(dpid);
@@ -315,7 +298,7 @@ static void tally(struct result *r, struct bridge_watch *ws, int n)
 			}
 			memcpy(all + cnt, mine, m * sizeof(double));
 			cnt += m;
-			double p99 = pctl(mine, m, 0.99);
+			double p99 = e2e_pctl(mine, m, 0.99);
 			if (m && (isnan(worst) || p99 > worst))
 				worst = p99;
 			free(mine);
@@ -323,11 +306,11 @@ static void tally(struct result *r, struct bridge_watch *ws, int n)
 		double secs = (double)(ph->t1 - ph->t0) / 1e9;
 
 		r->aus[p] = secs > 0 ? (double)cnt / secs : NAN;
-		r->p50[p] = pctl(all, cnt, 0.5);
-		r->p99[p] = pctl(all, cnt, 0.99);
+		r->p50[p] = e2e_pctl(all, cnt, 0.5);
+		r->p99[p] = e2e_pctl(all, cnt, 0.99);
 		r->worst_p99[p] = worst;
 		r->keys[p] = (int)nk;
-		r->key_p50[p] = pctl(klat, nk, 0.5);
+		r->key_p50[p] = e2e_pctl(klat, nk, 0.5);
 		free(all);
 	}
 }

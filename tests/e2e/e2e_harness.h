@@ -173,6 +173,9 @@ uint64_t e2e_now_ns(void);
  * directory (failures, HFE_E2E_KEEP=1) or remove it, free it, and return
  * tu_finish(name). */
 int e2e_test_finish(const char *name, char *workdir, uint64_t t0_ns);
+/* The nearest-rank percentile p (0..1) of n values (sorted in place); NAN
+ * if n is 0. */
+double e2e_pctl(double *v, size_t n, double p);
 /* "key=value" lookups in a text line: the number after "key=", or def. */
 double e2e_kv_num(const char *text, const char *key, double def);
 
