@@ -30,8 +30,9 @@
  *                   the display's read-back (egl-headless's, unmeasured by
  *                   the module) and the module's callbacks
  *   module us/flush the module's main-loop callbacks (stats: calls x mean of
- *                   each, reset at the window's start) per kmscube frame,
- *                   and its longest callback in CPU time
+ *                   each, wall clock, reset at the window's start) per kmscube
+ *                   frame, the callback with the largest share, and the
+ *                   longest callback in CPU time
  *
  * usage: gl-consoles [--sizes 1280x800,1920x1080] [--configs 2d,egl-headless,helix]
  *                    [--duration S] [--rounds R] [--no-idle]
@@ -71,36 +72,14 @@ struct result {
 	double secs;            /* window length (kmscube's clock) */
 	double aus, p50, p99;   /* AU/s, latency ms */
 	double cpu, vcpu, main_ms_flush;
-	double module_us_flush, module_max_cpu_us;
-	char module_max_in[32];
+	double module_us_flush, module_max_cpu_us, top_us_flush;
+	char module_max_in[32], top[32]; /* top: the callback with the most time */
 	unsigned enc_w, enc_h;  /* the stream's size: the mode kmscube set */
 };
 
 static const char STALL_RESET[] =
 	"{\"execute\":\"qom-set\",\"arguments\":{\"path\":\"/objects/hfe0\","
 	"\"property\":\"max-stall-us\",\"value\":0}}";
-
-/* The module's main-loop time in its stats: the sum of calls x mean-us over
- * the "callbacks" list (member order is not fixed: each object is read on
- * its own). */
-static double module_us(const char *stats)
-{
-	const char *p = strstr(stats, "\"callbacks\"");
-	const char *end = p ? strchr(p, ']') : NULL;
-	double total = 0;
-
-	while (p && end && (p = strchr(p, '{')) && p < end) {
-		const char *q = strchr(p, '}');
-		char obj[512];
-
-		if (!q || q - p >= (long)sizeof(obj))
-			break;
-		snprintf(obj, sizeof(obj), "%.*s", (int)(q - p + 1), p);
-		total += e2e_qemu_json_num(obj, "calls", 0) * e2e_qemu_json_num(obj, "mean-us", 0);
-		p = q;
-	}
-	return total;
-}
 
 static void json_str(const char *json, const char *key, char *out, size_t len)
 {
@@ -116,6 +95,37 @@ static void json_str(const char *json, const char *key, char *out, size_t len)
 	q = strchr(p, '"');
 	if (q)
 		snprintf(out, len, "%.*s", (int)(q - p), p);
+}
+
+/* The module's main-loop time in its stats: the sum of calls x mean-us over
+ * the "callbacks" list (member order is not fixed: each object is read on
+ * its own). */
+static double module_us(const char *stats, char *top, size_t toplen, double *top_us)
+{
+	const char *p = strstr(stats, "\"callbacks\"");
+	const char *end = p ? strchr(p, ']') : NULL;
+	double total = 0;
+
+	*top_us = 0;
+	top[0] = '\0';
+
+	while (p && end && (p = strchr(p, '{')) && p < end) {
+		const char *q = strchr(p, '}');
+		char obj[512];
+
+		if (!q || q - p >= (long)sizeof(obj))
+			break;
+		snprintf(obj, sizeof(obj), "%.*s", (int)(q - p + 1), p);
+		double us = e2e_qemu_json_num(obj, "calls", 0) * e2e_qemu_json_num(obj, "mean-us", 0);
+
+		total += us;
+		if (us > *top_us) { /* the callback that takes most of it */
+			*top_us = us;
+			json_str(obj, "name", top, toplen);
+		}
+		p = q;
+	}
+	return total;
 }
 
 /* One boot: kmscube for op->duration_s seconds under cfg at w x h. */
@@ -197,7 +207,8 @@ static void run_one(const struct e2e_qemu *q, const struct e2e_guest *d, const c
 	r->cpu = (c_b.all_ms - c_a.all_ms) / 10.0 / wall_s;
 	r->vcpu = (c_b.vcpu_ms - c_a.vcpu_ms) / 10.0 / wall_s;
 	r->main_ms_flush = (c_b.main_ms - c_a.main_ms) / r->frames;
-	r->module_us_flush = module_us(stats) / r->frames;
+	r->module_us_flush = module_us(stats, r->top, sizeof(r->top), &r->top_us_flush) / r->frames;
+	r->top_us_flush /= r->frames;
 	r->module_max_cpu_us = e2e_qemu_json_num(stats, "max-stall-cpu-us", NAN);
 	json_str(stats, "max-stall-cpu-in", r->module_max_in, sizeof(r->module_max_in));
 	r->enc_w = (unsigned)e2e_qemu_json_num(stats, "width", 0);
@@ -232,10 +243,11 @@ static void print_run(const struct result *r)
 {
 	printf("%-9s %-12s %-5s kmscube %6.1f fps (whole run %6.1f) | AU/s %5.1f | lat p50 %6.1f "
 	       "p99 %6.1f ms | QEMU CPU %5.1f %% (vCPU %5.1f, other %5.1f) | main %6.2f ms/flush | "
-	       "module %6.1f us/flush, longest %5.0f us CPU (%s) | stream %ux%u\n",
+	       "module %6.1f us/flush (%s %.1f), longest %5.0f us CPU (%s) | stream %ux%u\n",
 	       "", r->config, r->sub ? "sub" : "idle", r->fps, r->fps_all, r->aus,
 	       r->p50, r->p99, r->cpu, r->vcpu, r->cpu - r->vcpu, r->main_ms_flush,
-	       r->module_us_flush, r->module_max_cpu_us, r->module_max_in, r->enc_w, r->enc_h);
+	       r->module_us_flush, r->top, r->top_us_flush, r->module_max_cpu_us, r->module_max_in,
+	       r->enc_w, r->enc_h);
 }
 
 /* The median of one figure over the rounds of (config, w, sub); NAN if none. */
