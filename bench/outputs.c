@@ -69,55 +69,6 @@ struct opts {
 
 /* ---- processes: CPU per thread, RSS ---- */
 
-/* CPU ms of a process so far: all threads (utime + stime of /proc/PID/stat,
- * which keeps the time of threads that exited: the daemon's encoders come and
- * go), and its vCPU threads from their schedstat (QEMU names them "CPU n/TCG"
- * or "CPU n/KVM"; they live as long as the VM). */
-struct cpu {
-	double all_ms, vcpu_ms;
-};
-
-static struct cpu cpu_now(pid_t pid)
-{
-	struct cpu c = { 0, 0 };
-	char path[64];
-	struct dirent *e;
-	DIR *d;
-
-	if (pid <= 0)
-		return c;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	while (d && (e = readdir(d))) {
-		char p[64 + 300], comm[64] = "";
-		unsigned long long run;
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "/proc/%d/task/%.255s/schedstat", (int)pid, e->d_name);
-		f = fopen(p, "r");
-		if (!f)
-			continue;
-		if (fscanf(f, "%llu", &run) != 1)
-			run = 0;
-		fclose(f);
-		snprintf(p, sizeof(p), "/proc/%d/task/%.255s/comm", (int)pid, e->d_name);
-		f = fopen(p, "r");
-		if (f) {
-			if (!fgets(comm, sizeof(comm), f))
-				comm[0] = '\0';
-			fclose(f);
-		}
-		if (!strncmp(comm, "CPU ", 4))
-			c.vcpu_ms += (double)run / 1e6;
-	}
-	if (d)
-		closedir(d);
-	c.all_ms = tu_proc_cpu_ms(pid, 0);
-	return c;
-}
-
 /* QEMU's pid: the process other than not (the daemon, which names the same
  * socket in its --qemu) with an argument naming its (unique) QMP socket. */
 static pid_t pid_with_arg(const char *needle, pid_t not)
@@ -153,7 +104,7 @@ static pid_t pid_with_arg(const char *needle, pid_t not)
 
 struct phase {
 	uint64_t t0, t1;        /* host ns */
-	struct cpu q0, q1;      /* QEMU */
+	struct e2e_cpu q0, q1;      /* QEMU */
 	double d0, d1;          /* daemon, all threads */
 	unsigned ticks;
 	double stall_us, stall_cpu_us;
@@ -173,26 +124,9 @@ struct result {
 	int keys[N_PH];
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double pctl(double *v, size_t n, double p)
-{
-	if (!n)
-		return NAN;
-	qsort(v, n, sizeof(*v), cmp_double);
-	size_t i = (size_t)ceil(p * (double)n);
-
-	return v[i ? (i <= n ? i - 1 : n - 1) : 0];
-}
-
 static void snap(struct phase *p, bool end, pid_t qpid, pid_t dpid)
 {
-	struct cpu c = cpu_now(qpid), d = cpu_now(dpid);
+	struct e2e_cpu c = e2e_proc_cpu(qpid), d = e2e_proc_cpu(dpid);
 
 	if (end) {
 		p->t1 = e2e_now_ns();
@@ -364,7 +298,7 @@ static void tally(struct result *r, struct bridge_watch *ws, int n)
 			}
 			memcpy(all + cnt, mine, m * sizeof(double));
 			cnt += m;
-			double p99 = pctl(mine, m, 0.99);
+			double p99 = e2e_pctl(mine, m, 0.99);
 			if (m && (isnan(worst) || p99 > worst))
 				worst = p99;
 			free(mine);
@@ -372,11 +306,11 @@ static void tally(struct result *r, struct bridge_watch *ws, int n)
 		double secs = (double)(ph->t1 - ph->t0) / 1e9;
 
 		r->aus[p] = secs > 0 ? (double)cnt / secs : NAN;
-		r->p50[p] = pctl(all, cnt, 0.5);
-		r->p99[p] = pctl(all, cnt, 0.99);
+		r->p50[p] = e2e_pctl(all, cnt, 0.5);
+		r->p99[p] = e2e_pctl(all, cnt, 0.99);
 		r->worst_p99[p] = worst;
 		r->keys[p] = (int)nk;
-		r->key_p50[p] = pctl(klat, nk, 0.5);
+		r->key_p50[p] = e2e_pctl(klat, nk, 0.5);
 		free(all);
 	}
 }
@@ -453,10 +387,7 @@ static bool run_one(const struct e2e_guest *g, const struct e2e_qemu *q, const c
 	char display[64];
 
 	if (op->gl[0]) {
-		/* No render node here: Mesa's llvmpipe renders (qemu/README.md). */
-		snprintf(display, sizeof(display), "%s%s", op->gl,
-			 access("/dev/dri/renderD128", R_OK | W_OK) == 0 ? ""
-									 : ",rendernode=/dev/null");
+		e2e_gl_display(op->gl, display, sizeof(display));
 		cfg.gpu = "virtio-gpu-gl-pci";
 		cfg.display = display;
 	}

@@ -16,13 +16,15 @@ HFE_DEPS_BUILD=(
 	libglib2.0-dev libjson-glib-dev libseccomp-dev
 	libsoup-3.0-dev
 )
-# Added for scripts/test.sh: ffprobe, clang with libFuzzer + sanitizer runtimes, and
-# systemd-analyze (test_systemd_units scores the units; it skips without it).
+# Added for scripts/test.sh: ffprobe, clang with libFuzzer + sanitizer runtimes,
+# systemd-analyze (test_systemd_units scores the units; it skips without it), and what
+# tests/e2e/build-desktop-image.sh builds the desktop guest with (test_e2e_qemu_kmscube).
 HFE_DEPS_TEST=(
 	ffmpeg clang libclang-rt-14-dev
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 	busybox-static kmod cpio xz-utils qemu-system-x86
+	mmdebstrap e2fsprogs binutils python3
 	chromium nodejs openssl
 	systemd
 )

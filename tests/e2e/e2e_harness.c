@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -56,6 +57,23 @@ static void set_err(char *err, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, len, fmt, ap);
 	va_end(ap);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+double e2e_pctl(double *v, size_t n, double p)
+{
+	if (!n)
+		return NAN;
+	qsort(v, n, sizeof(*v), cmp_double);
+	size_t i = (size_t)ceil(p * (double)n);
+
+	return v[i ? (i <= n ? i - 1 : n - 1) : 0];
 }
 
 double e2e_kv_num(const char *text, const char *key, double def)
@@ -146,12 +164,15 @@ static void describe_status(int st, char *buf, size_t len)
 /* ---- build scripts ---- */
 
 int e2e_run_dir_script(const char *script, const char *opt, const char *val,
-		       const char *log_path, char *dir, size_t dirlen, char *err, size_t errlen)
+		       const char *log_path, int timeout_s, char *dir, size_t dirlen, char *err,
+		       size_t errlen)
 {
+	uint64_t deadline = timeout_s > 0 ? e2e_now_ns() + (uint64_t)timeout_s * 1000000000u : 0;
 	char buf[PATH_MAX + 64], last[PATH_MAX] = "";
 	size_t n = 0;
 	ssize_t r;
-	int fds[2], status;
+	int fds[2], status = 0;
+	bool timed_out = false;
 
 	if (pipe(fds) < 0) {
 		set_err(err, errlen, "pipe: %s", strerror(errno));
@@ -163,11 +184,14 @@ int e2e_run_dir_script(const char *script, const char *opt, const char *val,
 		int lf = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* Its own process group: a timeout kills what it started too. */
+		if (timeout_s > 0)
+			setpgid(0, 0);
 		dup2(fds[1], 1);
 		if (lf >= 0)
 			dup2(lf, 2);
 		close(fds[0]);
-		execl("/bin/bash", "bash", script, opt, val, (char *)NULL);
+		execl("/bin/bash", "bash", script, opt, opt ? val : NULL, (char *)NULL);
 		_exit(127);
 	}
 	close(fds[1]);
@@ -176,14 +200,46 @@ int e2e_run_dir_script(const char *script, const char *opt, const char *val,
 		set_err(err, errlen, "fork: %s", strerror(errno));
 		return -1;
 	}
-	while ((r = read(fds[0], buf + n, sizeof(buf) - 1 - n)) > 0 || (r < 0 && errno == EINTR)) {
-		if (r > 0)
-			n += (size_t)r;
+	for (;;) {
+		struct pollfd p = { fds[0], POLLIN, 0 };
+		int left = -1;
+
+		if (deadline) {
+			int64_t ns = (int64_t)(deadline - e2e_now_ns());
+
+			if (ns <= 0) {
+				timed_out = true;
+				break;
+			}
+			left = (int)(ns / 1000000) + 1;
+		}
+		int pr = poll(&p, 1, left);
+
+		if (pr == 0 || (pr < 0 && errno == EINTR))
+			continue;
+		r = read(fds[0], buf + n, sizeof(buf) - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
 		if (n == sizeof(buf) - 1)
 			n = 0; /* only the last line matters */
 	}
 	close(fds[0]);
 	buf[n] = '\0';
+	if (timed_out) {
+		/* SIGTERM lets the script's EXIT trap clean up; then no mercy. */
+		kill(-pid, SIGTERM);
+		if (wait_pid(pid, 20000, &status) != 1) {
+			kill(-pid, SIGKILL);
+			wait_pid(pid, 5000, &status);
+		}
+		kill(-pid, SIGKILL);
+		set_err(err, errlen, "%s did not finish within %d s: killed; its messages are in %s",
+			script, timeout_s, log_path ? log_path : "stderr");
+		return -1;
+	}
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	/* The last non-empty line is the directory. */
@@ -214,13 +270,33 @@ int e2e_run_dir_script(const char *script, const char *opt, const char *val,
 
 /* ---- guest ---- */
 
+/* The files of a guest directory: the kernel (the PVH vmlinux, fast under
+ * TCG, else vmlinuz), initrd.img and, for the desktop guest, rootfs.img. */
+static int guest_files(struct e2e_guest *g, bool rootfs, char *err, size_t errlen)
+{
+	struct stat st;
+
+	snprintf(g->kernel, sizeof(g->kernel), "%s/vmlinux", g->dir);
+	if (stat(g->kernel, &st) < 0)
+		snprintf(g->kernel, sizeof(g->kernel), "%s/vmlinuz", g->dir);
+	snprintf(g->initrd, sizeof(g->initrd), "%s/initrd.img", g->dir);
+	if (rootfs)
+		snprintf(g->rootfs, sizeof(g->rootfs), "%s/rootfs.img", g->dir);
+	if (stat(g->kernel, &st) < 0 || stat(g->initrd, &st) < 0 ||
+	    (rootfs && stat(g->rootfs, &st) < 0)) {
+		set_err(err, errlen, "guest directory %s has no kernel, initrd.img%s", g->dir,
+			rootfs ? " or rootfs.img" : "");
+		return -1;
+	}
+	return 0;
+}
+
 int e2e_guest_get(struct e2e_guest *g, const char *log_path, char *err, size_t errlen)
 {
 	const char *prebuilt = getenv("HFE_E2E_GUEST_DIR");
 	const char *script = getenv("HFE_E2E_BUILD_GUEST");
 	const char *tool = getenv("HFE_E2E_GUEST_TOOL");
 	uint64_t t0 = e2e_now_ns();
-	struct stat st;
 
 	memset(g, 0, sizeof(*g));
 	if (prebuilt && *prebuilt) {
@@ -231,20 +307,31 @@ int e2e_guest_get(struct e2e_guest *g, const char *log_path, char *err, size_t e
 				"(run through meson test, or see docs/e2e.md)");
 			return -1;
 		}
-		if (e2e_run_dir_script(script, "--tool", tool, log_path, g->dir, sizeof(g->dir), err,
-				       errlen) < 0)
+		if (e2e_run_dir_script(script, "--tool", tool, log_path, 0, g->dir, sizeof(g->dir),
+				       err, errlen) < 0)
 			return -1;
 	}
 	g->build_ms = ms_since(t0);
-	snprintf(g->kernel, sizeof(g->kernel), "%s/vmlinux", g->dir);
-	if (stat(g->kernel, &st) < 0)
-		snprintf(g->kernel, sizeof(g->kernel), "%s/vmlinuz", g->dir);
-	snprintf(g->initrd, sizeof(g->initrd), "%s/initrd.img", g->dir);
-	if (stat(g->kernel, &st) < 0 || stat(g->initrd, &st) < 0) {
-		set_err(err, errlen, "guest directory %s has no kernel or initrd.img", g->dir);
+	return guest_files(g, false, err, errlen);
+}
+
+int e2e_desktop_get(struct e2e_guest *g, const char *log_path, int timeout_s, char *err,
+		    size_t errlen)
+{
+	const char *script = getenv("HFE_E2E_BUILD_DESKTOP");
+	uint64_t t0 = e2e_now_ns();
+
+	memset(g, 0, sizeof(*g));
+	if (!script || !*script) {
+		set_err(err, errlen, "HFE_E2E_BUILD_DESKTOP is not set (run through meson test, or "
+			"see docs/e2e.md)");
 		return -1;
 	}
-	return 0;
+	if (e2e_run_dir_script(script, NULL, NULL, log_path, timeout_s, g->dir, sizeof(g->dir),
+			       err, errlen) < 0)
+		return -1;
+	g->build_ms = ms_since(t0);
+	return guest_files(g, true, err, errlen);
 }
 
 static bool kvm_opens(void)
@@ -501,12 +588,16 @@ static void *console_thread(void *arg)
 				line[ll] = '\0';
 				/* A kernel message may precede the tag on the same line. */
 				tag = strstr(line, "HFE-GUEST: ");
+				if (tag)
+					tag += strlen("HFE-GUEST: ");
+				else if ((tag = strstr(line, "HFE-DESKTOP: ")))
+					tag += strlen("HFE-DESKTOP: ");
 				if (tag) {
 					char *cr = strchr(tag, '\r');
 
 					if (cr)
 						*cr = '\0';
-					vm_add_line(vm, tag + 11);
+					vm_add_line(vm, tag);
 				}
 				ll = 0;
 			} else if (c != '\r') {
@@ -760,7 +851,7 @@ struct e2e_vm *e2e_vm_start(const struct e2e_guest *g, const char *workdir, cons
 	struct e2e_vm *vm = calloc(1, sizeof(*vm));
 	const char *argv[MAX_ARGS];
 	char append[2048], mem[16], gpu[96], out_dev[PATH_MAX + 128], hfe_dev[PATH_MAX + 128];
-	char qmp[PATH_MAX + 128];
+	char qmp[PATH_MAX + 128], drive[PATH_MAX + 96];
 	const char *verbose = getenv("HFE_E2E_VERBOSE");
 	const char *qemu = cfg->qemu ? cfg->qemu : getenv("HFE_E2E_QEMU");
 	int n = 0, con[2] = { -1, -1 };
@@ -831,6 +922,13 @@ struct e2e_vm *e2e_vm_start(const struct e2e_guest *g, const char *workdir, cons
 	argv[n++] = g->initrd;
 	argv[n++] = "-append";
 	argv[n++] = append;
+	if (g->rootfs[0]) {
+		/* Read-only: several VMs may share the cached image. */
+		snprintf(drive, sizeof(drive), "file=%s,format=raw,if=virtio,readonly=on",
+			 g->rootfs);
+		argv[n++] = "-drive";
+		argv[n++] = drive;
+	}
 	argv[n++] = "-vga";
 	argv[n++] = "none";
 	argv[n++] = "-device";

@@ -9,6 +9,7 @@
  *
  * Environment (set by tests/e2e/meson.build, all overridable by hand):
  *   HFE_E2E_BUILD_GUEST  tests/e2e/build-guest.sh
+ *   HFE_E2E_BUILD_DESKTOP tests/e2e/build-desktop-image.sh (the desktop guest)
  *   HFE_E2E_GUEST_TOOL   the static hfe-guest binary to put into the guest
  *   HFE_E2E_GUEST_DIR    use this prebuilt guest directory instead
  *   HFE_E2E_ACCEL        kvm | tcg (skip the KVM probe)
@@ -38,18 +39,33 @@ struct e2e_guest {
 	char dir[PATH_MAX];
 	char kernel[PATH_MAX + 16]; /* vmlinux (PVH entry, fast under TCG) or vmlinuz */
 	char initrd[PATH_MAX + 16];
-	double build_ms;            /* time spent in build-guest.sh (cache hit: ~2 s) */
+	char rootfs[PATH_MAX + 16]; /* the desktop guest's root image, attached read-only as
+				     * a virtio disk; "" for the busybox guest */
+	double build_ms;            /* time spent in the build script (cache hit: ~2 s) */
 };
 
-/* Run `bash script opt val`: its last stdout line names a directory (copied to
- * dir), its stderr goes to log_path. -1 with err (naming the log's last ERROR
- * line) if it fails. Used for the guest builder and qemu/build.sh. */
+/* Run `bash script [opt val]` (opt NULL: no arguments): its last stdout line
+ * names a directory (copied to dir), its stderr goes to log_path. -1 with err
+ * (naming the log's last ERROR line) if it fails, or if it has not finished
+ * after timeout_s (> 0; its process group is killed then). Used for the guest
+ * builders and qemu/build.sh. */
 int e2e_run_dir_script(const char *script, const char *opt, const char *val,
-		       const char *log_path, char *dir, size_t dirlen, char *err, size_t errlen);
+		       const char *log_path, int timeout_s, char *dir, size_t dirlen, char *err,
+		       size_t errlen);
 
 /* Build the guest or find it in the cache (runs $HFE_E2E_BUILD_GUEST, its
  * output goes to log_path when not NULL). 0, or -1 with a reason in err. */
 int e2e_guest_get(struct e2e_guest *g, const char *log_path, char *err, size_t errlen);
+
+/* The desktop guest (docs/e2e.md, "The desktop guest"): a small Debian system
+ * with Mesa/virgl, kmscube and weston. Runs $HFE_E2E_BUILD_DESKTOP (a cache
+ * hit: ~0.5 s; a cold build ~10 min, needs root and the Debian mirror), its
+ * progress to log_path; a build still running after timeout_s is killed and
+ * is a failure saying so. Boot it with e2e_vm_start like the test guest: the
+ * harness attaches g->rootfs; give it mem_mb >= 1024. Its console lines start
+ * with "HFE-DESKTOP: " (e2e_vm_wait_line matches them like the test guest's). */
+int e2e_desktop_get(struct e2e_guest *g, const char *log_path, int timeout_s, char *err,
+		    size_t errlen);
 
 /* "kvm" or "tcg": $HFE_E2E_ACCEL; else KVM only when /dev/kvm opens and a
  * probe boot of g under KVM reaches the guest tool (a nested KVM may accept
@@ -115,8 +131,9 @@ struct e2e_vm;
 struct e2e_vm *e2e_vm_start(const struct e2e_guest *g, const char *workdir, const char *name,
 			    const struct e2e_vm_config *cfg, char *err, size_t errlen);
 
-/* Wait for the console line "HFE-GUEST: <what>..." (prefix match; lines seen
- * earlier count). Copies the text after "HFE-GUEST: " to line. Returns 1,
+/* Wait for the console line "HFE-GUEST: <what>..." (or "HFE-DESKTOP: <what>"
+ * from the desktop guest; prefix match; lines seen earlier count). Copies the
+ * text after the tag to line. Returns 1,
  * 0 on timeout, -1 if QEMU's console closed without it. */
 int e2e_vm_wait_line(struct e2e_vm *vm, const char *what, char *line, size_t len,
 		     int timeout_ms);
@@ -156,6 +173,9 @@ uint64_t e2e_now_ns(void);
  * directory (failures, HFE_E2E_KEEP=1) or remove it, free it, and return
  * tu_finish(name). */
 int e2e_test_finish(const char *name, char *workdir, uint64_t t0_ns);
+/* The nearest-rank percentile p (0..1) of n values (sorted in place); NAN
+ * if n is 0. */
+double e2e_pctl(double *v, size_t n, double p);
 /* "key=value" lookups in a text line: the number after "key=", or def. */
 double e2e_kv_num(const char *text, const char *key, double def);
 

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The patched QEMU for the end-to-end tests: see e2e_qemu.h. */
 #include "e2e_qemu.h"
+#include "raw_peer.h"
 #include "test_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,7 +30,7 @@ static void set_err(char *err, size_t len, const char *fmt, ...)
 static int run_build(const char *script, const char *hfe_build, const char *log_path, char *dir,
 		     size_t dirlen, char *err, size_t errlen)
 {
-	return e2e_run_dir_script(script, "--hfe-build", hfe_build, log_path, dir, dirlen, err,
+	return e2e_run_dir_script(script, "--hfe-build", hfe_build, log_path, 0, dir, dirlen, err,
 				  errlen);
 }
 
@@ -139,6 +141,109 @@ struct e2e_vm *e2e_qemu_vm_start(const struct e2e_qemu *q, const struct e2e_gues
 	if (vm && sock)
 		snprintf(sock, socklen, "%s", path);
 	return vm;
+}
+
+void e2e_gl_display(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", name,
+		 access("/dev/dri/renderD128", R_OK | W_OK) == 0 ? "" : ",rendernode=/dev/null");
+}
+
+struct e2e_vm *e2e_desktop_vm_start(const struct e2e_qemu *q, const struct e2e_guest *d,
+				    const char *workdir, const char *name,
+				    const struct e2e_desktop_run *run, char *tcp_addr,
+				    size_t addrlen, char *err, size_t errlen)
+{
+	static const char *const extra[] = { "-smp", "2", "-name", "debug-threads=on", NULL };
+	char display[96], opts[256];
+	int port = free_tcp_port();
+	struct e2e_vm_config cfg = {
+		.append = run->append, .fb_width = run->width, .fb_height = run->height,
+		.mem_mb = 2048, .qmp = true, .extra_args = extra, .timeout_ms = run->timeout_ms,
+	};
+
+	if (port <= 0) {
+		set_err(err, errlen, "no free TCP port");
+		return NULL;
+	}
+	snprintf(opts, sizeof(opts), "listen=tcp:127.0.0.1:%d%s%s", port,
+		 run->object_opts && *run->object_opts ? "," : "",
+		 run->object_opts ? run->object_opts : "");
+	if (run->display) {
+		e2e_gl_display(run->display, display, sizeof(display));
+		cfg.gpu = "virtio-gpu-gl-pci";
+		cfg.display = display;
+	}
+	snprintf(tcp_addr, addrlen, "tcp:127.0.0.1:%d", port);
+	return e2e_qemu_vm_start(q, d, workdir, name, opts, &cfg, NULL, 0, err, errlen);
+}
+
+int e2e_kmscube_fps(const struct e2e_vm *vm, unsigned *frames, double *secs, double *fps)
+{
+	FILE *f = fopen(e2e_vm_console_path(vm), "r");
+	char line[4096];
+	int n = 0;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, "Rendered ");
+		unsigned fr;
+		double s, r;
+
+		if (p && sscanf(p, "Rendered %u frames in %lf sec (%lf fps)", &fr, &s, &r) == 3) {
+			*frames = fr;
+			*secs = s;
+			*fps = r;
+			n++;
+		}
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+struct e2e_cpu e2e_proc_cpu(pid_t pid)
+{
+	struct e2e_cpu c = { 0, 0, 0 };
+	char path[64];
+	struct dirent *e;
+	DIR *d;
+
+	if (pid <= 0)
+		return c;
+	/* Per thread: schedstat's run time (ns); vCPU threads by name. */
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	while (d && (e = readdir(d))) {
+		char p[64 + 300], comm[64] = "";
+		unsigned long long run;
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/proc/%d/task/%.255s/schedstat", (int)pid, e->d_name);
+		f = fopen(p, "r");
+		if (!f)
+			continue;
+		if (fscanf(f, "%llu", &run) != 1)
+			run = 0;
+		fclose(f);
+		snprintf(p, sizeof(p), "/proc/%d/task/%.255s/comm", (int)pid, e->d_name);
+		f = fopen(p, "r");
+		if (f) {
+			if (!fgets(comm, sizeof(comm), f))
+				comm[0] = '\0';
+			fclose(f);
+		}
+		if (!strncmp(comm, "CPU ", 4))
+			c.vcpu_ms += (double)run / 1e6;
+		if (atoi(e->d_name) == (int)pid)
+			c.main_ms = (double)run / 1e6;
+	}
+	if (d)
+		closedir(d);
+	/* All threads from /proc/PID/stat: it keeps the time of exited threads. */
+	c.all_ms = tu_proc_cpu_ms(pid, 0);
+	return c;
 }
 
 /* Append to a growing array of record pointers. */

@@ -16,6 +16,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "e2e_harness.h"
 
@@ -69,6 +70,51 @@ struct e2e_vm *e2e_qemu_vm_start(const struct e2e_qemu *q, const struct e2e_gues
 				 const char *workdir, const char *name, const char *object_opts,
 				 const struct e2e_vm_config *cfg, char *sock, size_t socklen,
 				 char *err, size_t errlen);
+
+/*
+ * The GL display NAME ("egl-headless", "helix") as a -display value: with
+ * ",rendernode=/dev/null" where the host has no DRM render node (QEMU opens
+ * the named file anyway and Mesa's GBM falls back to llvmpipe; see
+ * qemu/README.md, "OpenGL consoles").
+ */
+void e2e_gl_display(const char *name, char *buf, size_t len);
+
+/* A desktop guest run (e2e_desktop_get's image) under the patched QEMU. */
+struct e2e_desktop_run {
+	const char *display;     /* "helix" or "egl-headless": virtio-gpu-gl-pci (virgl) under
+				  * that display (e2e_gl_display); NULL: 2D virtio-gpu-pci, no
+				  * display */
+	unsigned width, height;  /* the output's preferred mode (xres, yres); 0: 1280x800 */
+	const char *append;      /* hfe.* words for the guest's init, e.g. hfe.session=none
+				  * hfe.run="kmscube -c 600" hfe.poweroff=1 */
+	const char *object_opts; /* more -object helix-frame-export options, or NULL */
+	int timeout_ms;          /* the whole run (0: 180 s) */
+};
+
+/*
+ * Boot the desktop guest d under the patched QEMU (-m 2048 -smp 2, threads
+ * named) with the module's object listening on its unix socket and on a
+ * free TCP port of 127.0.0.1, whose address ("tcp:127.0.0.1:PORT") goes to
+ * tcp_addr; QMP on. In the sandbox, as every module test. NULL with err.
+ */
+struct e2e_vm *e2e_desktop_vm_start(const struct e2e_qemu *q, const struct e2e_guest *d,
+				    const char *workdir, const char *name,
+				    const struct e2e_desktop_run *run, char *tcp_addr,
+				    size_t addrlen, char *err, size_t errlen);
+
+/* kmscube's own frame rate: its console lines "Rendered N frames in T sec
+ * (F fps)" (every ~2 s, counted from its second frame; the last one covers
+ * the whole run). The number of such lines in vm's console log so far, with
+ * the last one's figures; 0 if there is none. */
+int e2e_kmscube_fps(const struct e2e_vm *vm, unsigned *frames, double *secs, double *fps);
+
+/* CPU time of a process (0 for pid <= 0): all threads (exited ones
+ * included), its vCPU threads ("CPU n/TCG", named with -name
+ * debug-threads=on), and its main thread (QEMU's main loop). ms. */
+struct e2e_cpu {
+	double all_ms, vcpu_ms, main_ms;
+};
+struct e2e_cpu e2e_proc_cpu(pid_t pid);
 
 /* What a guest run wrote to its out port, up to END. The records stay
  * valid until e2e_vm_free. */

@@ -536,11 +536,7 @@ int main(int argc, char **argv)
 	char display[64];
 
 	if (gl_display) {
-		/* Without a DRM render node, the GL displays open the named file anyway
-		 * and Mesa's GBM falls back to llvmpipe (see qemu/README.md). */
-		snprintf(display, sizeof(display), "%s%s", gl_display,
-			 access("/dev/dri/renderD128", R_OK | W_OK) == 0 ? ""
-									 : ",rendernode=/dev/null");
+		e2e_gl_display(gl_display, display, sizeof(display));
 		cfg.gpu = "virtio-gpu-gl-pci";
 		cfg.display = display;
 		printf("GL: -device %s -display %s\n", cfg.gpu, cfg.display);

@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * OpenGL consoles through the QEMU module (issue 11's benchmark): kmscube in
+ * the desktop guest (tests/e2e/build-desktop-image.sh; hfe.session=none, no
+ * weston) spinning for --duration seconds on its output's preferred mode
+ * (the GPU's xres/yres), under three configurations side by side:
+ *
+ *   2d            -device virtio-gpu-pci: kmscube renders in the guest with
+ *                 Mesa's software rasterizer, the module gets 2D updates
+ *   egl-headless  -device virtio-gpu-gl-pci -display egl-headless: virgl on
+ *                 the host's GL; QEMU's display reads every frame back
+ *   helix         -device virtio-gpu-gl-pci -display helix: the module's own
+ *                 GL display reads back the damage, only while watched
+ *
+ * each once without a subscriber and once with the deployed desktop bridge
+ * subscribed over TCP (bridge_watch.c: SUBSCRIBE + CONFIG_REQ at 4 Mbit/s).
+ * The window is kmscube's steady state: from its first report line with
+ * frames to its last (it reports every ~2 s, counted from its second frame).
+ * Per run, in that window:
+ *
+ *   kmscube fps     kmscube's own frame rate (frames and seconds between the
+ *                   two report lines): the guest's view
+ *   AU/s            access units the bridge received per second
+ *   lat p50/p99     AU arrival - its pts (the host time the damage reached
+ *                   the module's stream): copy, encode, send; the GL
+ *                   read-back happens before and is not in it
+ *   QEMU CPU %      all threads (100 = one core), vCPU threads apart
+ *   main ms/flush   QEMU's main-thread CPU per kmscube frame (each frame is
+ *                   one page flip = one flush): virgl's command processing,
+ *                   the display's read-back (egl-headless's, unmeasured by
+ *                   the module) and the module's callbacks
+ *   module us/flush the module's main-loop callbacks (stats: calls x mean of
+ *                   each, wall clock, reset at the window's start) per kmscube
+ *                   frame, the callback with the largest share, and the
+ *                   longest callback in CPU time
+ *
+ * usage: gl-consoles [--sizes 1280x800,1920x1080] [--configs 2d,egl-headless,helix]
+ *                    [--duration S] [--rounds R] [--no-idle]
+ * With --rounds R every run is repeated R times (the configurations
+ * interleaved: the machine's load drifts) and the summary shows medians.
+ * Environment as for the e2e tests (HFE_QEMU_BUILD, HFE_BUILD_ROOT,
+ * HFE_E2E_BUILD_DESKTOP; HFE_E2E_QEMU_DIR to skip build.sh).
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bridge_watch.h"
+#include "e2e_harness.h"
+#include "e2e_qemu.h"
+#include "test_util.h"
+
+#define BITRATE 4000000u
+#define DESKTOP_BUILD_TIMEOUT_S 1500
+#define MAX_RUNS 256
+
+struct opts {
+	char sizes[128], configs[128];
+	int duration_s, rounds;
+	bool idle;
+};
+
+struct result {
+	char config[16];
+	unsigned w, h;
+	bool sub, ok;
+	double fps, fps_all;    /* window; kmscube's whole run (its last line) */
+	unsigned frames;        /* kmscube frames in the window */
+	double secs;            /* window length (kmscube's clock) */
+	double aus, p50, p99;   /* AU/s, latency ms */
+	double cpu, vcpu, main_ms_flush;
+	double module_us_flush, module_max_cpu_us, top_us_flush;
+	char module_max_in[32], top[32]; /* top: the callback with the most time */
+	unsigned enc_w, enc_h;  /* the stream's size: the mode kmscube set */
+};
+
+static const char STALL_RESET[] =
+	"{\"execute\":\"qom-set\",\"arguments\":{\"path\":\"/objects/hfe0\","
+	"\"property\":\"max-stall-us\",\"value\":0}}";
+
+static void json_str(const char *json, const char *key, char *out, size_t len)
+{
+	char name[64];
+	const char *p, *q;
+
+	snprintf(name, sizeof(name), "\"%s\": \"", key);
+	p = strstr(json, name);
+	out[0] = '\0';
+	if (!p)
+		return;
+	p += strlen(name);
+	q = strchr(p, '"');
+	if (q)
+		snprintf(out, len, "%.*s", (int)(q - p), p);
+}
+
+/* The module's main-loop time in its stats: the sum of calls x mean-us over
+ * the "callbacks" list (member order is not fixed: each object is read on
+ * its own). */
+static double module_us(const char *stats, char *top, size_t toplen, double *top_us)
+{
+	const char *p = strstr(stats, "\"callbacks\"");
+	const char *end = p ? strchr(p, ']') : NULL;
+	double total = 0;
+
+	*top_us = 0;
+	top[0] = '\0';
+
+	while (p && end && (p = strchr(p, '{')) && p < end) {
+		const char *q = strchr(p, '}');
+		char obj[512];
+
+		if (!q || q - p >= (long)sizeof(obj))
+			break;
+		snprintf(obj, sizeof(obj), "%.*s", (int)(q - p + 1), p);
+		double us = e2e_qemu_json_num(obj, "calls", 0) * e2e_qemu_json_num(obj, "mean-us", 0);
+
+		total += us;
+		if (us > *top_us) { /* the callback that takes most of it */
+			*top_us = us;
+			json_str(obj, "name", top, toplen);
+		}
+		p = q;
+	}
+	return total;
+}
+
+/* One boot: kmscube for op->duration_s seconds under cfg at w x h. */
+static void run_one(const struct e2e_qemu *q, const struct e2e_guest *d, const char *workdir,
+		    const struct opts *op, struct result *r)
+{
+	char name[64], append[256], addr[64], err[1024], line[256], reply[256];
+	static char stats[1 << 16];
+	struct bridge_watch w;
+	bool watching = false;
+	unsigned fr, fr_a = 0, fr_b = 0;
+	double s, fps, s_a = 0, s_b = 0;
+	uint64_t t_a = 0, t_b = 0;
+	struct e2e_cpu c_a = { 0 }, c_b = { 0 };
+	int seen = 0, n;
+
+	snprintf(name, sizeof(name), "%s-%ux%u-%s", r->config, r->w, r->h, r->sub ? "sub" : "idle");
+	r->aus = r->p50 = r->p99 = NAN; /* no subscriber: nothing to count */
+	/* kmscube stops at SIGTERM without a last line: its reports are enough. */
+	snprintf(append, sizeof(append),
+		 "hfe.session=none hfe.run=\"timeout %d kmscube\" hfe.poweroff=1",
+		 op->duration_s + 6);
+	struct e2e_desktop_run run = {
+		.display = strcmp(r->config, "2d") ? r->config : NULL, .width = r->w,
+		.height = r->h, .append = append, .object_opts = "max-fps=60",
+		.timeout_ms = (op->duration_s + 240) * 1000,
+	};
+	struct e2e_vm *vm = e2e_desktop_vm_start(q, d, workdir, name, &run, addr, sizeof(addr), err,
+						 sizeof(err));
+	if (!vm) {
+		fprintf(stderr, "gl-consoles: %s: cannot start QEMU: %s\n", name, err);
+		return;
+	}
+	if (r->sub) {
+		watching = bridge_watch_start(&w, addr, 0, BITRATE, false);
+		if (!watching)
+			fprintf(stderr, "gl-consoles: %s: the bridge could not subscribe\n", name);
+	}
+	if (e2e_vm_wait_line(vm, "run start", line, sizeof(line), 180000) != 1) {
+		fprintf(stderr, "gl-consoles: %s: kmscube did not start\n", name);
+		e2e_vm_dump_console(vm, 30);
+		goto out;
+	}
+	/* Follow kmscube's report lines; the window runs from the first with
+	 * frames to the last. */
+	while (e2e_vm_wait_line(vm, "run exit", line, sizeof(line), 100) == 0) {
+		n = e2e_kmscube_fps(vm, &fr, &s, &fps);
+		if (n <= seen || fr == 0)
+			continue;
+		seen = n;
+		if (!t_a) {
+			t_a = e2e_now_ns();
+			c_a = e2e_proc_cpu(e2e_vm_pid(vm));
+			e2e_qmp(e2e_vm_qmp_path(vm), STALL_RESET, reply, sizeof(reply), 5000, err,
+				sizeof(err));
+			fr_a = fr;
+			s_a = s;
+			continue;
+		}
+		t_b = e2e_now_ns();
+		c_b = e2e_proc_cpu(e2e_vm_pid(vm));
+		if (e2e_qemu_qom_get(e2e_vm_qmp_path(vm), "/objects/hfe0", "stats", stats,
+				     sizeof(stats), err, sizeof(err)) < 0)
+			stats[0] = '\0';
+		fr_b = fr;
+		s_b = s;
+		r->fps_all = fps;
+	}
+	if (!t_b || fr_b <= fr_a) {
+		fprintf(stderr, "gl-consoles: %s: fewer than two kmscube reports with frames\n", name);
+		e2e_vm_dump_console(vm, 30);
+		goto out;
+	}
+	r->frames = fr_b - fr_a;
+	r->secs = s_b - s_a;
+	r->fps = r->frames / r->secs;
+	double wall_s = (double)(t_b - t_a) / 1e9;
+
+	r->cpu = (c_b.all_ms - c_a.all_ms) / 10.0 / wall_s;
+	r->vcpu = (c_b.vcpu_ms - c_a.vcpu_ms) / 10.0 / wall_s;
+	r->main_ms_flush = (c_b.main_ms - c_a.main_ms) / r->frames;
+	r->module_us_flush = module_us(stats, r->top, sizeof(r->top), &r->top_us_flush) / r->frames;
+	r->top_us_flush /= r->frames;
+	r->module_max_cpu_us = e2e_qemu_json_num(stats, "max-stall-cpu-us", NAN);
+	json_str(stats, "max-stall-cpu-in", r->module_max_in, sizeof(r->module_max_in));
+	r->enc_w = (unsigned)e2e_qemu_json_num(stats, "width", 0);
+	r->enc_h = (unsigned)e2e_qemu_json_num(stats, "height", 0);
+	r->ok = true;
+	if (watching) {
+		double *lat;
+		size_t k = 0;
+
+		bridge_watch_stop(&w);
+		lat = malloc((w.n + 1) * sizeof(*lat));
+		REQUIRE(lat);
+		for (size_t i = 0; i < w.n; i++)
+			if (w.aus[i].t_ns >= t_a && w.aus[i].t_ns <= t_b)
+				lat[k++] = ((double)w.aus[i].t_ns - (double)w.aus[i].pts) / 1e6;
+		r->aus = k / wall_s;
+		r->p50 = e2e_pctl(lat, k, 0.5);
+		r->p99 = e2e_pctl(lat, k, 0.99);
+		free(lat);
+		if (w.failed || w.others)
+			fprintf(stderr, "gl-consoles: %s: the bridge's stream broke (failed %d, %u "
+				"other messages)\n", name, w.failed, w.others);
+	}
+out:
+	if (watching)
+		bridge_watch_free(&w);
+	e2e_vm_wait_exit(vm, 60000);
+	e2e_vm_free(vm);
+}
+
+static void print_run(const struct result *r)
+{
+	printf("%-9s %-12s %-5s kmscube %6.1f fps (whole run %6.1f) | AU/s %5.1f | lat p50 %6.1f "
+	       "p99 %6.1f ms | QEMU CPU %5.1f %% (vCPU %5.1f, other %5.1f) | main %6.2f ms/flush | "
+	       "module %6.1f us/flush (%s %.1f), longest %5.0f us CPU (%s) | stream %ux%u\n",
+	       "", r->config, r->sub ? "sub" : "idle", r->fps, r->fps_all, r->aus,
+	       r->p50, r->p99, r->cpu, r->vcpu, r->cpu - r->vcpu, r->main_ms_flush,
+	       r->module_us_flush, r->top, r->top_us_flush, r->module_max_cpu_us, r->module_max_in,
+	       r->enc_w, r->enc_h);
+}
+
+/* The median of one figure over the rounds of (config, w, sub); NAN if none. */
+static double med(const struct result *rs, int n, const char *config, unsigned w, bool sub,
+		  size_t off)
+{
+	double v[MAX_RUNS];
+	size_t k = 0;
+
+	for (int i = 0; i < n; i++)
+		if (rs[i].ok && rs[i].w == w && rs[i].sub == sub && !strcmp(rs[i].config, config))
+			v[k++] = *(const double *)((const char *)&rs[i] + off);
+	return e2e_pctl(v, k, 0.5);
+}
+
+#define MED(config, w, sub, field) med(rs, n, config, w, sub, offsetof(struct result, field))
+
+static void summary(const struct result *rs, int n, const struct opts *op)
+{
+	printf("\nsummary, medians of %d round(s) (goals: exporting costs kmscube < 10 %% of its "
+	       "frame rate; the module's GL path < 1 ms of main loop per flush at 1080p)\n",
+	       op->rounds);
+	printf("size       config       | fps idle | fps sub | cost   | AU/s  | lat p50/p99 ms  | "
+	       "CPU %% sub (idle) | main ms/flush sub (idle) | module us/flush | longest cb us "
+	       "CPU\n");
+	for (int i = 0; i < n; i++) {
+		const struct result *s = &rs[i];
+		bool first = true;
+
+		/* Once per (size, config): at its first subscribed run. */
+		for (int j = 0; j < i; j++)
+			if (rs[j].sub && rs[j].w == s->w && !strcmp(rs[j].config, s->config))
+				first = false;
+		if (!s->sub || !first)
+			continue;
+		double idle = MED(s->config, s->w, false, fps), sub = MED(s->config, s->w, true, fps);
+		double longest = 0;
+
+		for (int j = 0; j < n; j++)
+			if (rs[j].ok && rs[j].sub && rs[j].w == s->w &&
+			    !strcmp(rs[j].config, s->config) && rs[j].module_max_cpu_us > longest)
+				longest = rs[j].module_max_cpu_us;
+		printf("%4ux%-5u %-12s | %8.1f | %7.1f | %5.1f%% | %5.1f | %6.1f / %-6.1f | "
+		       "%6.1f (%6.1f)   | %6.2f (%6.2f)          | %8.1f        | %5.0f\n",
+		       s->w, s->h, s->config, idle, sub, 100.0 * (1.0 - sub / idle),
+		       MED(s->config, s->w, true, aus), MED(s->config, s->w, true, p50),
+		       MED(s->config, s->w, true, p99), MED(s->config, s->w, true, cpu),
+		       MED(s->config, s->w, false, cpu), MED(s->config, s->w, true, main_ms_flush),
+		       MED(s->config, s->w, false, main_ms_flush),
+		       MED(s->config, s->w, true, module_us_flush), longest);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct opts op = { .sizes = "1280x800,1920x1080", .configs = "2d,egl-headless,helix",
+			   .duration_s = 12, .rounds = 1, .idle = true };
+	struct result *rs = calloc(MAX_RUNS, sizeof(*rs));
+	char *workdir, err[1024], log[PATH_MAX + 32], sizes[128], *ss = NULL;
+	struct e2e_guest d;
+	struct e2e_qemu q;
+	int n = 0, rc = 0;
+
+	REQUIRE(rs);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--no-idle")) {
+			op.idle = false;
+			continue;
+		}
+		if (!strcmp(a, "--sizes") && v)
+			snprintf(op.sizes, sizeof(op.sizes), "%s", v);
+		else if (!strcmp(a, "--configs") && v)
+			snprintf(op.configs, sizeof(op.configs), "%s", v);
+		else if (!strcmp(a, "--duration") && v)
+			op.duration_s = atoi(v);
+		else if (!strcmp(a, "--rounds") && v)
+			op.rounds = atoi(v);
+		else {
+			fprintf(stderr, "usage: gl-consoles [--sizes WxH,...] [--configs "
+				"2d,egl-headless,helix] [--duration S] [--rounds R] [--no-idle]\n");
+			return 2;
+		}
+		i++;
+	}
+	if (op.duration_s < 5 || op.rounds < 1) {
+		fprintf(stderr, "gl-consoles: --duration >= 5, --rounds >= 1\n");
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	workdir = tu_mkdtemp("hfe-bench-gl");
+	REQUIRE(workdir);
+	snprintf(log, sizeof(log), "%s/qemu-build.log", workdir);
+	if (e2e_qemu_get(&q, log, err, sizeof(err)) < 0) {
+		fprintf(stderr, "gl-consoles: patched QEMU: %s\n", err);
+		return 1;
+	}
+	snprintf(log, sizeof(log), "%s/build-desktop.log", workdir);
+	if (e2e_desktop_get(&d, log, DESKTOP_BUILD_TIMEOUT_S, err, sizeof(err)) < 0) {
+		fprintf(stderr, "gl-consoles: desktop guest: %s\n", err);
+		return 1;
+	}
+	double load[3] = { NAN, NAN, NAN };
+
+	getloadavg(load, 3);
+	printf("gl-consoles: kmscube %d s per run on the desktop guest %s, TCG, -smp 2, %ld host "
+	       "cores, load %.2f; QEMU %s\n", op.duration_s, d.dir,
+	       sysconf(_SC_NPROCESSORS_ONLN), load[0], q.bin);
+	snprintf(sizes, sizeof(sizes), "%s", op.sizes);
+	for (char *sz = strtok_r(sizes, ",", &ss); sz; sz = strtok_r(NULL, ",", &ss)) {
+		unsigned w, h;
+
+		if (sscanf(sz, "%ux%u", &w, &h) != 2 || w < 64 || h < 64) {
+			fprintf(stderr, "gl-consoles: bad size %s\n", sz);
+			rc = 2;
+			continue;
+		}
+		/* Rounds interleave the configurations: the machine's load drifts. */
+		for (int round = 0; round < op.rounds; round++) {
+			char configs[128], *cs = NULL;
+
+			printf("%ux%u, round %d:\n", w, h, round + 1);
+			snprintf(configs, sizeof(configs), "%s", op.configs);
+			for (char *c = strtok_r(configs, ",", &cs); c; c = strtok_r(NULL, ",", &cs)) {
+				if (strcmp(c, "2d") && strcmp(c, "egl-headless") && strcmp(c, "helix")) {
+					fprintf(stderr, "gl-consoles: unknown config %s\n", c);
+					rc = 2;
+					continue;
+				}
+				for (int sub = op.idle ? 0 : 1; sub <= 1 && n < MAX_RUNS; sub++) {
+					struct result *r = &rs[n++];
+
+					snprintf(r->config, sizeof(r->config), "%s", c);
+					r->w = w;
+					r->h = h;
+					r->sub = sub;
+					run_one(&q, &d, workdir, &op, r);
+					if (r->ok)
+						print_run(r);
+					else
+						rc = 1;
+				}
+			}
+		}
+	}
+	summary(rs, n, &op);
+	if (rc || getenv("HFE_E2E_KEEP"))
+		printf("gl-consoles: kept %s\n", workdir);
+	else
+		tu_rm_rf(workdir);
+	free(workdir);
+	free(rs);
+	return rc;
+}
