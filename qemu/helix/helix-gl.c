@@ -61,6 +61,7 @@ struct HelixGl {
     HelixBox dirty;           /* damage not read back yet */
     int queued;               /* read-backs the feeder has not done (atomic) */
     QEMUTimer *poll;
+    int64_t next_ms;          /* no read-back starts before (max-fps) */
 };
 
 /* What one read-back reads: made on the main loop, used by the feeder. */
@@ -281,16 +282,21 @@ static void helix_gl_poll(void *opaque)
     HelixScanout *so = opaque;
     HelixGl *g = so->gl;
     HelixTime t0 = helix_enter();
+    int64_t now;
 
     if (helix_box_empty(&g->dirty) || !so->watched || !g->tex) {
         goto out;
     }
-    if (qatomic_read(&g->queued)) {
-        /* One at a time per scanout: damage merges meanwhile. */
-        timer_mod(g->poll, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
-                  HELIX_GL_POLL_MS);
+    now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    if (qatomic_read(&g->queued) || now < g->next_ms) {
+        /*
+         * One at a time per scanout, and no more often than the stream
+         * encodes (a guest may flush far faster): damage merges meanwhile.
+         */
+        timer_mod(g->poll, MAX(now + HELIX_GL_POLL_MS, g->next_ms));
         goto out;
     }
+    g->next_ms = now + 1000 / so->hfe->max_fps;
     helix_gl_readback_start(so);
 out:
     helix_leave(so->hfe, HELIX_CB_GL_READBACK, t0);
