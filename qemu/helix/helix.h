@@ -45,7 +45,7 @@ typedef enum HelixCb {
     HELIX_CB_GFX_UPDATE,
     HELIX_CB_GFX_SWITCH,
     HELIX_CB_GL_UPDATE,     /* -display helix: a GL console's damage */
-    HELIX_CB_GL_READBACK,   /* -display helix: a readback looked at */
+    HELIX_CB_GL_READBACK,   /* -display helix: a read-back queued */
     HELIX_CB__MAX
 } HelixCb;
 
