@@ -53,8 +53,9 @@ KEEP_BUILDS=3
 DEB_SRC_FILE=/etc/apt/sources.list.d/hfe-deb-src.sources
 DEB_SRC_LIST=/etc/apt/sources.list.d/hfe-deb-src.list
 
-# What a minimal build needs (OpenGL: epoxy, GBM and virglrenderer; -sandbox: libseccomp),
-# and what the binary runs with: firmware (-L flags) and Mesa (llvmpipe where no GPU is).
+# What a minimal build needs (OpenGL: epoxy, GBM and virglrenderer; -sandbox: libseccomp;
+# -display dbus: gio and gdbus-codegen, from GLib's packages), and what the binary runs
+# with: firmware (-L flags) and Mesa (llvmpipe where no GPU is).
 BUILD_PKGS=(dpkg-dev gcc make ninja-build meson pkg-config python3 patch patchelf
 	libglib2.0-dev libpixman-1-dev zlib1g-dev libfdt-dev libslirp-dev libcap-ng-dev
 	libattr1-dev libseccomp-dev libepoxy-dev libgbm-dev libdrm-dev libvirglrenderer-dev)
@@ -64,7 +65,7 @@ TARGETS=x86_64-softmmu
 CONFIGURE_FLAGS=(--target-list="$TARGETS" --without-default-features
 	--enable-tcg --enable-kvm --enable-slirp --enable-virtfs --enable-attr --enable-cap-ng
 	--enable-vhost-kernel --enable-vhost-net --enable-fdt=system --enable-seccomp
-	--enable-opengl --enable-virglrenderer --enable-helix
+	--enable-opengl --enable-virglrenderer --enable-gio --enable-dbus-display --enable-helix
 	--disable-docs --disable-debug-info --disable-werror)
 
 log() { printf 'qemu/build.sh: %s\n' "$*" >&2; }
