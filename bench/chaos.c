@@ -30,10 +30,14 @@
  *
  * usage: chaos [--duration SEC] [--seed N] [--warmup SEC] [--daemon PATH]
  *              [--corpus DIR] [--subscribers N] [--pull N] [--scanouts N]
- *              [--glibc-default] [--vm]
+ *              [--glibc-default] [--vm] [--module]
  *
  * --vm adds the stock-QEMU VM of bench/chaos/vm.c (killed and restarted every
  * 5..20 s of drawing) and VM_SUBSCRIBERS subscribers on its channel.
+ * --module adds a VM with the QEMU module (bench/chaos/module.c: rebooted,
+ * outputs plugged, resized and unplugged) and MODULE_SUBSCRIBERS subscribers
+ * on its listener; its QEMU's RSS and descriptors are held to the same rule
+ * as the daemon's, and no module callback may take 1 ms of CPU.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -71,6 +75,7 @@
  * follows live memory, so that a leak shows within a short run. */
 #define MMAP_THRESHOLD 131072
 #define VM_SUBSCRIBERS 2
+#define MODULE_SUBSCRIBERS 4
 #define GLIB_ONCE_FDS 2
 
 struct opts {
@@ -80,12 +85,16 @@ struct opts {
 	unsigned subscribers, pull, scanouts;
 	bool glibc_default; /* leave glibc's dynamic mmap threshold on in the daemon */
 	bool vm;            /* a stock-QEMU VM too (bench/chaos/vm.c) */
+	bool module;        /* a VM with the QEMU module too (bench/chaos/module.c) */
 };
+
+/* What the monitor samples: the daemon's and the module's QEMU's VmRSS and
+ * open descriptors (-1: not running). */
+enum { R_RSS, R_FDS, R_QEMU_RSS, R_QEMU_FDS, R_COUNT };
 
 struct point {
 	double t_s;
-	long rss_kb;
-	long fds;
+	long v[R_COUNT];
 };
 
 static struct point *points;
@@ -96,7 +105,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: chaos [--duration SEC] [--seed N] [--warmup SEC] [--daemon PATH]\n"
 		"             [--corpus DIR] [--subscribers N] [--pull N] [--scanouts N]\n"
-		"             [--glibc-default] [--vm]\n"
+		"             [--glibc-default] [--vm] [--module]\n"
 		"A chaos soak against helix-frame-export (bench/README.md, \"Chaos soak\").\n"
 		"  --duration SEC    how long the chaos lasts (default 60)\n"
 		"  --seed N          replay a run's random choices (default: from the clock)\n"
@@ -110,8 +119,11 @@ static void usage(FILE *f)
 		"  --glibc-default   run the daemon without MALLOC_MMAP_THRESHOLD_=%d\n"
 		"  --vm              also a stock-QEMU VM (-display dbus) that is killed and\n"
 		"                    restarted, with %u subscribers of its own (needs the e2e\n"
-		"                    guest: HFE_E2E_BUILD_GUEST, HFE_E2E_GUEST_TOOL)\n",
-		CHAOS_CORPUS, MMAP_THRESHOLD, VM_SUBSCRIBERS);
+		"                    guest: HFE_E2E_BUILD_GUEST, HFE_E2E_GUEST_TOOL)\n"
+		"  --module          also a VM with the QEMU module (qemu/build.sh: HFE_QEMU_BUILD,\n"
+		"                    HFE_BUILD_ROOT or HFE_E2E_QEMU_DIR), rebooted and its\n"
+		"                    second output plugged/resized/unplugged, with %u subscribers\n",
+		CHAOS_CORPUS, MMAP_THRESHOLD, VM_SUBSCRIBERS, MODULE_SUBSCRIBERS);
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -127,6 +139,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "scanouts", required_argument, NULL, 'n' },
 		{ "glibc-default", no_argument, NULL, 'g' },
 		{ "vm", no_argument, NULL, 'v' },
+		{ "module", no_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -168,6 +181,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'v':
 			o->vm = true;
 			break;
+		case 'm':
+			o->module = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -198,17 +214,30 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 
 /* ---- the daemon's resources ---- */
 
-static long count_fds(pid_t pid)
+/* Open descriptors of pid; without its eventfds if no_eventfds (QEMU's
+ * virtqueues have one each while the guest's driver runs them: 64 of them
+ * come and go with every reboot). */
+static long count_fds(pid_t pid, bool no_eventfds)
 {
-	char path[64];
+	char path[64], link[PATH_MAX], target[64];
 	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
 	DIR *d = opendir(path);
 	if (!d)
 		return -1;
 	long n = 0;
 	struct dirent *e;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (no_eventfds) {
+			snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+			ssize_t k = readlink(link, target, sizeof(target) - 1);
+			target[k > 0 ? k : 0] = 0;
+			if (!strcmp(target, "anon_inode:[eventfd]"))
+				continue;
+		}
+		n++;
+	}
 	closedir(d);
 	return n;
 }
@@ -232,14 +261,17 @@ static void show_fds(pid_t pid)
 		closedir(d);
 }
 
-static void add_point(double t_s, long rss, long fds)
+static void add_point(double t_s, pid_t daemon, pid_t qemu)
 {
 	if (n_points == cap_points) {
 		cap_points = cap_points ? cap_points * 2 : 1024;
 		points = realloc(points, cap_points * sizeof(*points));
 		REQUIRE(points);
 	}
-	points[n_points++] = (struct point){ t_s, rss, fds };
+	points[n_points++] = (struct point){ t_s, {
+		tu_proc_status_kb(daemon, "VmRSS"), count_fds(daemon, false),
+		qemu > 0 ? tu_proc_status_kb(qemu, "VmRSS") : -1,
+		qemu > 0 ? count_fds(qemu, true) : -1 } };
 }
 
 static int cmp_long(const void *a, const void *b)
@@ -248,14 +280,14 @@ static int cmp_long(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Median of RSS (which = 0) or fds (1) over the points in [from, to] s. */
+/* Median of one resource (R_*) over the points in [from, to] s. */
 static double window_median(double from, double to, int which)
 {
 	long v[4096];
 	size_t n = 0;
 	for (size_t i = 0; i < n_points && n < 4096; i++)
-		if (points[i].t_s >= from && points[i].t_s <= to)
-			v[n++] = which ? points[i].fds : points[i].rss_kb;
+		if (points[i].t_s >= from && points[i].t_s <= to && points[i].v[which] >= 0)
+			v[n++] = points[i].v[which];
 	if (!n)
 		return NAN;
 	qsort(v, n, sizeof(long), cmp_long);
@@ -268,10 +300,10 @@ static double slope_per_min(double from, int which)
 	double sx = 0, sy = 0, sxx = 0, sxy = 0;
 	size_t n = 0;
 	for (size_t i = 0; i < n_points; i++) {
-		if (points[i].t_s < from)
+		if (points[i].t_s < from || points[i].v[which] < 0)
 			continue;
 		double x = points[i].t_s / 60.0;
-		double y = (double)(which ? points[i].fds : points[i].rss_kb);
+		double y = (double)points[i].v[which];
 		sx += x;
 		sy += y;
 		sxx += x * x;
@@ -339,17 +371,50 @@ static void start_actors(struct run *run, const struct opts *o)
 	add_actor(run, o, "fuzz1", 0, fuzz_main);
 	add_actor(run, o, "loris0", 0, loris_main);
 	add_actor(run, o, "loris1", 0, loris_main);
-	if (!o->vm)
-		return;
-	add_actor(run, o, "vm", 0, vm_main);
-	for (unsigned i = 0; i < VM_SUBSCRIBERS; i++) {
-		snprintf(name, sizeof(name), "vmsub%u", i);
-		add_actor(run, o, name, 1, subscriber_main);
+	if (o->vm) {
+		add_actor(run, o, "vm", 0, vm_main);
+		for (unsigned i = 0; i < VM_SUBSCRIBERS; i++) {
+			snprintf(name, sizeof(name), "vmsub%u", i);
+			add_actor(run, o, name, 1, subscriber_main);
+		}
+	}
+	if (o->module) {
+		add_actor(run, o, "module", 0, module_main);
+		add_actor(run, o, "jitter", 0, jitter_main);
+		for (unsigned i = 0; i < MODULE_SUBSCRIBERS; i++) {
+			snprintf(name, sizeof(name), "modsub%u", i);
+			add_actor(run, o, name, 2, subscriber_main);
+		}
 	}
 }
 
-static void print_summary(const struct opts *o, double warm_rss, double end_rss, double warm_fd,
-			  double end_fd, long idle_fds, long quiet_fds)
+/* One process's RSS and descriptors (R_RSS or R_QEMU_RSS, the fds follow):
+ * printed, and at the end within TOLERANCE of their values after the
+ * warm-up (medians of a window each). */
+static void resources_check(const struct opts *o, const char *who, int rss)
+{
+	double win = o->duration_s / 6.0 < 10 ? o->duration_s / 6.0 : 10;
+	double warm_rss = window_median(o->warmup_s, o->warmup_s + win, rss);
+	double end_rss = window_median(o->duration_s - win, o->duration_s, rss);
+	double warm_fd = window_median(o->warmup_s, o->warmup_s + win, rss + 1);
+	double end_fd = window_median(o->duration_s - win, o->duration_s, rss + 1);
+
+	printf("\n%s resources (warm-up ends at %d s; windows are medians):\n", who, o->warmup_s);
+	printf("  VmRSS  after warm-up %8.0f kB, at the end %8.0f kB (%+.1f %%), slope %+.1f kB/min\n",
+	       warm_rss, end_rss, 100.0 * (end_rss - warm_rss) / warm_rss,
+	       slope_per_min(o->warmup_s, rss));
+	printf("  fds    after warm-up %8.0f,    at the end %8.0f    (%+.1f %%), slope %+.2f /min\n",
+	       warm_fd, end_fd, 100.0 * (end_fd - warm_fd) / warm_fd,
+	       slope_per_min(o->warmup_s, rss + 1));
+	if (!(fabs(end_rss - warm_rss) <= TOLERANCE * warm_rss))
+		chaos_fail("monitor", "%s: VmRSS moved %+.1f %% from warm-up to the end", who,
+			   100.0 * (end_rss - warm_rss) / warm_rss);
+	if (!(fabs(end_fd - warm_fd) <= TOLERANCE * warm_fd))
+		chaos_fail("monitor", "%s: fds moved %+.1f %% from warm-up to the end", who,
+			   100.0 * (end_fd - warm_fd) / warm_fd);
+}
+
+static void print_summary(const struct opts *o)
 {
 	printf("\nevents survived (%d s, seed %" PRIu64 "):\n", o->duration_s, o->seed);
 	for (int e = 0; e < EV_COUNT; e++)
@@ -370,16 +435,6 @@ static void print_summary(const struct opts *o, double warm_rss, double end_rss,
 		sample_stats(s, &n, &p50, &p99, &max);
 		printf("  %-28s %7zu %10.1f %10.1f %10.1f\n", sample_name(s), n, p50, p99, max);
 	}
-
-	printf("\ndaemon resources (warm-up ends at %d s; windows are medians):\n", o->warmup_s);
-	printf("  VmRSS  after warm-up %8.0f kB, at the end %8.0f kB (%+.1f %%), slope %+.1f kB/min\n",
-	       warm_rss, end_rss, 100.0 * (end_rss - warm_rss) / warm_rss,
-	       slope_per_min(o->warmup_s, 0));
-	printf("  fds    after warm-up %8.0f,    at the end %8.0f    (%+.1f %%), slope %+.2f /min\n",
-	       warm_fd, end_fd, 100.0 * (end_fd - warm_fd) / warm_fd,
-	       slope_per_min(o->warmup_s, 1));
-	printf("  fds    idle before the run %ld, after every client left %ld\n", idle_fds,
-	       quiet_fds);
 }
 
 int main(int argc, char **argv)
@@ -441,6 +496,7 @@ int main(int argc, char **argv)
 	snprintf(chaos_cfg.addr, sizeof(chaos_cfg.addr), "%s", d.listen_unix);
 	snprintf(chaos_cfg.tcp_addr, sizeof(chaos_cfg.tcp_addr), "%s", d.listen_tcp);
 	chaos_cfg.n_scanouts = o.scanouts;
+	chaos_cfg.duration_s = o.duration_s;
 
 	char thr[16];
 	snprintf(thr, sizeof(thr), "%d", MMAP_THRESHOLD);
@@ -452,18 +508,23 @@ int main(int argc, char **argv)
 	tu_asan_small_quarantine(); /* ASan builds: the daemon's RSS stays meaningful */
 	if (o.vm && vm_prepare() < 0)
 		o.vm = false;
+	/* The module's VM runs its own QEMU (no daemon): booted before the run,
+	 * so that the warm-up ends in its steady state. */
+	if (o.module && (module_prepare() < 0 || module_start() < 0))
+		o.module = false;
 	d.pid = start_daemon(args, d.log, d.sock, 0);
 	REQUIRE(d.pid > 0);
 	printf("chaos: daemon pid %d (%s), %u scanouts, %u subscribers, %u pull clients, "
-	       "2 fuzz peers, 2 slow lorises%s\n",
+	       "2 fuzz peers, 2 slow lorises%s%s\n",
 	       (int)d.pid, daemon_bin, o.scanouts, o.subscribers, o.pull,
-	       o.vm ? ", a stock-QEMU VM with 2 subscribers" : "");
+	       o.vm ? ", a stock-QEMU VM with 2 subscribers" : "",
+	       o.module ? ", a QEMU-module VM with 4 subscribers" : "");
 
 	struct hfe_err err = { 0 };
 	struct hfe_client *ctl = hfe_client_connect(chaos_cfg.addr, 5000, &err);
 	REQUIRE(ctl);
 	usleep(300000);
-	long idle_fds = count_fds(d.pid);
+	long idle_fds = count_fds(d.pid, false);
 
 	start_actors(&run, &o);
 
@@ -480,7 +541,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		double t = chaos_ms() - t_start;
-		add_point(t / 1000.0, tu_proc_status_kb(d.pid, "VmRSS"), count_fds(d.pid));
+		add_point(t / 1000.0, d.pid, module_qemu_pid());
 		if (t >= next_ping) {
 			ping_once(ctl);
 			next_ping = t + 1000;
@@ -488,7 +549,7 @@ int main(int argc, char **argv)
 		if (t >= next_report) {
 			printf("[%5.0f s] rss %ld kB, fds %ld, AUs %" PRIu64 ", decoded %" PRIu64
 			       ", corrupted %" PRIu64 ", failures %u\n",
-			       t / 1000.0, points[n_points - 1].rss_kb, points[n_points - 1].fds,
+			       t / 1000.0, points[n_points - 1].v[R_RSS], points[n_points - 1].v[R_FDS],
 			       (uint64_t)atomic_load(&chaos_dec.aus),
 			       (uint64_t)atomic_load(&chaos_dec.checked),
 			       (uint64_t)atomic_load(&chaos_dec.corrupted), chaos_failures());
@@ -501,34 +562,31 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < run.n_actors; i++)
 		pthread_join(run.threads[i], NULL);
 	hfe_client_close(ctl);
+	if (o.module)
+		module_finish();
 
 	/* Every client gone: the descriptors must come back to the idle count. */
 	long quiet_fds = -1;
 	if (!died) {
 		for (int i = 0; i < 100; i++) {
-			quiet_fds = count_fds(d.pid);
+			quiet_fds = count_fds(d.pid, false);
 			if (quiet_fds <= idle_fds - 1 + (o.vm ? GLIB_ONCE_FDS : 0))
 				break;
 			usleep(100000);
 		}
 	}
 
-	double win = o.duration_s / 6.0 < 10 ? o.duration_s / 6.0 : 10;
-	double warm_rss = window_median(o.warmup_s, o.warmup_s + win, 0);
-	double end_rss = window_median(o.duration_s - win, o.duration_s, 0);
-	double warm_fd = window_median(o.warmup_s, o.warmup_s + win, 1);
-	double end_fd = window_median(o.duration_s - win, o.duration_s, 1);
-	print_summary(&o, warm_rss, end_rss, warm_fd, end_fd, idle_fds - 1, quiet_fds);
+	print_summary(&o);
+	if (o.module)
+		resources_check(&o, "QEMU (module)", R_QEMU_RSS);
+	if (!died)
+		resources_check(&o, "daemon", R_RSS);
+	printf("  fds    idle before the run %ld, after every client left %ld\n", idle_fds - 1,
+	       quiet_fds);
 
 	if (o.vm && ev_get(EV_VM_START) == 0)
 		chaos_fail("monitor", "--vm, but QEMU never started");
 	if (!died) {
-		if (fabs(end_rss - warm_rss) > TOLERANCE * warm_rss)
-			chaos_fail("monitor", "VmRSS moved %+.1f %% from warm-up to the end",
-				   100.0 * (end_rss - warm_rss) / warm_rss);
-		if (fabs(end_fd - warm_fd) > TOLERANCE * warm_fd)
-			chaos_fail("monitor", "fds moved %+.1f %% from warm-up to the end",
-				   100.0 * (end_fd - warm_fd) / warm_fd);
 		/* idle_fds counted the monitor's connection, closed since. With
 		 * --vm, GLib keeps GLIB_ONCE_FDS eventfds from its first D-Bus
 		 * connection on (GDBus's worker thread and the default context:

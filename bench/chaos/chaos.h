@@ -14,7 +14,10 @@
  *   hostile.c     connections sending fuzz/corpus inputs, mutated, and
  *                 slow-loris peers;
  *   vm.c          (--vm) a stock-QEMU VM through -display dbus, killed and
- *                 restarted, watched by subscribers of kind 1.
+ *                 restarted, watched by subscribers of kind 1;
+ *   module.c      (--module) a VM with the QEMU module, rebooted, its second
+ *                 output plugged, resized and unplugged, watched by
+ *                 subscribers of kind 2.
  * chaos.c starts the daemon, watches it (alive, RSS, fds, PING time) and
  * prints and asserts the summary.
  */
@@ -25,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* ---- the run ---- */
 
@@ -32,10 +36,12 @@ struct chaos_cfg {
 	char addr[300];         /* "unix:PATH" of the daemon */
 	char tcp_addr[64];      /* "tcp:127.0.0.1:PORT" of the same daemon */
 	char vm_addr[4200];     /* "unix:PATH": the channel of the VM's consoles (--vm) */
+	char module_addr[4200]; /* "unix:PATH": the QEMU module's listener (--module) */
 	char corpus[1024];      /* fuzz/corpus */
 	unsigned n_scanouts;    /* test scanouts 0..n-1 */
 	uint64_t seed;
 	int stall_timeout_ms;   /* the daemon's --stall-timeout */
+	int duration_s;         /* the run's length */
 };
 
 extern struct chaos_cfg chaos_cfg;
@@ -89,6 +95,11 @@ enum chaos_event {
 	EV_VM_GUEST_DIED,    /* the guest died before drawing (e.g. a panic at boot) */
 	EV_VM_KILL,          /* QEMU SIGKILLed */
 	EV_VM_TERM,          /* QEMU stopped with SIGTERM */
+	EV_MOD_START,        /* the module's QEMU started */
+	EV_MOD_REBOOT,       /* its guest rebooted (system_reset) */
+	EV_MOD_RESIZE,       /* ENABLE_SCANOUT of output 1 with a new size: done */
+	EV_MOD_RESIZE_BAD,   /* ... with a size or refresh the host must refuse: refused */
+	EV_MOD_UNPLUG,       /* DISABLE_SCANOUT of output 1 */
 	EV_PING,             /* the monitor's PINGs */
 	EV_COUNT
 };
@@ -108,6 +119,9 @@ enum chaos_sample {
 	S_VM_BOOT,           /* QEMU started -> the guest draws, ms */
 	S_VM_RESTART_IDR,    /* QEMU stopped -> a subscriber's first IDR of the next QEMU, ms */
 	S_VM_SUB_IDR,        /* VM subscriber connect / KEYFRAME_REQ -> IDR (QEMU may be down), ms */
+	S_MOD_BOOT,          /* the module's QEMU started -> the guest draws, ms */
+	S_MOD_REBOOT_IDR,    /* system_reset -> a subscriber's first IDR after it, ms */
+	S_MOD_SUB_IDR,       /* module subscriber connect / KEYFRAME_REQ -> IDR, ms */
 	S_COUNT
 };
 
@@ -139,7 +153,7 @@ struct actor {
 	unsigned kind; /* actor-specific variant */
 };
 
-void *subscriber_main(void *actor); /* kind: 0 = test scanouts, 1 = the VM's */
+void *subscriber_main(void *actor); /* kind: 0 = test scanouts, 1 = the VM's, 2 = the module's */
 void *pull_main(void *actor);   /* kind: 1 = v1, 2 = v2 */
 void *fuzz_main(void *actor);
 void *loris_main(void *actor);
@@ -148,6 +162,19 @@ int vm_prepare(void);
 void *vm_main(void *actor);
 /* How many times QEMU has been stopped, and when it last was (chaos_ms). */
 unsigned vm_generation(double *since_ms);
+/* The module's VM: build or find the patched QEMU and the guest (0 or -1),
+ * boot it and wait for the guest to draw (0 or -1; module_addr set). */
+int module_prepare(void);
+int module_start(void);
+void *module_main(void *actor);
+/* How many times its guest was rebooted, and when last (chaos_ms). */
+unsigned module_generation(double *since_ms);
+/* Its QEMU's pid while it runs, else 0. */
+pid_t module_qemu_pid(void);
+/* At the end: check the main-loop statistics, stop QEMU (it must exit 0). */
+void module_finish(void);
+/* The main-loop baseline beside the module (bench-loop-jitter for the run). */
+void *jitter_main(void *actor);
 
 /* Load the corpus (the files directly in chaos_cfg.corpus). Number of inputs. */
 size_t fuzz_load_corpus(void);

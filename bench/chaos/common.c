@@ -100,6 +100,11 @@ static const char *const ev_names[EV_COUNT] = {
 	[EV_VM_GUEST_DIED] = "  ... guest died before drawing",
 	[EV_VM_KILL] = "QEMU killed (SIGKILL)",
 	[EV_VM_TERM] = "QEMU stopped (SIGTERM)",
+	[EV_MOD_START] = "module: QEMU starts",
+	[EV_MOD_REBOOT] = "module: guest reboots (system_reset)",
+	[EV_MOD_RESIZE] = "module: output 1 plugged/resized",
+	[EV_MOD_RESIZE_BAD] = "module: bad ENABLE_SCANOUT refused",
+	[EV_MOD_UNPLUG] = "module: output 1 unplugged",
 	[EV_PING] = "monitor PINGs",
 };
 
@@ -131,6 +136,9 @@ static const char *const sample_names[S_COUNT] = {
 	[S_VM_BOOT] = "QEMU start -> guest draws",
 	[S_VM_RESTART_IDR] = "QEMU stopped -> next IDR",
 	[S_VM_SUB_IDR] = "VM sub connect/KF -> IDR",
+	[S_MOD_BOOT] = "module QEMU start -> draws",
+	[S_MOD_REBOOT_IDR] = "module reboot -> next IDR",
+	[S_MOD_SUB_IDR] = "module sub connect/KF -> IDR",
 };
 
 void sample_add(enum chaos_sample s, double ms)

@@ -41,11 +41,27 @@ struct sub_stream {
 	double wait_since;
 };
 
+/* A VM whose console a subscriber watches: its channel, how many times it
+ * was stopped or rebooted, and where its IDR times are filed. */
+struct watched_vm {
+	const char *addr;
+	unsigned (*generation)(double *since_ms);
+	enum chaos_sample sub_idr, restart_idr;
+};
+
+static const struct watched_vm stock_vm = {
+	chaos_cfg.vm_addr, vm_generation, S_VM_SUB_IDR, S_VM_RESTART_IDR,
+};
+static const struct watched_vm module_vm = {
+	chaos_cfg.module_addr, module_generation, S_MOD_SUB_IDR, S_MOD_REBOOT_IDR,
+};
+
 struct sub {
 	struct actor *a;
 	struct hfe_client *c;
 	bool v2;
-	bool vm;            /* kind 1: the VM's console, through its channel */
+	const struct watched_vm *vm; /* kind 1: the stock VM's console, 2: the module's;
+				      * NULL: the daemon's test scanouts */
 	double connected_at;
 	unsigned vm_gen;    /* the QEMU whose IDR came last */
 	struct sub_stream so[MAX_SO];
@@ -144,14 +160,14 @@ static void on_au(struct sub *sb, const struct hfe_msg *m)
 		chaos_fail(sb->a->name, "scanout %u: is_keyframe %u but %s IDR slice", id,
 			   m->u.frame_resp.is_keyframe, nals.has_idr ? "an" : "no");
 	if (nals.has_idr && s->waiting_idr) {
-		sample_add(sb->vm ? S_VM_SUB_IDR : s->wait_kind, chaos_ms() - s->wait_since);
+		sample_add(sb->vm ? sb->vm->sub_idr : s->wait_kind, chaos_ms() - s->wait_since);
 		s->waiting_idr = false;
 	}
 	if (nals.has_idr && sb->vm) {
 		double down;
-		unsigned gen = vm_generation(&down);
+		unsigned gen = sb->vm->generation(&down);
 		if (gen != sb->vm_gen && sb->connected_at < down)
-			sample_add(S_VM_RESTART_IDR, chaos_ms() - down);
+			sample_add(sb->vm->restart_idr, chaos_ms() - down);
 		sb->vm_gen = gen;
 	}
 }
@@ -273,7 +289,7 @@ static void session(struct sub *sb, const char *addr)
 	}
 	sb->connected_at = t0;
 	sb->half_closed_ns = 0;
-	sb->vm_gen = vm_generation(&(double){ 0 });
+	sb->vm_gen = sb->vm ? sb->vm->generation(&(double){ 0 }) : 0;
 	sb->v2 = rng_pct(r, 50);
 	if (sb->v2 && hfe_client_hello(sb->c, sb->a->name, NULL, 5000, &err) < 0) {
 		chaos_fail(sb->a->name, "HELLO: %s", err.msg);
@@ -381,8 +397,8 @@ void *subscriber_main(void *arg)
 {
 	struct sub sb = { .a = arg };
 
-	sb.vm = sb.a->kind == 1;
-	const char *addr = sb.vm ? chaos_cfg.vm_addr
+	sb.vm = sb.a->kind == 1 ? &stock_vm : sb.a->kind == 2 ? &module_vm : NULL;
+	const char *addr = sb.vm ? sb.vm->addr
 				 : sb.a->id % 2 == 0 ? chaos_cfg.tcp_addr : chaos_cfg.addr;
 	/* Start at staggered times, as real clients do. */
 	chaos_sleep((int)rng_range(&sb.a->rng, 0, 1000));
