@@ -302,8 +302,11 @@ static void cursor_changed(struct hfe_stream *s, bool had, const struct hfe_rect
 		if (has)
 			damage_area(s, &now);
 	}
-	s->cursor_pending = true;
-	pthread_cond_signal(&s->w.cond);
+	/* Unwatched: nobody to tell (a new subscriber reads the cursor as it is). */
+	if (s->consumers) {
+		s->cursor_pending = true;
+		pthread_cond_signal(&s->w.cond);
+	}
 	pthread_mutex_unlock(&s->w.lock);
 }
 

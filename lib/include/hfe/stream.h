@@ -109,8 +109,9 @@ struct hfe_stream_cursor {
 	struct hfe_cursor_position pos;
 };
 /* The cursor as it is now; with `image` (room for HFE_CURSOR_MAX squared
- * x 4 bytes) the image too. Cursor changes call params.notify like access
- * units do, at most HFE_CURSOR_RATE times a second (the latest wins). */
+ * x 4 bytes) the image too. While the stream has consumers, cursor changes
+ * call params.notify like access units do, at most HFE_CURSOR_RATE times a
+ * second (the latest wins). */
 void hfe_stream_get_cursor(struct hfe_stream *s, struct hfe_stream_cursor *out, uint8_t *image);
 #define HFE_CURSOR_RATE 240u
 
