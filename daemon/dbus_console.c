@@ -14,9 +14,8 @@
  * signature, handler): a message whose arguments do not match the signature
  * is refused before any handler reads them.
  *
- * The cursor (CursorDefine/MouseSet) is composited into the stream: the
- * shadow keeps QEMU's picture without it, and every push draws the cursor
- * over the pushed rectangles and takes it off again afterwards.
+ * The cursor (CursorDefine/MouseSet) goes to the stream's cursor, which
+ * draws it into the encoded picture or sends it as its own channel.
  */
 #include "dbus_console.h"
 
@@ -37,8 +36,6 @@
 #define PIXMAN_A8R8G8B8 0x20028888u
 #define PIXMAN_X8B8G8R8 0x20030888u /* bytes R,G,B,x */
 #define PIXMAN_A8B8G8R8 0x20038888u
-
-#define CURSOR_MAX 512          /* larger cursor images are refused */
 
 static const char listener_xml[] =
 	"<node><interface name='" LISTENER_IFACE "'>"
@@ -74,16 +71,11 @@ struct hfe_dbus_console {
 	/* Filter side (GDBus's I/O thread) and _unserve, under lock. */
 	pthread_mutex_t lock;
 	GDBusConnection *conn; /* the listener connection served; NULL: none */
-	uint8_t *shadow;       /* QEMU's picture without the cursor, B,G,R,x */
+	uint8_t *shadow;       /* QEMU's picture, B,G,R,x */
 	uint32_t w, h, stride;
 	bool surface;          /* a Scanout was accepted on this connection */
 	bool streaming;        /* the stream runs at the surface's size */
 	bool hidden;           /* an unplugged output: pictures not streamed */
-	uint8_t *cursor;       /* cw x ch, B,G,R,A, straight alpha */
-	uint8_t *under;        /* shadow pixels under the drawn cursor */
-	int cw, ch;
-	int cx, cy;            /* top-left of the cursor image on the surface */
-	bool cursor_on;
 	uint64_t msgs, msg_bytes, busy_us; /* busy: time spent on Listener calls */
 	bool warned_format, warned_size, warned_dmabuf;
 
@@ -91,7 +83,7 @@ struct hfe_dbus_console {
 	atomic_int filter_alive;        /* GDBus still holds our filter */
 
 	/* stream worker thread only (on_encoded) */
-	uint64_t seen_bytes, seen_keys, seen_patches;
+	uint64_t seen_bytes, seen_keys, seen_patches, seen_frames;
 
 	/* control thread only: what _serve installed on `served` */
 	GDBusConnection *served;
@@ -129,77 +121,12 @@ static void copy_in(struct hfe_dbus_console *c, uint32_t x, uint32_t y, uint32_t
 	}
 }
 
-/* The visible cursor's rectangle, clipped to the surface. */
-static bool cursor_box(const struct hfe_dbus_console *c, struct hfe_rect *r)
+/* A rectangle of the shadow into the stream. */
+static void push(struct hfe_dbus_console *c, const struct hfe_rect *r)
 {
-	if (!c->cursor_on || !c->cursor || !c->surface)
-		return false;
-	int64_t x0 = c->cx > 0 ? c->cx : 0, y0 = c->cy > 0 ? c->cy : 0;
-	int64_t x1 = (int64_t)c->cx + c->cw, y1 = (int64_t)c->cy + c->ch;
-
-	if (x1 > c->w)
-		x1 = c->w;
-	if (y1 > c->h)
-		y1 = c->h;
-	if (x0 >= x1 || y0 >= y1)
-		return false;
-	*r = (struct hfe_rect){ (uint32_t)x0, (uint32_t)y0, (uint32_t)(x1 - x0),
-				(uint32_t)(y1 - y0) };
-	return true;
-}
-
-static bool overlap(const struct hfe_rect *a, const struct hfe_rect *b)
-{
-	return a->x < b->x + b->w && b->x < a->x + a->w && a->y < b->y + b->h &&
-	       b->y < a->y + a->h;
-}
-
-/* Draw the cursor into the shadow over box b, saving what it covers. */
-static void cursor_draw(struct hfe_dbus_console *c, const struct hfe_rect *b)
-{
-	for (uint32_t y = 0; y < b->h; y++) {
-		uint8_t *d = c->shadow + (size_t)(b->y + y) * c->stride + (size_t)b->x * 4;
-		const uint8_t *s = c->cursor + ((size_t)(b->y + y - c->cy) * c->cw +
-						(size_t)(b->x - c->cx)) * 4;
-
-		memcpy(c->under + (size_t)y * b->w * 4, d, (size_t)b->w * 4);
-		for (uint32_t i = 0; i < b->w; i++) {
-			unsigned a = s[4 * i + 3];
-
-			for (int k = 0; k < 3; k++)
-				d[4 * i + k] = (uint8_t)((s[4 * i + k] * a +
-							   d[4 * i + k] * (255 - a) + 127) / 255);
-		}
-	}
-}
-
-static void cursor_erase(struct hfe_dbus_console *c, const struct hfe_rect *b)
-{
-	for (uint32_t y = 0; y < b->h; y++)
-		memcpy(c->shadow + (size_t)(b->y + y) * c->stride + (size_t)b->x * 4,
-		       c->under + (size_t)y * b->w * 4, (size_t)b->w * 4);
-}
-
-/* Rectangles of the shadow into the stream, cursor included, in one
- * update (an encode never sees half of it). */
-static void push(struct hfe_dbus_console *c, const struct hfe_rect *r, unsigned n)
-{
-	struct hfe_rect cb;
-	bool draw = false;
-	uint64_t px = 0;
-
-	if (cursor_box(c, &cb))
-		for (unsigned i = 0; i < n; i++)
-			draw |= overlap(&r[i], &cb);
-	if (draw)
-		cursor_draw(c, &cb);
 	/* Counted first: a patch frame can be out before the update returns. */
-	for (unsigned i = 0; i < n; i++)
-		px += (uint64_t)r[i].w * r[i].h;
-	atomic_fetch_add(&c->damage_px, px);
-	hfe_stream_update_rects(c->stream, r, n, c->shadow, c->stride, HFE_FMT_XRGB8888);
-	if (draw)
-		cursor_erase(c, &cb);
+	atomic_fetch_add(&c->damage_px, (uint64_t)r->w * r->h);
+	hfe_stream_update_rects(c->stream, r, 1, c->shadow, c->stride, HFE_FMT_XRGB8888);
 }
 
 static void surface_off(struct hfe_dbus_console *c)
@@ -231,7 +158,7 @@ static int feed(struct hfe_dbus_console *c, const struct hfe_rect *r)
 		c->streaming = true;
 		r = &all;
 	}
-	push(c, r, 1);
+	push(c, r);
 	return 0;
 }
 
@@ -337,31 +264,12 @@ out:
 	return why;
 }
 
-/* The cursor moved, appeared, vanished or changed: repaint old and new. */
-static void cursor_changed(struct hfe_dbus_console *c, bool had, const struct hfe_rect *old)
-{
-	struct hfe_rect r[2];
-	unsigned n = 0;
-
-	if (had)
-		r[n++] = *old;
-	if (cursor_box(c, &r[n]))
-		n++;
-	if (n && c->surface)
-		push(c, r, n);
-}
-
 static const char *on_mouse_set(struct hfe_dbus_console *c, GVariant *body)
 {
 	int32_t x, y, on;
-	struct hfe_rect old;
-	bool had = cursor_box(c, &old);
 
 	g_variant_get(body, "(iii)", &x, &y, &on);
-	c->cx = x;
-	c->cy = y;
-	c->cursor_on = on != 0;
-	cursor_changed(c, had, &old);
+	hfe_stream_cursor_move(c->stream, x, y, on != 0);
 	return NULL;
 }
 
@@ -371,34 +279,22 @@ static const char *on_cursor_define(struct hfe_dbus_console *c, GVariant *body)
 	GVariant *v;
 	gsize len;
 	const char *why = NULL;
-	struct hfe_rect old;
-	bool had = cursor_box(c, &old);
+	struct hfe_err err;
 
 	g_variant_get(body, "(iiii@ay)", &w, &h, &hot_x, &hot_y, &v);
 	const uint8_t *px = g_variant_get_fixed_array(v, &len, 1);
 
-	if (w <= 0 || h <= 0 || w > CURSOR_MAX || h > CURSOR_MAX ||
+	/* Bounded before anything is read or copied. */
+	if (w <= 0 || h <= 0 || w > (int32_t)HFE_CURSOR_MAX || h > (int32_t)HFE_CURSOR_MAX ||
 	    len < (uint64_t)w * (uint64_t)h * 4) {
 		why = "bad cursor image";
 		goto out;
 	}
-	uint8_t *img = malloc((size_t)w * h * 4), *under = malloc((size_t)w * h * 4);
-
-	if (!img || !under) {
-		free(img);
-		free(under);
-		why = "out of memory";
-		goto out;
-	}
 	/* QEMUCursor pixels are native-endian ARGB words: B,G,R,A bytes here. */
-	memcpy(img, px, (size_t)w * h * 4);
-	free(c->cursor);
-	free(c->under);
-	c->cursor = img;
-	c->under = under;
-	c->cw = w;
-	c->ch = h;
-	cursor_changed(c, had, &old);
+	struct hfe_cursor_shape shape = { (uint32_t)w, (uint32_t)h, hot_x < 0 ? 0u : (uint32_t)hot_x,
+					  hot_y < 0 ? 0u : (uint32_t)hot_y };
+	if (hfe_stream_cursor_define(c->stream, &shape, px, &err) < 0)
+		why = "cannot take the cursor image";
 out:
 	g_variant_unref(v);
 	return why;
@@ -509,6 +405,9 @@ static void on_encoded(void *opaque)
 	uint64_t px = atomic_exchange(&c->damage_px, 0);
 
 	hfe_stream_get_stats(c->stream, &st);
+	if (st.frames_encoded == c->seen_frames) /* a cursor change: no access unit */
+		goto out;
+	c->seen_frames = st.frames_encoded;
 	/* One line per access unit at debug level: what a change costs. */
 	hfe_debug("%s: encoded #%llu %s %llu bytes in %u us, damage %llu px", c->tag,
 		  (unsigned long long)st.frames_encoded,
@@ -520,6 +419,7 @@ static void on_encoded(void *opaque)
 	c->seen_keys = st.keyframes;
 	c->seen_patches = st.frames_patched;
 	c->seen_bytes = st.bytes_out;
+out:
 	if (c->owner.notify)
 		c->owner.notify(c->owner.opaque);
 }
@@ -600,8 +500,8 @@ void hfe_dbus_console_unserve(struct hfe_dbus_console *c, const char *reason)
 	c->conn = NULL; /* the filter now refuses this connection's messages */
 	c->surface = false;
 	c->streaming = false;
-	c->cursor_on = false;
 	pthread_mutex_unlock(&c->lock);
+	hfe_stream_cursor_move(c->stream, 0, 0, false); /* the next QEMU defines its own */
 	hfe_stream_disable(c->stream);
 	if (!c->served)
 		return;
@@ -689,8 +589,6 @@ void hfe_dbus_console_free(struct hfe_dbus_console *c)
 	if (c->node)
 		g_dbus_node_info_unref(c->node);
 	free(c->shadow);
-	free(c->cursor);
-	free(c->under);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }

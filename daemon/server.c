@@ -258,6 +258,27 @@ static int setup_test_scanouts(struct server *srv)
 	return 0;
 }
 
+/* Input to a test scanout: the pointer shows and moves the test source's
+ * hardware cursor, as a VM's display would (so the cursor channel can be
+ * tried without a VM); keys and buttons go nowhere. */
+static void test_move(void *opaque, uint32_t scanout, uint32_t x, uint32_t y)
+{
+	struct server *srv = opaque;
+	for (unsigned i = 0; i < srv->cfg->n_test_scanouts; i++)
+		if (srv->cfg->test_scanouts[i].id == scanout && srv->testsrcs[i])
+			hfe_testsrc_pointer(srv->testsrcs[i], x, y);
+}
+
+static void test_key(void *opaque, uint32_t scanout, uint32_t code, bool down)
+{
+	(void)opaque, (void)scanout, (void)code, (void)down;
+}
+
+static void test_button(void *opaque, uint32_t scanout, enum hfe_button_id b, bool down)
+{
+	(void)opaque, (void)scanout, (void)b, (void)down;
+}
+
 /* One host per VM, fed by its QEMU's -display dbus. */
 static int setup_vms(struct server *srv)
 {
@@ -360,8 +381,12 @@ int hfe_server_run(const struct hfe_server_config *cfg)
 	struct hfe_host_config hc = cfg->host;
 	hc.notify = wake_loop;
 	hc.notify_opaque = &srv;
-	if (cfg->n_test_scanouts)
+	if (cfg->n_test_scanouts) {
 		hc.sources |= HFE_SOURCE_SCANOUT;
+		/* control listeners' pointer moves the test source's cursor */
+		hc.input = (struct hfe_input_sink){ .key = test_key, .move = test_move,
+						    .button = test_button, .opaque = &srv };
+	}
 	srv.hosts[0] = hfe_host_new(&hc);
 	srv.n_hosts = 1;
 	if (!srv.hosts[0]) {

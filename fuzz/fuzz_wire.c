@@ -121,6 +121,20 @@ static void check_promises(const struct hfe_msg *m)
 			     m->u.frame_resp.nal_count, m->data_len);
 		break;
 	}
+	case HFE_MSG_CURSOR_SHAPE: {
+		const struct hfe_cursor_shape *c = &m->u.cursor_shape;
+		if (c->width < 1 || c->height < 1 || c->width > HFE_CURSOR_MAX ||
+		    c->height > HFE_CURSOR_MAX || c->hot_x >= c->width || c->hot_y >= c->height ||
+		    m->data_len != (size_t)c->width * c->height * 4 ||
+		    m->data_len + HFE_CURSOR_SHAPE_SIZE != m->hdr.payload_size)
+			FAIL("CURSOR_SHAPE %ux%u hot %u,%u with %zu bytes let through", c->width,
+			     c->height, c->hot_x, c->hot_y, m->data_len);
+		break;
+	}
+	case HFE_MSG_CURSOR_POSITION:
+		if (m->u.cursor_pos.visible > 1)
+			FAIL("CURSOR_POSITION visible %u let through", m->u.cursor_pos.visible);
+		break;
 	case HFE_MSG_HELLO:
 		if (m->u.hello.version_min < 1 || m->u.hello.version_max < m->u.hello.version_min ||
 		    m->u.hello.flags || !terminated(m->u.hello.client_name, HFE_NAME_LEN))
@@ -194,7 +208,7 @@ static void check_roundtrip(const struct hfe_msg *m, enum hfe_role role)
 	uint8_t *wire;
 	char why[160] = "?";
 
-	if (m->hdr.type == HFE_MSG_FRAME_REQUEST) {
+	if (m->hdr.type == HFE_MSG_FRAME_REQUEST || m->hdr.type == HFE_MSG_CURSOR_SHAPE) {
 		extra = m->data;
 		extra_len = m->data_len;
 	} else if (m->hdr.type == HFE_MSG_FRAME_RESPONSE) {

@@ -269,6 +269,19 @@ static void peer_seeds(const uint8_t *pix)
 	op_msg(&o, &m, NULL, 0);
 	op(&o, OP_EVENT, EV_TURN);
 	save("peer_input", 0x90, &o);
+
+	/* config 0x5f: a v2 subscriber with the cursor channel, then without */
+	memset(&o, 0, sizeof(o));
+	op_msg(&o, &hello, NULL, 0);
+	m = mk(HFE_MSG_SUBSCRIBE, 1);
+	m.hdr.flags = HFE_FLAG_CURSOR;
+	m.u.scanout_id = 1;
+	op_msg(&o, &m, NULL, 0);
+	op(&o, OP_EVENT, EV_DRAW | EV_WAIT | EV_TURN);
+	m.hdr.flags = 0;
+	op_msg(&o, &m, NULL, 0);
+	op(&o, OP_EVENT, EV_WAIT | EV_TURN);
+	save("peer_cursor", 0x5f, &o);
 }
 
 int main(int argc, char **argv)
@@ -322,6 +335,13 @@ int main(int argc, char **argv)
 	m = mk(HFE_MSG_INPUT_POINTER, 1);
 	m.u.pointer = (struct hfe_input_pointer){ 8, 9, HFE_BUTTON_LEFT, -1, 1 };
 	single("host_input_pointer", 0x00, &m, NULL, 0);
+	m = mk(HFE_MSG_SUBSCRIBE, 1); /* CURSOR is v2 only: after a HELLO */
+	m.hdr.flags = HFE_FLAG_CURSOR;
+	m.u.scanout_id = 1;
+	memset(&o, 0, sizeof(o));
+	add(&o, &hello, NULL, 0);
+	add(&o, &m, NULL, 0);
+	save("host_subscribe_cursor", 0x00, &o);
 	m = mk(HFE_MSG_STATS_REQ, 0); /* v2 only: after a HELLO */
 	memset(&o, 0, sizeof(o));
 	add(&o, &hello, NULL, 0);
@@ -338,6 +358,12 @@ int main(int argc, char **argv)
 	cresp.u.config_resp = (struct hfe_config_resp){ 16, 16, 2000000, 30, 1, 66, 31, 1,
 							"libx264" };
 	single("client_config_resp", 0x08, &cresp, NULL, 0);
+	m = mk(HFE_MSG_CURSOR_SHAPE, 1);
+	m.u.cursor_shape = (struct hfe_cursor_shape){ 8, 8, 1, 2 };
+	single("client_cursor_shape", 0x08, &m, pix, 8 * 8 * 4);
+	m = mk(HFE_MSG_CURSOR_POSITION, 1);
+	m.u.cursor_pos = (struct hfe_cursor_position){ -3, 200, 1 };
+	single("client_cursor_position", 0x08, &m, NULL, 0);
 	m = mk(HFE_MSG_PONG, 7);
 	single("client_pong", 0x08, &m, NULL, 0);
 	m = mk(HFE_MSG_SCANOUT_RESP, 0);

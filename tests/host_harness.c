@@ -179,6 +179,8 @@ static void collect(struct hh *h)
 	int rc;
 
 	while ((rc = hfe_conn_next(h->client, &m)) == 1) {
+		if (h->on_data)
+			h->on_data(h, &m);
 		m.data = NULL;
 		if (h->n_got < HH_MAX_MSGS)
 			h->got[h->n_got++] = m;

@@ -51,6 +51,8 @@ struct hh {
 	struct hfe_stream *streams[HH_MAX_SCANOUTS];
 	unsigned n_streams;
 	struct hfe_encoder_params enc; /* the host's: scanouts encode alike */
+	/* Called for each message the peer sent while its data is valid. */
+	void (*on_data)(struct hh *h, const struct hfe_msg *m);
 	uint8_t *picture; /* the test source's picture for hh_draw */
 	uint32_t pic_w, pic_h;
 };

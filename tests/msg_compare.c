@@ -132,6 +132,17 @@ bool msg_fields_equal(const struct hfe_msg *a, const struct hfe_msg *b, char *wh
 		F(u.pointer.wheel_y);
 		F(u.pointer.wheel_x);
 		break;
+	case HFE_MSG_CURSOR_SHAPE:
+		F(u.cursor_shape.width);
+		F(u.cursor_shape.height);
+		F(u.cursor_shape.hot_x);
+		F(u.cursor_shape.hot_y);
+		break;
+	case HFE_MSG_CURSOR_POSITION:
+		F(u.cursor_pos.x);
+		F(u.cursor_pos.y);
+		F(u.cursor_pos.visible);
+		break;
 	case HFE_MSG_ERROR:
 		F(u.error.code);
 		S(u.error.message);

@@ -467,7 +467,8 @@ static bool do_hello(struct tconn *c, uint16_t sid)
 	const uint8_t *p = m.p;
 	uint32_t count = get32(p + 28);
 	CHECKF(get16(p) == 2, "HELLO_RESP version %u", get16(p));
-	CHECKF(get16(p + 2) == 0, "HELLO_RESP reserved %u", get16(p + 2));
+	/* features: the cursor channel, no input (not a control listener) */
+	CHECKF(get16(p + 2) == HFE_FEATURE_CURSOR, "HELLO_RESP features 0x%x", get16(p + 2));
 	CHECKF(m.sid == sid, "HELLO_RESP session_id %u, sent %u", m.sid, sid);
 	CHECKF(get32(p + 4) & HFE_CODEC_H264, "HELLO_RESP codecs 0x%x", get32(p + 4));
 	CHECKF(get32(p + 8) & HFE_SOURCE_PIXELS, "HELLO_RESP sources 0x%x", get32(p + 8));

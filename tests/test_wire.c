@@ -91,6 +91,9 @@ enum tmpl {
 	T_ERROR,
 	T_INPUT_KEY,
 	T_INPUT_POINTER,
+	T_SUBSCRIBE_CURSOR,
+	T_CURSOR_SHAPE,
+	T_CURSOR_POS,
 	T_COUNT
 };
 
@@ -99,7 +102,7 @@ static const char *const tmpl_names[T_COUNT] = {
 	"FRAME_REQUEST/I420", "FRAME_RESPONSE", "KEYFRAME_REQ", "CONFIG_REQ", "CONFIG_RESP",
 	"PING", "PONG", "ENABLE_SCANOUT", "DISABLE_SCANOUT", "SCANOUT_RESP", "SUBSCRIBE",
 	"SUBSCRIBE_RESP", "HELLO", "HELLO_RESP", "STATS_REQ", "STATS_RESP", "ERROR",
-	"INPUT_KEY", "INPUT_POINTER",
+	"INPUT_KEY", "INPUT_POINTER", "SUBSCRIBE/CURSOR", "CURSOR_SHAPE", "CURSOR_POSITION",
 };
 
 struct tmsg {
@@ -275,6 +278,38 @@ static void tmpl_make(enum tmpl id, struct tmsg *t)
 		put(&w, 2, 4);
 		m->u.scanout_id = 2;
 		t->body = 4;
+		break;
+	case T_SUBSCRIBE_CURSOR:
+		put_hdr(&w, HFE_MSG_SUBSCRIBE, HFE_FLAG_CURSOR, 3, 4);
+		put(&w, 3, 4);
+		m->u.scanout_id = 3;
+		t->body = 4;
+		break;
+	case T_CURSOR_SHAPE: /* 3x2, hot spot 2,1 */
+		put_hdr(&w, HFE_MSG_CURSOR_SHAPE, 0, 1, 16 + 24);
+		put(&w, 3, 4);
+		put(&w, 2, 4);
+		put(&w, 2, 4);
+		put(&w, 1, 4);
+		for (size_t i = 0; i < 24; i++)
+			w.p[w.n++] = pix(i);
+		m->u.cursor_shape = (struct hfe_cursor_shape){ 3, 2, 2, 1 };
+		m->data_len = 24;
+		t->body = 16;
+		t->extra_len = 24;
+		t->prefix = 12 + 16;
+		t->role = HFE_ROLE_CLIENT;
+		t->fixed = false;
+		break;
+	case T_CURSOR_POS:
+		put_hdr(&w, HFE_MSG_CURSOR_POSITION, 0, 1, 12);
+		put(&w, (uint32_t)-5, 4);
+		put(&w, 479, 4);
+		put(&w, 1, 1);
+		put(&w, 0, 3);
+		m->u.cursor_pos = (struct hfe_cursor_position){ -5, 479, 1 };
+		t->body = 12;
+		t->role = HFE_ROLE_CLIENT;
 		break;
 	case T_SUBSCRIBE_RESP:
 		put_hdr(&w, HFE_MSG_SUBSCRIBE_RESP, 0, 2, 8);
@@ -766,6 +801,11 @@ static const struct spec_field sp_pointer[] = {
 	SFV(pointer.buttons, 8, 4, 0x1f),  SFV(pointer.wheel_y, 12, 2, (uint16_t)-64),
 	SFV(pointer.wheel_x, 14, 2, 17),
 };
+static const struct spec_field sp_cursor_pos[] = {
+	SF(cursor_pos.x, 0, 4),
+	SF(cursor_pos.y, 4, 4),
+	SFV(cursor_pos.visible, 8, 1, 1),
+};
 static const struct spec_field sp_error[] = {
 	SF(error.code, 0, 4),
 	SFS(error.message, 4, 256),
@@ -794,6 +834,8 @@ static const struct spec_msg spec_msgs[] = {
 	SPEC(HFE_MSG_ERROR, HFE_ROLE_CLIENT, 260, sp_error),
 	SPEC(HFE_MSG_INPUT_KEY, HFE_ROLE_HOST, 8, sp_key),
 	SPEC(HFE_MSG_INPUT_POINTER, HFE_ROLE_HOST, 16, sp_pointer),
+	/* CURSOR_SHAPE: its image follows; its layout is T_CURSOR_SHAPE's */
+	SPEC(HFE_MSG_CURSOR_POSITION, HFE_ROLE_CLIENT, 12, sp_cursor_pos),
 };
 
 /* The value of element k of field i: fixed, or the next `size` counter bytes. */
@@ -1196,6 +1238,33 @@ static const struct vcase vcases[] = {
 	{ "pointer wheel_x -65", T_INPUT_POINTER, { P(B(14), 2, 0xffbf) }, 'P', INV },
 	{ "pointer payload 15", T_INPUT_POINTER, { P(SIZE, 4, 15) }, 'H', INV },
 	{ "pointer payload 17", T_INPUT_POINTER, { P(SIZE, 4, 17) }, 'H', INV },
+
+	/* CURSOR_SHAPE (template 3x2, 24 pixel bytes): 1..256 each side, hot
+	 * spot inside, exactly width x height x 4 bytes after the body */
+	{ "cursor width 0", T_CURSOR_SHAPE, { P(B(0), 4, 0) }, 'P', INV },
+	{ "cursor height 0", T_CURSOR_SHAPE, { P(B(4), 4, 0) }, 'P', INV },
+	{ "cursor 6x1", T_CURSOR_SHAPE, { P(B(0), 4, 6), P(B(4), 4, 1), P(B(12), 4, 0) }, 0, 0 },
+	{ "cursor width 257", T_CURSOR_SHAPE, { P(B(0), 4, 257) }, 'P', INV },
+	{ "cursor width 0x40000001 (wraps x4)", T_CURSOR_SHAPE,
+	  { P(B(0), 4, 0x40000001u), P(B(4), 4, 1) }, 'P', INV },
+	{ "cursor hot_x = width", T_CURSOR_SHAPE, { P(B(8), 4, 3) }, 'P', INV },
+	{ "cursor hot_y = height", T_CURSOR_SHAPE, { P(B(12), 4, 2) }, 'P', INV },
+	{ "cursor hot 0,0", T_CURSOR_SHAPE, { P(B(8), 8, 0) }, 0, 0 },
+	{ "cursor image 1 byte short", T_CURSOR_SHAPE, { P(SIZE, 4, 16 + 23) }, 'P', INV },
+	{ "cursor image 1 byte long", T_CURSOR_SHAPE, { P(SIZE, 4, 16 + 25) }, 'P', INV },
+	{ "cursor no image", T_CURSOR_SHAPE, { P(SIZE, 4, 16) }, 'P', INV },
+	{ "cursor payload below body", T_CURSOR_SHAPE, { P(SIZE, 4, 15) }, 'H', INV },
+	{ "cursor payload past 256x256", T_CURSOR_SHAPE, { P(SIZE, 4, 16 + 262145) }, 'H', INV },
+	{ "cursor flag 0x02", T_CURSOR_SHAPE, { P(FLAGS, 1, 2) }, 'H', INV },
+	/* CURSOR_POSITION: any position, visible 0/1, reserved ignored */
+	{ "cursor pos visible 0", T_CURSOR_POS, { P(B(8), 1, 0) }, 0, 0 },
+	{ "cursor pos visible 2", T_CURSOR_POS, { P(B(8), 1, 2) }, 'P', INV },
+	{ "cursor pos reserved ignored", T_CURSOR_POS, { P(B(9), 3, 0xff) }, 0, 0 },
+	{ "cursor pos x INT32_MIN", T_CURSOR_POS, { P(B(0), 4, 0x80000000u) }, 0, 0 },
+	{ "cursor pos payload 13", T_CURSOR_POS, { P(SIZE, 4, 13) }, 'H', INV },
+	/* SUBSCRIBE: CURSOR is its only flag */
+	{ "subscribe flag 0x03", T_SUBSCRIBE_CURSOR, { P(FLAGS, 1, 3) }, 'H', INV },
+	{ "subscribe flag 0x80", T_SUBSCRIBE, { P(FLAGS, 1, 0x80) }, 'H', INV },
 };
 
 /* Apply a case's patches to a copy of its template and run both parse stages. */
@@ -1345,6 +1414,8 @@ static void test_header_every_type(void)
 			uint8_t f = (uint8_t)(1u << bit);
 
 			if (t.m.hdr.type == HFE_MSG_FRAME_REQUEST && f == HFE_FLAG_PIXEL_DATA)
+				continue;
+			if (t.m.hdr.type == HFE_MSG_SUBSCRIBE && f == HFE_FLAG_CURSOR)
 				continue;
 			memcpy(h, t.bytes, 12);
 			h[5] |= f;

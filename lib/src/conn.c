@@ -248,6 +248,10 @@ static int check_state(struct hfe_conn *c, const struct hfe_msg *msg)
 			    hfe_msg_type_name(type), hfe_msg_min_version(type));
 		goto bad;
 	}
+	if ((msg->hdr.flags & HFE_FLAG_CURSOR) && c->version < HFE_PROTO_V2) {
+		hfe_err_set(&err, HFE_ERR_PROTOCOL, "SUBSCRIBE with CURSOR needs protocol v2");
+		goto bad;
+	}
 	return 0;
 bad:
 	fail_with(c, &err);

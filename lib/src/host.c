@@ -285,7 +285,7 @@ static void send_hello_resp(struct hfe_peer *p, const struct hfe_msg *in)
 					.session_id = in->hdr.session_id } };
 	struct hfe_hello_resp *h = &out.u.hello_resp;
 	h->version = (uint16_t)hfe_conn_version(p->conn);
-	h->features = peer_may_inject(p) ? HFE_FEATURE_INPUT : 0;
+	h->features = (uint16_t)((peer_may_inject(p) ? HFE_FEATURE_INPUT : 0) | HFE_FEATURE_CURSOR);
 	h->codecs = hfe_encoder_codec(cfg->enc.name[0] ? cfg->enc.name : HFE_DEFAULT_ENCODER);
 	h->sources = cfg->sources | HFE_SOURCE_PIXELS |
 		     (cfg->resolve_resource ? HFE_SOURCE_RESOURCE : 0);

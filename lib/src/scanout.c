@@ -21,6 +21,8 @@ struct subscriber {
 	uint32_t scanout_id;
 	bool need_idr;    /* skipped an access unit: wait for the next IDR */
 	uint32_t bitrate; /* asked for by CONFIG_REQ; 0 = none */
+	bool cursor;      /* takes the cursor as CURSOR_* messages (HFE_FLAG_CURSOR) */
+	uint64_t shape_sent, pos_sent; /* the cursor serials it has */
 };
 
 struct hfe_hub {
@@ -31,6 +33,7 @@ struct hfe_hub {
 	unsigned n_scanouts;
 	struct subscriber *subs;
 	unsigned n_subs, cap_subs;
+	uint8_t *cursor_image; /* room for the largest cursor image, when needed */
 };
 
 struct hfe_hub *hfe_hub_new(size_t max_queue)
@@ -46,6 +49,7 @@ void hfe_hub_free(struct hfe_hub *hub)
 	if (!hub)
 		return;
 	free(hub->subs);
+	free(hub->cursor_image);
 	free(hub);
 }
 
@@ -91,6 +95,23 @@ static void update_consumers(struct hfe_hub *hub, uint32_t id)
 		hfe_stream_set_consumers(so->stream, hfe_hub_subscribers(hub, id));
 }
 
+/* One stream serves both kinds of subscriber: the cursor is drawn into the
+ * picture unless every subscriber takes it as its own channel. */
+static void update_composite(struct hfe_hub *hub, struct scanout *so)
+{
+	bool all_channel = false;
+	for (unsigned i = 0; i < hub->n_subs; i++) {
+		if (hub->subs[i].scanout_id != so->id)
+			continue;
+		if (!hub->subs[i].cursor) {
+			all_channel = false;
+			break;
+		}
+		all_channel = true;
+	}
+	hfe_stream_set_cursor_composite(so->stream, !all_channel);
+}
+
 /* A stream encodes at the highest bitrate its subscribers asked for. */
 static void update_bitrate(struct hfe_hub *hub, struct scanout *so)
 {
@@ -110,12 +131,20 @@ static void remove_sub_at(struct hfe_hub *hub, unsigned i)
 	struct scanout *so = find_scanout(hub, id);
 	if (so && had_rate)
 		update_bitrate(hub, so);
+	if (so)
+		update_composite(hub, so);
 }
 
-static int add_sub(struct hfe_hub *hub, struct hfe_conn *conn, uint32_t id)
+static int add_sub(struct hfe_hub *hub, struct hfe_conn *conn, struct scanout *so, bool cursor)
 {
-	if (find_sub(hub, conn, id))
+	uint32_t id = so->id;
+	struct subscriber *old = find_sub(hub, conn, id);
+	if (old) { /* subscribed again: the cursor channel as asked now */
+		old->cursor = cursor;
+		old->shape_sent = old->pos_sent = 0;
+		update_composite(hub, so);
 		return 0;
+	}
 	if (hub->n_subs == hub->cap_subs) {
 		unsigned cap = hub->cap_subs ? hub->cap_subs * 2 : 8;
 		struct subscriber *n = realloc(hub->subs, cap * sizeof(*n));
@@ -125,9 +154,56 @@ static int add_sub(struct hfe_hub *hub, struct hfe_conn *conn, uint32_t id)
 		hub->cap_subs = cap;
 	}
 	/* need_idr: the stream's next IDR (requested below) is where it joins. */
-	hub->subs[hub->n_subs++] = (struct subscriber){ conn, id, true, 0 };
+	hub->subs[hub->n_subs++] = (struct subscriber){ conn, id, true, 0, cursor, 0, 0 };
+	update_composite(hub, so);
 	update_consumers(hub, id);
 	return 0;
+}
+
+/* ---- the cursor channel ---- */
+
+/* What a cursor subscriber has not had yet, if its queue has room: the
+ * latest image and the latest position (older ones are never sent). */
+static void send_cursor(struct hfe_hub *hub, struct scanout *so, struct subscriber *sub,
+			const struct hfe_stream_cursor *cur)
+{
+	if (hfe_conn_tx_pending(sub->conn) > hub->max_queue)
+		return; /* behind: it gets the latest once it has caught up */
+	if (cur->shape_serial && cur->shape_serial != sub->shape_sent) {
+		struct hfe_stream_cursor now;
+		if (!hub->cursor_image &&
+		    !(hub->cursor_image = malloc(4u * HFE_CURSOR_MAX * HFE_CURSOR_MAX)))
+			return;
+		hfe_stream_get_cursor(so->stream, &now, hub->cursor_image);
+		struct hfe_msg m = { .hdr = { .type = HFE_MSG_CURSOR_SHAPE,
+					      .session_id = (uint16_t)so->id } };
+		m.u.cursor_shape = now.shape;
+		if (hfe_conn_send(sub->conn, &m, hub->cursor_image,
+				  (size_t)now.shape.width * now.shape.height * 4) == 0)
+			sub->shape_sent = now.shape_serial;
+	}
+	if (cur->pos_serial && cur->pos_serial != sub->pos_sent) {
+		struct hfe_msg m = { .hdr = { .type = HFE_MSG_CURSOR_POSITION,
+					      .session_id = (uint16_t)so->id } };
+		m.u.cursor_pos = cur->pos;
+		if (hfe_conn_send(sub->conn, &m, NULL, 0) == 0)
+			sub->pos_sent = cur->pos_serial;
+	}
+}
+
+static void dispatch_cursor(struct hfe_hub *hub, struct scanout *so)
+{
+	struct hfe_stream_cursor cur;
+	bool got = false;
+	for (unsigned i = 0; i < hub->n_subs; i++) {
+		struct subscriber *sub = &hub->subs[i];
+		if (sub->scanout_id != so->id || !sub->cursor)
+			continue;
+		if (!got)
+			hfe_stream_get_cursor(so->stream, &cur, NULL);
+		got = true;
+		send_cursor(hub, so, sub, &cur);
+	}
 }
 
 void hfe_hub_set_outputs(struct hfe_hub *hub, const struct hfe_hub_outputs *outputs)
@@ -226,8 +302,11 @@ int hfe_hub_handle(struct hfe_hub *hub, struct hfe_conn *conn, const struct hfe_
 			hfe_stream_request_keyframe(so->stream);
 		out.hdr.type = HFE_MSG_SUBSCRIBE_RESP;
 		out.u.subscribe_resp.scanout_id = msg->u.scanout_id;
-		out.u.subscribe_resp.success = so && add_sub(hub, conn, so->id) == 0;
+		out.u.subscribe_resp.success =
+			so && add_sub(hub, conn, so, msg->hdr.flags & HFE_FLAG_CURSOR) == 0;
 		hfe_conn_send(conn, &out, NULL, 0);
+		if (out.u.subscribe_resp.success && (msg->hdr.flags & HFE_FLAG_CURSOR))
+			dispatch_cursor(hub, so); /* the cursor as it is, at once */
 		return 1;
 	case HFE_MSG_ENABLE_SCANOUT:
 	case HFE_MSG_DISABLE_SCANOUT: {
@@ -359,6 +438,7 @@ unsigned hfe_hub_dispatch(struct hfe_hub *hub)
 	for (unsigned i = 0; i < hub->n_scanouts; i++) {
 		struct scanout *so = &hub->scanouts[i];
 		struct hfe_stream_au *au;
+		dispatch_cursor(hub, so);
 		while (hfe_stream_poll(so->stream, &au) == 1) {
 			send_au(hub, so, au);
 			hfe_stream_au_unref(au);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cursor.h"
 #include "h264_splice.h"
 #include "hfe/image.h"
 #include "hfe/log.h"
@@ -46,6 +47,8 @@ struct hfe_stream {
 	const struct hfe_encoder_ops *ops;
 	struct hfe_worker w;
 	pthread_mutex_t fb_lock;
+	struct hfe_cursor cursor; /* its own lock, taken after fb_lock */
+	uint8_t *cursor_pic;      /* worker: a cursor-sized piece of fb with it drawn in */
 
 	/* written under both locks, read under either */
 	uint8_t *fb; /* pixels under fb_lock */
@@ -61,6 +64,9 @@ struct hfe_stream {
 	bool resync; /* access units were dropped: publish nothing before an IDR */
 	bool blank;  /* resized, no pixels yet: nothing worth encoding */
 	unsigned consumers; /* subscribers; none = damage accumulates, no encoding */
+	bool cursor_composite; /* draw the cursor into the picture */
+	bool cursor_pending;   /* a cursor change not yet notified */
+	uint64_t cursor_notified_ns;
 	uint32_t bitrate_want; /* hfe_stream_set_bitrate; 0 = base_bitrate */
 	bool bitrate_changed;
 	struct au_box *out[OUT_RING];
@@ -264,6 +270,85 @@ void hfe_stream_disable(struct hfe_stream *s)
 	pthread_mutex_unlock(&s->w.lock);
 }
 
+/* ---- the hardware cursor ---- */
+
+/* Repaint area r of the picture (w.lock held): the cursor appeared, moved or
+ * left it. Nothing before the source's first pixels. */
+static void damage_area(struct hfe_stream *s, const struct hfe_rect *r)
+{
+	if (!s->active || !s->fb || s->blank || r->x >= s->width || r->y >= s->height)
+		return;
+	struct box b = { r->x, r->y, r->x + r->w, r->y + r->h };
+	if (b.x1 > s->width)
+		b.x1 = s->width;
+	if (b.y1 > s->height)
+		b.y1 = s->height;
+	if (!s->damaged)
+		s->damage_ns = (int64_t)hfe_mono_ns();
+	grow_box(&s->damage, &s->damaged, b);
+}
+
+/* After a cursor change: repaint where it was and is (when drawn into the
+ * picture), and tell the owner (rate-bound by the worker). */
+static void cursor_changed(struct hfe_stream *s, bool had, const struct hfe_rect *old)
+{
+	struct hfe_rect now;
+	bool has = hfe_cursor_area(&s->cursor, HFE_MAX_DIMENSION, HFE_MAX_DIMENSION, &now);
+
+	pthread_mutex_lock(&s->w.lock);
+	if (s->cursor_composite) {
+		if (had)
+			damage_area(s, old);
+		if (has)
+			damage_area(s, &now);
+	}
+	/* Unwatched: nobody to tell (a new subscriber reads the cursor as it is). */
+	if (s->consumers) {
+		s->cursor_pending = true;
+		pthread_cond_signal(&s->w.cond);
+	}
+	pthread_mutex_unlock(&s->w.lock);
+}
+
+int hfe_stream_cursor_define(struct hfe_stream *s, const struct hfe_cursor_shape *shape,
+			     const uint8_t *pixels, struct hfe_err *err)
+{
+	struct hfe_rect old;
+	bool had;
+	if (hfe_cursor_define(&s->cursor, shape, pixels, &old, &had, err) < 0)
+		return -1;
+	cursor_changed(s, had, &old);
+	return 0;
+}
+
+void hfe_stream_cursor_move(struct hfe_stream *s, int32_t x, int32_t y, bool visible)
+{
+	struct hfe_rect old;
+	bool had;
+	hfe_cursor_move(&s->cursor, x, y, visible, &old, &had);
+	cursor_changed(s, had, &old);
+}
+
+void hfe_stream_set_cursor_composite(struct hfe_stream *s, bool on)
+{
+	struct hfe_rect r;
+	bool has = hfe_cursor_area(&s->cursor, HFE_MAX_DIMENSION, HFE_MAX_DIMENSION, &r);
+
+	pthread_mutex_lock(&s->w.lock);
+	if (s->cursor_composite != on) {
+		s->cursor_composite = on;
+		if (has)
+			damage_area(s, &r);
+		pthread_cond_signal(&s->w.cond);
+	}
+	pthread_mutex_unlock(&s->w.lock);
+}
+
+void hfe_stream_get_cursor(struct hfe_stream *s, struct hfe_stream_cursor *out, uint8_t *image)
+{
+	hfe_cursor_get(&s->cursor, out, image);
+}
+
 /* ---- control ---- */
 
 void hfe_stream_set_bitrate(struct hfe_stream *s, uint32_t bitrate)
@@ -390,6 +475,29 @@ static void convert_damage(struct hfe_stream *s, struct box d)
 		.stride = { s->fb_stride },
 	};
 	struct hfe_image dst = sub_image(&s->pic_img, d);
+	hfe_convert(&src, &dst);
+}
+
+/* The cursor drawn over its part of the converted box d: that part again,
+ * from a copy of fb with the cursor in it (fb keeps the source's pixels). */
+static void composite_cursor(struct hfe_stream *s, struct box d)
+{
+	struct hfe_rect c;
+	if (!even_box(s, &d) || !hfe_cursor_area(&s->cursor, s->enc_w, s->enc_h, &c))
+		return;
+	struct box b = { c.x > d.x0 ? c.x : d.x0, c.y > d.y0 ? c.y : d.y0,
+			 c.x + c.w < d.x1 ? c.x + c.w : d.x1, c.y + c.h < d.y1 ? c.y + c.h : d.y1 };
+	if (b.x0 >= b.x1 || b.y0 >= b.y1 || !even_box(s, &b))
+		return;
+	struct hfe_rect r = { b.x0, b.y0, b.x1 - b.x0, b.y1 - b.y0 };
+	uint32_t stride = r.w * 4; /* at most HFE_CURSOR_MAX + 2 wide */
+	for (uint32_t y = 0; y < r.h; y++)
+		memcpy(s->cursor_pic + (size_t)y * stride,
+		       s->fb + (size_t)(r.y + y) * s->fb_stride + (size_t)r.x * 4, stride);
+	hfe_cursor_blend(&s->cursor, s->cursor_pic, stride, &r);
+	struct hfe_image src = { .format = HFE_FMT_XRGB8888, .width = r.w, .height = r.h,
+				 .plane = { s->cursor_pic }, .stride = { stride } };
+	struct hfe_image dst = sub_image(&s->pic_img, b);
 	hfe_convert(&src, &dst);
 }
 
@@ -657,6 +765,12 @@ static void apply_bitrate(struct hfe_stream *s)
 	hfe_info("scanout stream: bitrate %u bit/s%s", b, in_place ? "" : " (encoder reopened)");
 }
 
+/* Something to encode (w.lock held). */
+static bool encode_ready(const struct hfe_stream *s)
+{
+	return s->active && s->fb && !s->blank && s->consumers && (s->damaged || s->want_idr);
+}
+
 static void *worker(void *arg)
 {
 	struct hfe_stream *s = arg;
@@ -664,16 +778,34 @@ static void *worker(void *arg)
 
 	pthread_mutex_lock(&s->w.lock);
 	for (;;) {
-		while (!s->w.stop && !(s->active && s->fb && !s->blank && s->consumers &&
-					(s->damaged || s->want_idr)))
+		while (!s->w.stop && !encode_ready(s) && !s->cursor_pending)
 			pthread_cond_wait(&s->w.cond, &s->w.lock);
 		if (s->w.stop)
 			break;
 
+		/* Cursor changes: the owner hears of them at most HFE_CURSOR_RATE
+		 * times a second and then reads the latest. */
+		uint64_t now = hfe_mono_ns();
+		uint64_t cursor_due = s->cursor_notified_ns + 1000000000u / HFE_CURSOR_RATE;
+		if (s->cursor_pending && now >= cursor_due) {
+			s->cursor_pending = false;
+			s->cursor_notified_ns = now;
+			pthread_mutex_unlock(&s->w.lock);
+			if (s->p.notify)
+				s->p.notify(s->p.opaque);
+			pthread_mutex_lock(&s->w.lock);
+			continue;
+		}
+		if (!encode_ready(s)) {
+			hfe_worker_wait_until(&s->w, cursor_due);
+			continue;
+		}
+
 		/* Pacing: let damage accumulate until the next slot (newest wins). */
-		uint64_t now = hfe_mono_ns(), due = s->last_encode_ns + frame_ns;
+		uint64_t due = s->last_encode_ns + frame_ns;
 		if (s->last_encode_ns && now < due) {
-			hfe_worker_wait_until(&s->w, due);
+			hfe_worker_wait_until(&s->w, s->cursor_pending && cursor_due < due ? cursor_due
+											   : due);
 			continue;
 		}
 
@@ -695,7 +827,7 @@ static void *worker(void *arg)
 			s->damaged = true;
 			s->want_idr = true;
 		}
-		bool idr = s->want_idr, damaged = s->damaged;
+		bool idr = s->want_idr, damaged = s->damaged, composite = s->cursor_composite;
 		struct box damage = s->damage;
 		int64_t damage_ns = damaged ? s->damage_ns : (int64_t)now;
 		s->damaged = false;
@@ -708,8 +840,11 @@ static void *worker(void *arg)
 		pthread_mutex_lock(&s->fb_lock);
 		if (s->width != s->enc_w || s->height != s->enc_h || !s->fb)
 			stale = true;
-		else if (damaged)
+		else if (damaged) {
 			convert_damage(s, damage);
+			if (composite)
+				composite_cursor(s, damage);
+		}
 		pthread_mutex_unlock(&s->fb_lock);
 		if (stale) {
 			pthread_mutex_lock(&s->w.lock);
@@ -740,9 +875,19 @@ struct hfe_stream *hfe_stream_new(const struct hfe_stream_params *p, struct hfe_
 	s->p = *p;
 	s->base_bitrate = p->enc.bitrate;
 	s->ops = p->ops ? p->ops : &hfe_encoder_lavc;
+	s->cursor_composite = true;
+	s->cursor_pic = malloc((size_t)(HFE_CURSOR_MAX + 2) * (HFE_CURSOR_MAX + 2) * 4);
+	if (!s->cursor_pic) {
+		hfe_err_set(err, HFE_ERR_INTERNAL, "out of memory");
+		free(s);
+		return NULL;
+	}
+	hfe_cursor_init(&s->cursor);
 	pthread_mutex_init(&s->fb_lock, NULL);
 	if (hfe_worker_start(&s->w, worker, s, "stream", err) < 0) {
 		pthread_mutex_destroy(&s->fb_lock);
+		hfe_cursor_destroy(&s->cursor);
+		free(s->cursor_pic);
 		free(s);
 		return NULL;
 	}
@@ -766,6 +911,8 @@ void hfe_stream_free(struct hfe_stream *s)
 	free(s->ref_pic);
 	free(s->pic);
 	free(s->fb);
+	free(s->cursor_pic);
+	hfe_cursor_destroy(&s->cursor);
 	pthread_mutex_destroy(&s->fb_lock);
 	free(s);
 }

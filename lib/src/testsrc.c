@@ -21,6 +21,7 @@ struct hfe_testsrc {
 	uint8_t *fb;
 	uint32_t stride;
 	struct hfe_worker w;
+	bool cursor; /* loop thread (hfe_testsrc_pointer): the arrow is defined */
 };
 
 static void put(uint8_t *p, uint8_t r, uint8_t g, uint8_t b)
@@ -174,6 +175,34 @@ static void *run(void *arg)
 	}
 	pthread_mutex_unlock(&t->w.lock);
 	return NULL;
+}
+
+/* A 12x19 arrow, white with a black edge, hot spot at its tip. */
+static void define_arrow(struct hfe_stream *stream)
+{
+	enum { AW = 12, AH = 19 };
+	static uint8_t img[AW * AH * 4];
+	for (int y = 0; y < AH; y++)
+		for (int x = 0; x < AW; x++) {
+			uint8_t *p = img + (y * AW + x) * 4;
+			bool in = x <= y * 2 / 3;
+			bool edge = in && (x == 0 || x == y * 2 / 3 || y == AH - 1);
+			uint8_t v = edge ? 0 : 255;
+			p[0] = p[1] = p[2] = v;
+			p[3] = in ? 255 : 0;
+		}
+	struct hfe_cursor_shape shape = { AW, AH, 0, 0 };
+	struct hfe_err err;
+	hfe_stream_cursor_define(stream, &shape, img, &err);
+}
+
+void hfe_testsrc_pointer(struct hfe_testsrc *t, uint32_t x, uint32_t y)
+{
+	if (!t->cursor) {
+		define_arrow(t->stream);
+		t->cursor = true;
+	}
+	hfe_stream_cursor_move(t->stream, (int32_t)x, (int32_t)y, true);
 }
 
 struct hfe_testsrc *hfe_testsrc_start(struct hfe_stream *stream, uint32_t width,

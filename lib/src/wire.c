@@ -101,6 +101,14 @@ struct PACKED wire_pointer {
 	uint32_t x, y, buttons;
 	int16_t wheel_y, wheel_x;
 };
+struct PACKED wire_cursor_shape {
+	uint32_t width, height, hot_x, hot_y;
+};
+struct PACKED wire_cursor_pos {
+	int32_t x, y;
+	uint8_t visible;
+	uint8_t reserved[3];
+};
 struct PACKED wire_error {
 	int32_t code;
 	char message[HFE_ERROR_MSG_LEN];
@@ -122,6 +130,8 @@ static_assert(sizeof(struct wire_stats) == HFE_STATS_RESP_SIZE, "stats");
 static_assert(sizeof(struct wire_error) == HFE_ERROR_SIZE, "error");
 static_assert(sizeof(struct wire_key) == HFE_INPUT_KEY_SIZE, "input key");
 static_assert(sizeof(struct wire_pointer) == HFE_INPUT_POINTER_SIZE, "input pointer");
+static_assert(sizeof(struct wire_cursor_shape) == HFE_CURSOR_SHAPE_SIZE, "cursor shape");
+static_assert(sizeof(struct wire_cursor_pos) == HFE_CURSOR_POSITION_SIZE, "cursor position");
 static_assert(HFE_MSG_MAX_PREFIX >= HFE_HEADER_SIZE + HFE_FRAME_RESPONSE_SIZE + 4, "prefix");
 
 /* ---- field lists ---- */
@@ -223,6 +233,17 @@ static const struct field key_fields[] = {
 static const struct field pointer_fields[] = {
 	INT(pointer, x),       INT(pointer, y),       INT(pointer, buttons),
 	INT(pointer, wheel_y), INT(pointer, wheel_x),
+};
+static const struct field cursor_shape_fields[] = {
+	INT(cursor_shape, width),
+	INT(cursor_shape, height),
+	INT(cursor_shape, hot_x),
+	INT(cursor_shape, hot_y),
+};
+static const struct field cursor_pos_fields[] = {
+	INT(cursor_pos, x),
+	INT(cursor_pos, y),
+	INT(cursor_pos, visible),
 };
 static const struct field error_fields[] = {
 	INT(error, code),
@@ -697,6 +718,49 @@ static int check_pointer(struct hfe_msg *m, const uint8_t *p, const struct hfe_l
 	return 0;
 }
 
+static int check_cursor_shape(struct hfe_msg *m, const uint8_t *p, const struct hfe_limits *lim,
+			      struct hfe_err *err)
+{
+	const struct hfe_cursor_shape *c = &m->u.cursor_shape;
+	(void)lim;
+
+	if (c->width < 1 || c->height < 1 || c->width > HFE_CURSOR_MAX ||
+	    c->height > HFE_CURSOR_MAX) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG, "CURSOR_SHAPE: size %ux%u (1x1..%ux%u)",
+			    c->width, c->height, HFE_CURSOR_MAX, HFE_CURSOR_MAX);
+		return -1;
+	}
+	if (c->hot_x >= c->width || c->hot_y >= c->height) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG,
+			    "CURSOR_SHAPE: hot spot %u,%u outside the %ux%u image", c->hot_x,
+			    c->hot_y, c->width, c->height);
+		return -1;
+	}
+	size_t have = m->hdr.payload_size - sizeof(struct wire_cursor_shape);
+	if (have != (size_t)c->width * c->height * 4) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG,
+			    "CURSOR_SHAPE: %zu pixel bytes, a %ux%u image has %u", have, c->width,
+			    c->height, c->width * c->height * 4);
+		return -1;
+	}
+	m->data = p + sizeof(struct wire_cursor_shape);
+	m->data_len = have;
+	return 0;
+}
+
+static int check_cursor_pos(struct hfe_msg *m, const uint8_t *p, const struct hfe_limits *lim,
+			    struct hfe_err *err)
+{
+	(void)p;
+	(void)lim;
+	if (m->u.cursor_pos.visible > 1) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG, "CURSOR_POSITION: visible %u (0 or 1)",
+			    m->u.cursor_pos.visible);
+		return -1;
+	}
+	return 0;
+}
+
 /* The builder's side of the same rule: count capped, unused slots sent as 0. */
 static void finish_hello_resp(const struct hfe_msg *m, uint8_t *body)
 {
@@ -716,6 +780,7 @@ enum tail {
 	TAIL_NONE,   /* payload_size is exactly the body size */
 	TAIL_PIXELS, /* pixels, present iff HFE_FLAG_PIXEL_DATA (FRAME_REQUEST) */
 	TAIL_NALS,   /* nal_count x (u32 size, bytes) (FRAME_RESPONSE) */
+	TAIL_IMAGE,  /* width x height x 4 bytes (CURSOR_SHAPE) */
 };
 
 struct msg_desc {
@@ -724,6 +789,7 @@ struct msg_desc {
 	enum hfe_role receiver; /* the side that may receive it */
 	uint8_t since;          /* first protocol version that has it */
 	enum tail tail;
+	uint8_t flags; /* header flags it may carry beyond the tail's */
 	uint32_t body; /* fixed body size: sizeof its wire struct */
 	const struct field *fields;
 	size_t nfields;
@@ -737,7 +803,9 @@ struct msg_desc {
 #define BODY(m) sizeof(struct wire_##m), m##_fields, COUNT(m##_fields)
 #define NO_BODY 0, NULL, 0
 #define MSG(T, to, since, tail, body, check, finish) \
-	{ HFE_MSG_##T, #T, HFE_ROLE_##to, since, tail, body, check, finish }
+	{ HFE_MSG_##T, #T, HFE_ROLE_##to, since, tail, 0, body, check, finish }
+#define MSG_FLAGS(T, to, since, flags, body) \
+	{ HFE_MSG_##T, #T, HFE_ROLE_##to, since, TAIL_NONE, flags, body, NULL, NULL }
 
 static const struct msg_desc messages[] = {
 	/* type          receiver since tail     body                   check   finish */
@@ -752,7 +820,8 @@ static const struct msg_desc messages[] = {
 	MSG(ENABLE_SCANOUT, HOST, 1, TAIL_NONE, BODY(enable_scanout), NULL, NULL),
 	MSG(DISABLE_SCANOUT, HOST, 1, TAIL_NONE, BODY(scanout_id), NULL, NULL),
 	MSG(SCANOUT_RESP, CLIENT, 1, TAIL_NONE, BODY(scanout_resp), NULL, NULL),
-	MSG(SUBSCRIBE, HOST, 1, TAIL_NONE, BODY(scanout_id), NULL, NULL),
+	/* CURSOR is v2 only: conn.c refuses it from a v1 peer */
+	MSG_FLAGS(SUBSCRIBE, HOST, 1, HFE_FLAG_CURSOR, BODY(scanout_id)),
 	MSG(SUBSCRIBE_RESP, CLIENT, 1, TAIL_NONE, BODY(subscribe_resp), NULL, NULL),
 	MSG(HELLO, HOST, 2, TAIL_NONE, BODY(hello), check_hello, NULL),
 	MSG(HELLO_RESP, CLIENT, 2, TAIL_NONE, BODY(hello_resp), check_hello_resp,
@@ -762,6 +831,8 @@ static const struct msg_desc messages[] = {
 	/* who may inject is the host's business (host.c), not the wire's */
 	MSG(INPUT_KEY, HOST, 2, TAIL_NONE, BODY(key), check_key, NULL),
 	MSG(INPUT_POINTER, HOST, 2, TAIL_NONE, BODY(pointer), check_pointer, NULL),
+	MSG(CURSOR_SHAPE, CLIENT, 2, TAIL_IMAGE, BODY(cursor_shape), check_cursor_shape, NULL),
+	MSG(CURSOR_POSITION, CLIENT, 2, TAIL_NONE, BODY(cursor_pos), check_cursor_pos, NULL),
 	MSG(ERROR, CLIENT, 1, TAIL_NONE, BODY(error), NULL, NULL),
 };
 
@@ -808,7 +879,7 @@ int hfe_header_parse(const uint8_t buf[HFE_HEADER_SIZE], enum hfe_role role,
 			    role == HFE_ROLE_HOST ? "by a client to a host" : "by a host to a client");
 		return -1;
 	}
-	uint8_t allowed = d->tail == TAIL_PIXELS ? HFE_FLAG_PIXEL_DATA : 0;
+	uint8_t allowed = d->flags | (d->tail == TAIL_PIXELS ? HFE_FLAG_PIXEL_DATA : 0);
 	if (out->flags & ~allowed) {
 		hfe_err_set(err, HFE_ERR_INVALID_MSG, "%s: invalid flags 0x%02x", d->name,
 			    out->flags);
@@ -832,6 +903,12 @@ int hfe_header_parse(const uint8_t buf[HFE_HEADER_SIZE], enum hfe_role role,
 	if (!exact && size < d->body) {
 		hfe_err_set(err, HFE_ERR_INVALID_MSG, "%s: payload_size %u below the body size %u",
 			    d->name, size, d->body);
+		return -1;
+	}
+	if (d->tail == TAIL_IMAGE && size - d->body > 4u * HFE_CURSOR_MAX * HFE_CURSOR_MAX) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG,
+			    "%s: payload_size %u is more than the largest image (%ux%u)", d->name,
+			    size, HFE_CURSOR_MAX, HFE_CURSOR_MAX);
 		return -1;
 	}
 	if (size > lim->max_payload) {
@@ -908,6 +985,8 @@ size_t hfe_msg_build(const struct hfe_msg *msg, size_t extra_len, uint8_t *buf, 
 	case TAIL_NONE:
 		if (extra_len)
 			return 0;
+		break;
+	case TAIL_IMAGE:
 		break;
 	case TAIL_PIXELS:
 		hdr.flags = extra_len ? (hdr.flags | HFE_FLAG_PIXEL_DATA)

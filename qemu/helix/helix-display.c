@@ -30,6 +30,7 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qemu/error-report.h"
+#include "qemu/log.h"
 #include "hw/virtio/virtio-gpu.h"
 #include "helix.h"
 #include "trace.h"
@@ -302,12 +303,50 @@ void helix_refresh(DisplayChangeListener *dcl)
     }
 }
 
+/*
+ * The hardware cursor goes to the stream, which draws it into its own copy
+ * of the picture for subscribers without the cursor channel and hands it to
+ * the hub for those with it (never into the guest's framebuffer). Both calls
+ * copy at most a 256x256 image and return.
+ */
+void helix_mouse_set(DisplayChangeListener *dcl, int x, int y, int on)
+{
+    HelixScanout *so = container_of(dcl, HelixScanout, dcl);
+    HelixTime t0 = helix_enter();
+
+    hfe_stream_cursor_move(so->stream, x, y, on != 0);
+    helix_leave(so->hfe, HELIX_CB_CURSOR, t0);
+}
+
+void helix_cursor_define(DisplayChangeListener *dcl, QEMUCursor *c)
+{
+    HelixScanout *so = container_of(dcl, HelixScanout, dcl);
+    HelixTime t0 = helix_enter();
+    struct hfe_err err;
+
+    /* QEMUCursor: native-endian ARGB words, B,G,R,A bytes on this host */
+    struct hfe_cursor_shape shape = {
+        c->width, c->height, MAX(c->hot_x, 0), MAX(c->hot_y, 0),
+    };
+    trace_helix_cursor_define(so->id, c->width, c->height, c->hot_x, c->hot_y);
+    if (c->width <= 0 || c->height <= 0 ||
+        hfe_stream_cursor_define(so->stream, &shape, (const uint8_t *)c->data,
+                                 &err) < 0) {
+        qemu_log_mask(LOG_GUEST_ERROR, "helix-frame-export: scanout %u: "
+                      "cursor %dx%d refused (at most %ux%u)\n", so->id,
+                      c->width, c->height, HFE_CURSOR_MAX, HFE_CURSOR_MAX);
+    }
+    helix_leave(so->hfe, HELIX_CB_CURSOR, t0);
+}
+
 static const DisplayChangeListenerOps helix_dcl_ops = {
     .dpy_name = "helix-frame-export",
     .dpy_refresh = helix_refresh,
     .dpy_gfx_update = helix_gfx_update,
     .dpy_gfx_switch = helix_gfx_switch,
     .dpy_gfx_check_format = helix_gfx_check_format,
+    .dpy_mouse_set = helix_mouse_set,
+    .dpy_cursor_define = helix_cursor_define,
 };
 
 static bool helix_console_wanted(HelixFrameExport *s, uint32_t index)

@@ -438,6 +438,8 @@ const DisplayChangeListenerOps helix_gl_dcl_ops = {
     .dpy_gl_scanout_disable = helix_gl_scanout_disable,
     .dpy_gl_scanout_texture = helix_gl_scanout_texture,
     .dpy_gl_update = helix_gl_update,
+    .dpy_mouse_set = helix_mouse_set,
+    .dpy_cursor_define = helix_cursor_define,
 };
 
 /* ---- the read-back itself, on the feeder thread ---- */

@@ -36,6 +36,7 @@ static const char *const helix_cb_name[HELIX_CB__MAX] = {
     [HELIX_CB_GFX_SWITCH] = "gfx-switch",
     [HELIX_CB_GL_UPDATE] = "gl-update",
     [HELIX_CB_GL_READBACK] = "gl-readback",
+    [HELIX_CB_CURSOR] = "cursor",
 };
 
 /* Upper bounds (us) of the histogram buckets; the last bucket is open. */

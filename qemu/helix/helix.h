@@ -46,6 +46,7 @@ typedef enum HelixCb {
     HELIX_CB_GFX_SWITCH,
     HELIX_CB_GL_UPDATE,     /* -display helix: a GL console's damage */
     HELIX_CB_GL_READBACK,   /* -display helix: a read-back queued */
+    HELIX_CB_CURSOR,        /* the guest defined or moved its cursor */
     HELIX_CB__MAX
 } HelixCb;
 
@@ -207,6 +208,8 @@ uint32_t helix_hfe_format(pixman_format_code_t f);
 /* The 2D listener's callbacks, which the GL listener shares. */
 void helix_refresh(DisplayChangeListener *dcl);
 void helix_gfx_update(DisplayChangeListener *dcl, int x, int y, int w, int h);
+void helix_mouse_set(DisplayChangeListener *dcl, int x, int y, int on);
+void helix_cursor_define(DisplayChangeListener *dcl, QEMUCursor *c);
 void helix_gfx_switch(DisplayChangeListener *dcl, DisplaySurface *surf);
 bool helix_gfx_check_format(DisplayChangeListener *dcl,
                             pixman_format_code_t f);

@@ -208,3 +208,19 @@ const char *e2e_format_name(uint32_t format)
 {
 	return format == E2E_FMT_XR24 ? "XR24" : format == E2E_FMT_NV12 ? "NV12" : "????";
 }
+
+void e2e_cursor_px(uint32_t x, uint32_t y, uint8_t bgra[4])
+{
+	/* saturated and far from a console's black and grey */
+	bgra[0] = (uint8_t)(200 - y);     /* B */
+	bgra[1] = (uint8_t)(40 + 2 * y);  /* G */
+	bgra[2] = (uint8_t)(255 - 2 * x); /* R */
+	bgra[3] = 255;
+}
+
+void e2e_cursor_at(uint32_t i, uint32_t *x, uint32_t *y)
+{
+	static const uint32_t at[E2E_CURSOR_MOVES][2] = { { 100, 80 }, { 400, 240 }, { 200, 360 } };
+	*x = at[i % E2E_CURSOR_MOVES][0];
+	*y = at[i % E2E_CURSOR_MOVES][1];
+}

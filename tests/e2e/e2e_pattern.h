@@ -40,6 +40,17 @@ void e2e_small_box_pos(uint32_t w, uint32_t h, uint32_t i, uint32_t *x, uint32_t
 #define E2E_OUTPUT_FINAL 999u
 #define E2E_OUTPUT_T(id, k) ((uint32_t)(id) * 1000u + (uint32_t)(k))
 
+/* The hardware cursor of hfe-guest mode `cursor`: E2E_CURSOR_SIZE square,
+ * opaque, pixel (x, y) from e2e_cursor_px, hot spot E2E_CURSOR_HOT_X/_Y,
+ * moved to each of the E2E_CURSOR_MOVES positions of e2e_cursor_at (the
+ * image's top-left corner, in the 640x480 console's pixels). */
+#define E2E_CURSOR_SIZE 64u
+#define E2E_CURSOR_HOT_X 5u
+#define E2E_CURSOR_HOT_Y 7u
+#define E2E_CURSOR_MOVES 3u
+void e2e_cursor_px(uint32_t x, uint32_t y, uint8_t bgra[4]);
+void e2e_cursor_at(uint32_t i, uint32_t *x, uint32_t *y);
+
 /* Bytes of a frame in wire layout (NV12: UV plane at stride * h). 0 if the
  * format is not one of E2E_FMT_*. */
 size_t e2e_frame_size(uint32_t format, uint32_t h, uint32_t stride);

@@ -38,9 +38,12 @@ static char *stats_json(struct viewer *v)
 	g_string_append_printf(s,
 			       "{\"upstream\":{\"connected\":%s,\"address\":\"%s\",\"scanout\":%u,"
 			       "\"frames\":%" PRIu64 ",\"keyframes\":%" PRIu64 ",\"bytes\":%" PRIu64
-			       ",\"keyframe_requests\":%" PRIu64 ",\"reconnects\":%" PRIu64 "},",
+			       ",\"keyframe_requests\":%" PRIu64 ",\"reconnects\":%" PRIu64
+			       ",\"cursor\":%s,\"cursor_shapes\":%" PRIu64
+			       ",\"cursor_positions\":%" PRIu64 "},",
 			       v->up ? "true" : "false", addr, v->scanout, v->frames_in,
-			       v->keyframes_in, v->bytes_in, v->key_requests, v->reconnects);
+			       v->keyframes_in, v->bytes_in, v->key_requests, v->reconnects,
+			       v->up_cursor ? "true" : "false", v->cursor_shapes, v->cursor_moves);
 	g_free(addr);
 	g_string_append(s, "\"viewers\":[");
 	bool first = true;
@@ -137,6 +140,8 @@ static void on_http(SoupServer *server, SoupServerMessage *msg, const char *path
 		serve_resource(msg, RES_PREFIX "index.html", "text/html; charset=utf-8");
 	} else if (!strcmp(rest, "/viewer.js")) {
 		serve_resource(msg, RES_PREFIX "viewer.js", "text/javascript; charset=utf-8");
+	} else if (!strcmp(rest, "/cursor.js")) {
+		serve_resource(msg, RES_PREFIX "cursor.js", "text/javascript; charset=utf-8");
 	} else if (!strcmp(rest, "/stats.json")) {
 		char *j = stats_json(v);
 		soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_TAKE, j,

@@ -225,6 +225,8 @@ out:
 	g_main_loop_unref(v.loop);
 	g_free(v.url);
 	g_free(v.token);
+	g_free(v.cursor_shape_json);
+	g_free(v.cursor_pos_json);
 	g_clear_object(&v.tls);
 	return v.exit_code;
 }

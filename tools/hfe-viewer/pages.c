@@ -249,6 +249,7 @@ void on_ws(SoupServer *server, SoupServerMessage *msg, const char *path,
 	char *st = upstream_status_json(v);
 	page_send_text(p, st);
 	g_free(st);
+	cursor_page_joined(p);
 	/* Joined mid-GOP: nothing until an IDR, and ask for one now. */
 	maybe_request_keyframe(v);
 }

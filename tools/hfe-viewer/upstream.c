@@ -51,9 +51,9 @@ char *upstream_status_json(struct viewer *v)
 	char *addr = g_strescape(v->addr, NULL);
 	char *name = g_strescape(v->server_name, NULL);
 	char *s = g_strdup_printf("{\"type\":\"upstream\",\"connected\":%s,\"address\":\"%s\","
-				  "\"scanout\":%u,\"server\":\"%s\",\"input\":%s}",
+				  "\"scanout\":%u,\"server\":\"%s\",\"input\":%s,\"cursor\":%s}",
 				  v->up ? "true" : "false", addr, v->scanout, name,
-				  input_enabled(v) ? "true" : "false");
+				  input_enabled(v) ? "true" : "false", v->up_cursor ? "true" : "false");
 	g_free(addr);
 	g_free(name);
 	return s;
@@ -143,6 +143,14 @@ static bool upstream_drain(struct viewer *v)
 			if (m.hdr.session_id == v->scanout)
 				handle_frame(v, &m);
 			break;
+		case HFE_MSG_CURSOR_SHAPE:
+			if (m.hdr.session_id == v->scanout && v->up_cursor)
+				cursor_shape(v, &m);
+			break;
+		case HFE_MSG_CURSOR_POSITION:
+			if (m.hdr.session_id == v->scanout && v->up_cursor)
+				cursor_position(v, &m);
+			break;
 		case HFE_MSG_ERROR:
 			say("host at %s: ERROR %s (%d): %s", v->addr,
 			    hfe_error_name(m.u.error.code), m.u.error.code, m.u.error.message);
@@ -195,6 +203,9 @@ bool upstream_connect(struct viewer *v)
 	}
 	if (c) {
 		m = (struct hfe_msg){ .hdr = { .type = HFE_MSG_SUBSCRIBE,
+					       .flags = cursor_wanted(v, caps.features)
+								? HFE_FLAG_CURSOR
+								: 0,
 					       .session_id = (uint16_t)v->scanout } };
 		m.u.scanout_id = v->scanout;
 		int r = hfe_client_send_msg(c, &m, UPSTREAM_TIMEOUT_MS, &err);
@@ -240,6 +251,7 @@ bool upstream_connect(struct viewer *v)
 	v->up = c;
 	v->last_fail[0] = '\0';
 	v->up_input = caps.features & HFE_FEATURE_INPUT;
+	v->up_cursor = cursor_wanted(v, caps.features);
 	v->up_max_w = caps.max_width;
 	v->up_max_h = caps.max_height;
 	if (v->control && !v->up_input)
@@ -253,8 +265,9 @@ bool upstream_connect(struct viewer *v)
 	v->up_watch = g_unix_fd_add(hfe_client_fd(c), G_IO_IN | G_IO_HUP | G_IO_ERR,
 				    on_upstream_fd, v);
 	upstream_schedule_drain(v);
-	say("subscribed to scanout %u at %s (%s)%s", v->scanout, v->addr, v->server_name,
-	    input_enabled(v) ? "; forwarding the pages' input" : "");
+	say("subscribed to scanout %u at %s (%s)%s%s", v->scanout, v->addr, v->server_name,
+	    input_enabled(v) ? "; forwarding the pages' input" : "",
+	    v->up_cursor ? "; the cursor as its own channel" : "");
 	char *st = upstream_status_json(v);
 	broadcast_text(v, st);
 	g_free(st);
@@ -288,6 +301,9 @@ void upstream_lost(struct viewer *v, const char *why)
 		return;
 	say("lost the host: %s; reconnecting", why);
 	upstream_close(v);
+	if (v->up_cursor)
+		cursor_forget(v);
+	v->up_cursor = false;
 	v->reconnects++;
 	char *st = upstream_status_json(v);
 	broadcast_text(v, st);

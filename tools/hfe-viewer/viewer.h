@@ -20,7 +20,7 @@
  * http.c (the HTTP server: page, stats), access.c (the token, host and
  * origin checks every request passes), tls.c (the HTTPS certificate),
  * record.c (the MP4), input.c (the pages' keyboard and pointer, forwarded
- * with --control).
+ * with --control), cursor.c (the VM's cursor to the pages).
  */
 #ifndef HFE_VIEWER_H
 #define HFE_VIEWER_H
@@ -103,6 +103,11 @@ struct viewer {
 	bool up_input;             /* the host takes input on this connection */
 	uint32_t up_max_w, up_max_h; /* its limits: input positions below them */
 
+	/* cursor.c: the channel is on (asked for and granted), its latest messages */
+	bool up_cursor;
+	char *cursor_shape_json, *cursor_pos_json;
+	uint64_t cursor_shapes, cursor_moves;
+
 	/* input.c */
 	int64_t motion_ns; /* last pure motion forwarded */
 	uint64_t input_in, input_sent, input_thinned, input_bad;
@@ -136,6 +141,17 @@ bool input_enabled(const struct viewer *v);
 void page_input(struct page *p, char *text);
 /* The page is going: release what it holds. */
 void page_input_release(struct page *p);
+
+/* cursor.c */
+/* Ask for the cursor channel: the host offers it and no MP4 needs the
+ * cursor in its pictures. */
+bool cursor_wanted(const struct viewer *v, uint16_t host_features);
+void cursor_shape(struct viewer *v, const struct hfe_msg *m);
+void cursor_position(struct viewer *v, const struct hfe_msg *m);
+/* A new page gets the cursor as it is. */
+void cursor_page_joined(struct page *p);
+/* Upstream lost: the pages hide the cursor; the next host sends its own. */
+void cursor_forget(struct viewer *v);
 
 /* pages.c */
 unsigned page_inflight(const struct page *p);

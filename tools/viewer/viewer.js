@@ -274,6 +274,9 @@
 		}
 		if (msg.type === 'pong') {
 			onPong(msg);
+		} else if (msg.type === 'cursor') {
+			window.hfeCursor.onMessage(msg); // cursor.js
+			stats.cursor = window.hfeCursor.state;
 		} else if (msg.type === 'upstream') {
 			stats.upstream = !!msg.connected;
 			if (stats.input && !msg.input)

@@ -86,6 +86,35 @@ void hfe_stream_update_rects(struct hfe_stream *s, const struct hfe_rect *rects,
 /* The source went away (display disabled): stop encoding until resized. */
 void hfe_stream_disable(struct hfe_stream *s);
 
+/* ---- the hardware cursor ----
+ * The VM's cursor reaches subscribers two ways: drawn into the encoded
+ * picture (onto the stream's copy, never the source's pixels), or as its own
+ * channel (CURSOR_SHAPE / CURSOR_POSITION, hub side). The hub says which the
+ * picture needs (hfe_stream_set_cursor_composite). */
+
+/* A new image, width x height B,G,R,A pixels (rows of width x 4 bytes),
+ * straight alpha. Copied. -1 with err for a size outside 1..HFE_CURSOR_MAX;
+ * a hot spot outside the image is moved to its edge. */
+int hfe_stream_cursor_define(struct hfe_stream *s, const struct hfe_cursor_shape *shape,
+			     const uint8_t *pixels, struct hfe_err *err);
+/* The image's top-left corner in the surface's pixels, and whether shown. */
+void hfe_stream_cursor_move(struct hfe_stream *s, int32_t x, int32_t y, bool visible);
+/* Draw the cursor into the encoded picture (default: yes). */
+void hfe_stream_set_cursor_composite(struct hfe_stream *s, bool on);
+
+struct hfe_stream_cursor {
+	uint64_t shape_serial; /* 0: no image defined yet; +1 per define */
+	uint64_t pos_serial;   /* +1 per move */
+	struct hfe_cursor_shape shape;
+	struct hfe_cursor_position pos;
+};
+/* The cursor as it is now; with `image` (room for HFE_CURSOR_MAX squared
+ * x 4 bytes) the image too. While the stream has consumers, cursor changes
+ * call params.notify like access units do, at most HFE_CURSOR_RATE times a
+ * second (the latest wins). */
+void hfe_stream_get_cursor(struct hfe_stream *s, struct hfe_stream_cursor *out, uint8_t *image);
+#define HFE_CURSOR_RATE 240u
+
 /* ---- control ---- */
 
 /* Target bitrate in bit/s; 0 = the one the stream was created with. Applied

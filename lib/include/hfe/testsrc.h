@@ -25,6 +25,12 @@ struct hfe_testsrc *hfe_testsrc_start(struct hfe_stream *stream, uint32_t width,
 				      uint32_t height, uint32_t fps, struct hfe_err *err);
 void hfe_testsrc_stop(struct hfe_testsrc *src);
 
+/* A pointer at x, y over the picture (input to a test scanout): the source
+ * shows its hardware cursor there, an arrow defined at the first call, the
+ * way a VM's display moves its cursor plane. Until then it has none, so
+ * pictures stay hfe_testsrc_render's. */
+void hfe_testsrc_pointer(struct hfe_testsrc *src, uint32_t x, uint32_t y);
+
 /* Draw the whole picture of tick `tick` into a BGRx buffer (what the stream
  * holds after that tick), e.g. to compare decoded output against. */
 void hfe_testsrc_render(uint8_t *bgrx, uint32_t stride, uint32_t width, uint32_t height,

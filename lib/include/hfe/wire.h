@@ -45,11 +45,16 @@ enum hfe_msg_type {
 	HFE_MSG_STATS_RESP = 0x51, /* v2 */
 	HFE_MSG_INPUT_KEY = 0x60,     /* v2: a key for the VM (control listeners only) */
 	HFE_MSG_INPUT_POINTER = 0x61, /* v2: pointer position, buttons, wheel */
+	HFE_MSG_CURSOR_SHAPE = 0x70,    /* v2: host -> cursor subscriber, the cursor image */
+	HFE_MSG_CURSOR_POSITION = 0x71, /* v2: host -> cursor subscriber, where it is */
 	HFE_MSG_ERROR = 0xFF,
 };
 
 /* Header flags. */
 #define HFE_FLAG_PIXEL_DATA 0x01u /* FRAME_REQUEST: raw pixels follow the body */
+/* SUBSCRIBE (v2 only): send this subscriber the scanout's hardware cursor as
+ * CURSOR_SHAPE / CURSOR_POSITION messages instead of in the picture. */
+#define HFE_FLAG_CURSOR 0x02u
 
 /* Error codes carried by ERROR messages (v1 codes keep their v1 values). */
 enum hfe_error_code {
@@ -104,6 +109,8 @@ enum hfe_error_code {
 #define HFE_ERROR_SIZE 260u
 #define HFE_INPUT_KEY_SIZE 8u
 #define HFE_INPUT_POINTER_SIZE 16u
+#define HFE_CURSOR_SHAPE_SIZE 16u /* followed by width x height x 4 pixel bytes */
+#define HFE_CURSOR_POSITION_SIZE 12u
 
 #define HFE_ERROR_MSG_LEN 256u
 #define HFE_CONNECTOR_LEN 64u
@@ -115,6 +122,7 @@ enum hfe_error_code {
 #define HFE_MAX_DIMENSION 16384u
 #define HFE_MAX_NAL_COUNT 1024u
 #define HFE_MAX_SCANOUTS 16u
+#define HFE_CURSOR_MAX 256u /* largest cursor image, either side */
 
 /* Input (INPUT_KEY, INPUT_POINTER). Keys are Linux evdev codes
  * (linux/input-event-codes.h), 1 .. HFE_KEY_MAX. Buttons are the bits of the
@@ -130,6 +138,7 @@ enum hfe_error_code {
 
 /* HELLO_RESP.features: what this connection may do beyond the basics. */
 #define HFE_FEATURE_INPUT 0x0001u /* INPUT_* accepted (a control listener) */
+#define HFE_FEATURE_CURSOR 0x0002u /* SUBSCRIBE may carry HFE_FLAG_CURSOR */
 
 /* Limits a receiver enforces; configurable per endpoint. */
 struct hfe_limits {
@@ -262,6 +271,20 @@ struct hfe_input_pointer {
 	int16_t wheel_x;  /* + right */
 };
 
+/* CURSOR_SHAPE: the image follows as msg->data, width x height pixels of
+ * 4 bytes B,G,R,A (ARGB8888 little-endian words), straight alpha. */
+struct hfe_cursor_shape {
+	uint32_t width, height; /* 1 .. HFE_CURSOR_MAX */
+	uint32_t hot_x, hot_y;  /* the hot spot, inside the image */
+};
+
+/* CURSOR_POSITION: the image's top-left corner in the scanout's pixels (may
+ * be partly off the scanout), and whether the cursor is shown at all. */
+struct hfe_cursor_position {
+	int32_t x, y;
+	uint8_t visible; /* 0 or 1 */
+};
+
 struct hfe_error_msg {
 	int32_t code;
 	char message[HFE_ERROR_MSG_LEN]; /* NUL-terminated */
@@ -270,7 +293,8 @@ struct hfe_error_msg {
 /* One decoded message. `data` points into the caller's payload buffer:
  *  FRAME_REQUEST with PIXEL_DATA: the pixel bytes (data_len >= frame size);
  *  FRAME_RESPONSE: the NAL area after the body, already validated so that
- *  hfe_nal_next() walks exactly nal_count units. */
+ *  hfe_nal_next() walks exactly nal_count units;
+ *  CURSOR_SHAPE: the image (data_len = width x height x 4 exactly). */
 struct hfe_msg {
 	struct hfe_header hdr;
 	union {
@@ -287,6 +311,8 @@ struct hfe_msg {
 		struct hfe_stats stats;
 		struct hfe_input_key key;
 		struct hfe_input_pointer pointer;
+		struct hfe_cursor_shape cursor_shape;
+		struct hfe_cursor_position cursor_pos;
 		struct hfe_error_msg error;
 	} u;
 	const uint8_t *data;
@@ -347,9 +373,9 @@ bool hfe_format_supported(uint32_t format);
 /*
  * Build a message: header + fixed body into buf (cap bytes). `extra_len` is
  * the number of bytes the caller sends right after (pixels of a
- * FRAME_REQUEST, or for FRAME_RESPONSE the access unit: with nal_count == 1
- * the builder writes the u32 size prefix itself, so extra_len is the access
- * unit's size). payload_size is set accordingly. Returns bytes written, or 0
+ * FRAME_REQUEST, a CURSOR_SHAPE's image, or for FRAME_RESPONSE the access
+ * unit: with nal_count == 1 the builder writes the u32 size prefix itself, so
+ * extra_len is the access unit's size). payload_size is set accordingly. Returns bytes written, or 0
  * if cap is too small, the type is unknown, the sizes overflow, or a
  * FRAME_RESPONSE has nal_count > 1 (this library always sends one access
  * unit as one NAL entry).

@@ -17,6 +17,7 @@
  *              manager does (mode_outputs.c)
  *   input      report what the virtio keyboard and tablet deliver
  *              (mode_input.c)
+ *   cursor     set and move a hardware cursor on the card (mode_cursor.c)
  * Access units and events go to the out port as e2e_out.h records; the
  * console only gets short "HFE-GUEST: ..." lines. Parameters come from the
  * kernel command line (hfe.KEY=VALUE) or from argv (KEY=VALUE). This file is
@@ -59,6 +60,7 @@
 #define MODE_GST 0x20u
 #define MODE_OUTPUTS 0x40u
 #define MODE_INPUT 0x80u
+#define MODE_CURSOR 0x100u
 
 static const struct {
 	const char *name;
@@ -72,6 +74,7 @@ static const struct {
 	{ "gst", MODE_GST },
 	{ "outputs", MODE_OUTPUTS },
 	{ "input", MODE_INPUT },
+	{ "cursor", MODE_CURSOR },
 };
 
 #define PREGEN_MAX (192u << 20) /* pull: pre-generate all frames up to this many bytes */
@@ -125,6 +128,16 @@ static double uptime_ms(void)
 		fclose(f);
 	}
 	return up * 1000;
+}
+
+int xioctl(int fd, unsigned long req, void *arg)
+{
+	int r;
+
+	do
+		r = ioctl(fd, req, arg);
+	while (r < 0 && (errno == EINTR || errno == EAGAIN));
+	return r;
 }
 
 /* Polled: the guest has no udev (/init makes the port links). */
@@ -871,7 +884,7 @@ int main(int argc, char **argv)
 	}
 	if (!op.modes) {
 		snprintf(why, sizeof(why),
-			 "no mode (hfe.mode=pull|draw|subscribe|probe|resource|gst|outputs|input)");
+			 "no mode (hfe.mode=pull|draw|subscribe|probe|resource|gst|outputs|input|cursor)");
 		goto done;
 	}
 	if (op.modes == MODE_PROBE) {
@@ -909,6 +922,8 @@ int main(int argc, char **argv)
 		rc = run_outputs(&op, &o, why, sizeof(why));
 	if (rc == 0 && (op.modes & MODE_INPUT))
 		rc = run_input(&op, &o, why, sizeof(why));
+	if (rc == 0 && (op.modes & MODE_CURSOR))
+		rc = run_cursor(&op, &o, why, sizeof(why));
 	if (o.failed && rc == 0) {
 		snprintf(why, sizeof(why), "out port write failed");
 		rc = -1;

@@ -52,6 +52,9 @@ double ms_of(int64_t ns);
 /* One console line "HFE-GUEST: ...", the prefix the host looks for. */
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ioctl, again while interrupted (EINTR, EAGAIN). */
+int xioctl(int fd, unsigned long req, void *arg);
+
 /* Wait for a device node to appear (0), or -1 after timeout_ms. */
 int wait_path(const char *path, int timeout_ms);
 
@@ -72,5 +75,6 @@ int run_resource(const struct opts *op, struct out *o, char *why, size_t whylen)
 int run_gst(const struct opts *op, struct out *o, char *why, size_t whylen);
 int run_outputs(const struct opts *op, struct out *o, char *why, size_t whylen);
 int run_input(const struct opts *op, struct out *o, char *why, size_t whylen);
+int run_cursor(const struct opts *op, struct out *o, char *why, size_t whylen);
 
 #endif

@@ -69,16 +69,6 @@ struct ctx {
 	size_t whylen;
 };
 
-static int xioctl(int fd, unsigned long req, void *arg)
-{
-	int r;
-
-	do
-		r = ioctl(fd, req, arg);
-	while (r < 0 && (errno == EINTR || errno == EAGAIN));
-	return r;
-}
-
 static int fail(struct ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(struct ctx *x, const char *fmt, ...)
 {

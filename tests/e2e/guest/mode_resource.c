@@ -65,16 +65,6 @@ struct hg_wait {
 #define HG_IOCTL_TRANSFER_TO_HOST _IOWR(HG_DRM_BASE, HG_DRM_CMD + 0x07, struct hg_transfer)
 #define HG_IOCTL_WAIT _IOWR(HG_DRM_BASE, HG_DRM_CMD + 0x08, struct hg_wait)
 
-static int xioctl(int fd, unsigned long req, void *arg)
-{
-	int r;
-
-	do
-		r = ioctl(fd, req, arg);
-	while (r < 0 && (errno == EINTR || errno == EAGAIN));
-	return r;
-}
-
 /* Send one FRAME_REQUEST without pixels and wait for its reply (a
  * FRAME_RESPONSE or an ERROR; anything else is skipped). */
 static int request_resource(struct hfe_client *c, const struct hfe_frame_request *fr,

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Browser test of the cursor channel: the page draws the VM's cursor itself,
+ * so moving it costs no access unit. The daemon serves a static test scanout
+ * on a --control-listen (a pointer there shows and moves the test source's
+ * hardware cursor, as a VM's display moves its cursor plane); hfe-viewer
+ * --control subscribes with the cursor channel; Chromium, driven by
+ * Playwright, moves the mouse over the picture. Checked:
+ *  - the page gets the cursor's shape and positions and shows its overlay
+ *    where the pointer is (scaled from the stream's pixels to the page);
+ *  - moving the pointer brings cursor messages and no access unit (the
+ *    viewer's upstream frame count and the page's do not grow);
+ *  - a second viewer with --record (its MP4 needs the cursor in the
+ *    pictures) takes no cursor channel: the cursor is in its pictures.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+import { check, run, sleep, start, viewerUrl, waitFor, workDir } from './harness.mjs';
+
+const require = createRequire(path.join(process.env.HFE_NPM_DIR, 'package.json'));
+const { chromium } = require('playwright-core');
+
+const DAEMON = process.env.HFE_DAEMON;
+const VIEWER = process.env.HFE_VIEWER;
+const CHROMIUM = process.env.HFE_CHROMIUM || '/usr/bin/chromium';
+const W = 640, H = 360;
+
+const work = workDir('cursor');
+const out = process.env.HFE_BROWSER_OUT || path.join(work, 'out');
+fs.mkdirSync(out, { recursive: true });
+
+async function upstreamStats(url) {
+	const r = await fetch(new URL('stats.json', url));
+	return (await r.json()).upstream;
+}
+
+// Where the page shows stream pixel (x, y): the canvas letterboxed.
+async function pagePoint(page, x, y) {
+	return page.evaluate(([x, y]) => {
+		const c = document.getElementById('screen');
+		const r = c.getBoundingClientRect();
+		const s = Math.min(r.width / c.width, r.height / c.height);
+		return { x: r.left + (r.width - c.width * s) / 2 + (x + 0.5) * s,
+			 y: r.top + (r.height - c.height * s) / 2 + (y + 0.5) * s, s };
+	}, [x, y]);
+}
+
+async function main() {
+	const ctl = path.join(work, 'ctl.sock');
+	start('daemon', DAEMON, ['--test-scanout', `0:${W}x${H}@0`, '--gop', '0',
+				 '--control-listen', 'unix:' + ctl]);
+	await waitFor('the daemon', () => fs.existsSync(ctl), 10000);
+	const viewer = start('viewer', VIEWER, ['--connect', 'unix:' + ctl, '--scanout', '0',
+						'--http', '127.0.0.1:0', '--control']);
+	const url = await viewerUrl(viewer);
+
+	const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+	const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+	await page.goto(url);
+	await waitFor('a decoded picture with input on', () => page.evaluate(
+		() => window.hfeStats.framesDecoded > 0 && window.hfeStats.input), 30000);
+	check((await upstreamStats(url)).cursor, 'the viewer took the cursor channel');
+
+	// The first move defines the cursor: shape, then position.
+	let p = await pagePoint(page, 100, 80);
+	await page.mouse.move(p.x, p.y);
+	await waitFor('the cursor shape and a position', () => page.evaluate(
+		() => window.hfeCursor.state.shapes > 0 && window.hfeCursor.state.visible), 10000);
+	await sleep(500); // the stream settles
+	const frames0 = (await upstreamStats(url)).frames;
+	const pageFrames0 = await page.evaluate(() => window.hfeStats.framesReceived);
+	const pos0 = await page.evaluate(() => window.hfeCursor.state.positions);
+
+	// A path across the picture, as a person would move the mouse.
+	const steps = 40;
+	for (let i = 1; i <= steps; i++) {
+		p = await pagePoint(page, 100 + i * 10, 80 + i * 5);
+		await page.mouse.move(p.x, p.y);
+		await sleep(15);
+	}
+	const want = { x: 100 + steps * 10, y: 80 + steps * 5 };
+	const last = await waitFor('the cursor at the last position', () => page.evaluate(
+		([x, y]) => {
+			const s = window.hfeCursor.state;
+			return s.x === x && s.y === y ? { ...s } : null;
+		}, [want.x, want.y]), 10000).catch(() => null);
+	check(last !== null, `the cursor followed the pointer to ${want.x},${want.y}`,
+	      await page.evaluate(() => window.hfeCursor.state));
+	const pos1 = await page.evaluate(() => window.hfeCursor.state.positions);
+	check(pos1 - pos0 >= 5, `cursor positions arrived while moving (${pos1 - pos0})`);
+
+	// The overlay is where the pointer is, drawn at the page's scale.
+	const box = await page.evaluate(() => {
+		const r = document.getElementById('cursor').getBoundingClientRect();
+		const shown = getComputedStyle(document.getElementById('cursor')).display;
+		return { x: r.left, y: r.top, w: r.width, shown };
+	});
+	const at = await pagePoint(page, want.x, want.y);
+	check(box.shown === 'block' && Math.abs(box.x - (at.x - 0.5 * at.s)) < 2 &&
+	      Math.abs(box.y - (at.y - 0.5 * at.s)) < 2,
+	      'the page draws the cursor under the pointer', { box, at });
+	check(await page.evaluate(() => document.getElementById('screen').style.cursor === 'none'),
+	      'the local pointer is hidden over the picture while the VM\'s is shown');
+
+	await sleep(300);
+	const frames1 = (await upstreamStats(url)).frames;
+	const pageFrames1 = await page.evaluate(() => window.hfeStats.framesReceived);
+	check(frames1 === frames0 && pageFrames1 === pageFrames0,
+	      'moving the cursor brought no access unit', { frames0, frames1, pageFrames0,
+							    pageFrames1 });
+	await page.screenshot({ path: path.join(out, 'cursor.png') });
+
+	// A recording viewer keeps the cursor in the pictures (no channel): with it
+	// watching too, the stream draws the cursor, and its page gets no messages.
+	const mp4 = path.join(work, 'rec.mp4');
+	const rec = start('viewer-rec', VIEWER, ['--connect', 'unix:' + ctl, '--scanout', '0',
+						 '--http', '127.0.0.1:0', '--record', mp4]);
+	const recUrl = await viewerUrl(rec);
+	const page2 = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+	await page2.goto(recUrl);
+	await waitFor('the recording viewer\'s picture', () => page2.evaluate(
+		() => window.hfeStats.framesDecoded > 0), 30000);
+	check(!(await upstreamStats(recUrl)).cursor, 'a recording viewer takes no cursor channel');
+	// The arrow (white, black edge, tip at the cursor's position) in its picture.
+	const lit = await waitFor('the cursor in the recorded stream\'s picture', () =>
+		page2.evaluate(([x, y]) => {
+			const c = document.getElementById('screen');
+			const d = c.getContext('2d').getImageData(x + 2, y + 8, 1, 1).data;
+			return d[0] > 230 && d[1] > 230 && d[2] > 230 ? Array.from(d) : null;
+		}, [want.x, want.y]), 10000).catch(() => null);
+	check(lit !== null, 'the cursor is composited into the pictures of a recording viewer');
+	check(await page.evaluate(([x, y]) => {
+		const d = document.getElementById('screen').getContext('2d')
+			.getImageData(x + 2, y + 8, 1, 1).data;
+		return !(d[0] > 230 && d[1] > 230 && d[2] > 230);
+	}, [want.x, want.y]) || (await upstreamStats(url)).frames > frames1,
+	      'the channel page\'s own picture had no cursor in it before');
+	check(await page2.evaluate(() => window.hfeCursor.state.shapes === 0),
+	      'the recording viewer\'s page got no cursor messages');
+	await page2.screenshot({ path: path.join(out, 'cursor-composited.png') });
+
+	const s = await page.evaluate(() => ({ ...window.hfeStats }));
+	check(s.decodeErrors === 0, 'no decoder errors', s.lastError);
+	await browser.close();
+}
+
+await run(main);
