@@ -183,7 +183,7 @@ log "built in $(($(date +%s) - tb)) s"
 for exe in lib/libhfe.so daemon/helix-frame-export tools/hfe-client tools/hfe-viewer \
 	tests/e2e/hfe-guest gst/libgsthfe.so; do
 	[[ -f "$BUILD/$exe" ]] || die "$exe was not built (see meson's dependency lines above)"
-	file -b "$BUILD/$exe" | grep -q 'ARM aarch64' || die "$exe is not an arm64 program"
+	file -bL "$BUILD/$exe" | grep -q 'ARM aarch64' || die "$exe is not an arm64 program"
 done
 
 # ---- the tests under qemu-user ---------------------------------------------------------------
