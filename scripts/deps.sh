@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# Install the Debian 12 packages a task needs: `scripts/deps.sh build|test|demo ...`.
+# Install the Debian 12 packages a task needs: `scripts/deps.sh build|test|demo|arm64 ...`.
 # Can also be sourced (`. scripts/deps.sh; hfe_deps test`); sourcing changes no shell options.
 # Silent when everything is present; installs what is missing when run as root, otherwise
 # fails with the apt-get command to run.
@@ -28,6 +28,12 @@ HFE_DEPS_TEST=(
 	chromium nodejs openssl
 	systemd
 )
+# Added for scripts/arm64-host.sh (the arm64 host job): the arm64 root, the cross compiler,
+# qemu-user for the tests.
+HFE_DEPS_ARM64=(
+	mmdebstrap qemu-user-static gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu file
+	libglib2.0-dev-bin
+)
 # Added for scripts/demo.sh: ffprobe, QEMU, and what tests/e2e/build-guest.sh packs the guest with.
 HFE_DEPS_DEMO=(
 	ffmpeg qemu-system-x86 busybox-static kmod cpio xz-utils
@@ -42,8 +48,9 @@ hfe_deps_list() {
 		build) ;;
 		test) printf '%s\n' "${HFE_DEPS_TEST[@]}" ;;
 		demo) printf '%s\n' "${HFE_DEPS_DEMO[@]}" ;;
+		arm64) printf '%s\n' "${HFE_DEPS_ARM64[@]}" ;;
 		*)
-			echo "deps.sh: unknown task '$task' (want build, test or demo)" >&2
+			echo "deps.sh: unknown task '$task' (want build, test, demo or arm64)" >&2
 			return 2
 			;;
 		esac
@@ -88,7 +95,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
 	set -euo pipefail
 	case "${1:-}" in
 	-h | --help)
-		echo "usage: $0 [build|test|demo]...   (default: build)"
+		echo "usage: $0 [build|test|demo|arm64]...   (default: build)"
 		exit 0
 		;;
 	esac

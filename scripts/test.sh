@@ -4,14 +4,16 @@
 # Run the whole test suite, as CI does (.ci/run) and as the README says.
 #   1. gcc build in build/, `meson test`
 #   2. gcc ASan+UBSan build in build-asan/, `meson test` with leak detection
-#   3. clang libFuzzer build in build-fuzz/, every fuzz target for HFE_FUZZ_SECONDS (default 30)
+#   3. the arm64 host job (scripts/arm64-host.sh): cross build in build-arm64/, the unit and
+#      integration suites under qemu-user
+#   4. clang libFuzzer build in build-fuzz/, every fuzz target for HFE_FUZZ_SECONDS (default 30)
 #      over a scratch copy of fuzz/corpus (the repo's corpus is never written)
 # Ends with a line "N passed, N failed" (every meson test of every variant counts once, so does
 # every fuzz target, and a variant that fails to build counts as one failure) and exits non-zero
 # if anything failed.
 #
 # Options: --quick (gcc build only, without the 60 s chaos soak: suite 'soak'), --no-asan,
-# --no-fuzz.
+# --no-arm64, --no-fuzz.
 # Environment: HFE_FUZZ_SECONDS; HFE_BUILD_ROOT puts the build directories somewhere other than
 # the repository root.
 
@@ -24,6 +26,7 @@ BUILD_ROOT=${HFE_BUILD_ROOT:-$ROOT}
 FUZZ_SECONDS=${HFE_FUZZ_SECONDS:-30}
 DO_ASAN=1
 DO_FUZZ=1
+DO_ARM64=1
 QUICK_ARGS=()
 
 PASSED=0
@@ -33,7 +36,7 @@ FAILURES=()
 REPORT=()
 
 usage() {
-	sed -n '4,16s/^# \{0,1\}//p' "$0"
+	sed -n '4,18s/^# \{0,1\}//p' "$0"
 }
 
 log() {
@@ -140,7 +143,13 @@ run_variant() {
 	local testlog="$dir/meson-logs/testlog.json" rc=0
 	rm -f "$testlog"
 	meson test -C "$dir" --print-errorlogs "${test_args[@]}" || rc=$?
+	count_testlog "$name" "$testlog" "$rc"
+}
 
+# count_testlog NAME TESTLOG RC: add one `meson test` run's results (RC its exit status) to
+# the totals and the report.
+count_testlog() {
+	local name=$1 testlog=$2 rc=$3
 	local ok=0 bad=0 skip=0 out
 	local -a failed=()
 	if [[ -s "$testlog" ]]; then
@@ -160,6 +169,20 @@ run_variant() {
 		fail "$name: meson test exited $rc"
 	fi
 	REPORT+=("$name: $ok passed, $bad failed, $skip skipped")
+}
+
+# The arm64 host job: cross build, unit and integration tests under qemu-user.
+run_arm64() {
+	local dir="$BUILD_ROOT/build-arm64" rc=0
+	log "arm64: cross build + unit and integration tests under qemu-user (scripts/arm64-host.sh)"
+	rm -f "$dir/meson-logs/testlog.json"
+	"$ROOT/scripts/arm64-host.sh" --build-dir "$dir" || rc=$?
+	if [[ ! -s "$dir/meson-logs/testlog.json" ]]; then
+		fail "arm64: setup or build (exit $rc)"
+		REPORT+=("arm64: SETUP OR BUILD FAILED")
+		return 0
+	fi
+	count_testlog arm64 "$dir/meson-logs/testlog.json" "$rc"
 }
 
 # Run one libFuzzer binary for FUZZ_SECONDS over a scratch corpus seeded from fuzz/corpus.
@@ -233,8 +256,9 @@ main() {
 	local arg
 	for arg in "$@"; do
 		case "$arg" in
-		--quick) DO_ASAN=0 DO_FUZZ=0 QUICK_ARGS=(--no-suite soak) ;;
+		--quick) DO_ASAN=0 DO_FUZZ=0 DO_ARM64=0 QUICK_ARGS=(--no-suite soak) ;;
 		--no-asan) DO_ASAN=0 ;;
+		--no-arm64) DO_ARM64=0 ;;
 		--no-fuzz) DO_FUZZ=0 ;;
 		-h | --help)
 			usage
@@ -273,6 +297,8 @@ main() {
 			run_variant asan "$BUILD_ROOT/build-asan" gcc --timeout-multiplier 3 -- \
 			"${common[@]}" -Db_sanitize=address,undefined -Db_lundef=false
 	fi
+
+	[[ $DO_ARM64 -eq 0 ]] || run_arm64
 
 	if [[ $DO_FUZZ -eq 1 ]]; then
 		ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

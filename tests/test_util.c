@@ -709,6 +709,22 @@ int tu_rm_rf(const char *path)
 	return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+double tu_time_scale(void)
+{
+	const char *v = getenv("HFE_TEST_TIME_SCALE");
+	char *end;
+	double d;
+
+	if (!v || !*v)
+		return 1.0;
+	d = strtod(v, &end);
+	if (*end || !(d >= 1.0 && d <= 100.0)) {
+		fprintf(stderr, "HFE_TEST_TIME_SCALE='%s' is not a number from 1 to 100: using 1\n", v);
+		return 1.0;
+	}
+	return d;
+}
+
 uint64_t tu_now_ns(void)
 {
 	struct timespec ts;

@@ -191,6 +191,11 @@ int tu_rm_rf(const char *path);
 /* Monotonic clock in nanoseconds. */
 uint64_t tu_now_ns(void);
 
+/* How much slower than native this run is allowed to be: $HFE_TEST_TIME_SCALE (a number
+ * from 1 to 100; the arm64 job sets 8 for qemu-user), 1 when unset. Limits on time and on
+ * work done in a fixed time are scaled by it; natively nothing changes. */
+double tu_time_scale(void);
+
 /* A "Key:" line of /proc/PID/status in kB (e.g. "VmRSS"); -1 if the process
  * or the key is missing. */
 long tu_proc_status_kb(pid_t pid, const char *key);

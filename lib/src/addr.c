@@ -3,12 +3,9 @@
  * Transports behind one address syntax: parsing/formatting, listen/accept/
  * connect for unix, tcp, vsock and serial, and small EINTR-safe I/O helpers.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-
 #include "hfe/addr.h"
 #include "hfe/log.h"
+#include "sock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +30,14 @@
 #if defined(__linux__) && defined(AF_VSOCK)
 #include <linux/vm_sockets.h>
 #define HFE_HAVE_VSOCK 1
+#endif
+
+/* Not in POSIX (though every system with getnameinfo has them): glibc's sizes. */
+#ifndef NI_MAXHOST
+#define NI_MAXHOST 1025
+#endif
+#ifndef NI_MAXSERV
+#define NI_MAXSERV 32
 #endif
 
 #define HFE_VSOCK_CID_ANY 0xFFFFFFFFu
@@ -467,7 +472,7 @@ static int unix_clear_stale(const struct sockaddr_un *sun, const char *name, cha
 			name, sun->sun_path);
 		return -1;
 	}
-	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	probe = hfe_sock_open(AF_UNIX, SOCK_STREAM, 0);
 	if (probe < 0) {
 		set_err(err, errlen, "cannot listen on %s: socket: %s", name, strerror(errno));
 		return -1;
@@ -513,7 +518,7 @@ static int listen_unix(const struct hfe_addr *a, const struct hfe_unix_perm *per
 		return -1;
 	if (unix_clear_stale(&sun, name, err, errlen, note, notelen) < 0)
 		return -1;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = hfe_sock_open(AF_UNIX, SOCK_STREAM, 0);
 	if (fd < 0) {
 		set_err(err, errlen, "cannot listen on %s: socket: %s", name, strerror(errno));
 		return -1;
@@ -568,8 +573,7 @@ static int listen_tcp(const struct hfe_addr *a, const char *name, char *err, siz
 		return -1;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			    ai->ai_protocol);
+		fd = hfe_sock_open(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
 		if (fd < 0) {
 			step = "socket";
 			e = errno;
@@ -598,7 +602,7 @@ static int listen_tcp(const struct hfe_addr *a, const char *name, char *err, siz
 #ifdef HFE_HAVE_VSOCK
 static int vsock_socket(const char *what, const char *name, char *err, size_t errlen)
 {
-	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = hfe_sock_open(AF_VSOCK, SOCK_STREAM, 0);
 
 	if (fd < 0) {
 		int e = errno;
@@ -687,7 +691,7 @@ int hfe_accept(int listen_fd)
 	int fd;
 
 	do
-		fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		fd = hfe_sock_accept(listen_fd);
 	while (fd < 0 && errno == EINTR);
 	if (fd < 0)
 		return -1;
@@ -716,7 +720,7 @@ static int connect_unix(const struct hfe_addr *a, const char *name, int64_t dead
 
 	if (fill_sun(&sun, a, name, err, errlen) < 0)
 		return -1;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = hfe_sock_open(AF_UNIX, SOCK_STREAM, 0);
 	if (fd < 0) {
 		set_err(err, errlen, "cannot connect to %s: socket: %s", name, strerror(errno));
 		return -1;
@@ -752,8 +756,7 @@ static int connect_tcp(const struct hfe_addr *a, const char *name, int64_t deadl
 	/* Try each resolved address in turn; the deadline covers all of them. */
 	for (ai = res; ai; ai = ai->ai_next) {
 		sa_str(ai->ai_addr, ai->ai_addrlen, via, sizeof(via));
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			    ai->ai_protocol);
+		fd = hfe_sock_open(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
 		if (fd < 0) {
 			e = errno;
 			continue;
@@ -794,6 +797,20 @@ static int connect_vsock(const struct hfe_addr *a, const char *name, int64_t dea
 }
 #endif
 
+/* Raw mode with POSIX flags only (what cfmakeraw, not in POSIX, sets): no input
+ * translation or flow control, no output processing, no echo, signals or line
+ * editing, 8-bit characters, reads that return as soon as a byte is there. */
+static void tty_raw(struct termios *t)
+{
+	t->c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON);
+	t->c_oflag &= ~(tcflag_t)OPOST;
+	t->c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
+	t->c_cflag &= ~(tcflag_t)(CSIZE | PARENB);
+	t->c_cflag |= CS8;
+	t->c_cc[VMIN] = 1;
+	t->c_cc[VTIME] = 0;
+}
+
 static int open_serial(const struct hfe_addr *a, const char *name, char *err, size_t errlen)
 {
 	struct termios tio;
@@ -818,7 +835,7 @@ static int open_serial(const struct hfe_addr *a, const char *name, char *err, si
 			close(fd);
 			return -1;
 		}
-		cfmakeraw(&tio);
+		tty_raw(&tio);
 		if (tcsetattr(fd, TCSANOW, &tio) < 0) {
 			set_err(err, errlen, "cannot open %s: tcsetattr: %s", name,
 				strerror(errno));
@@ -906,11 +923,13 @@ static ssize_t writev_nosigpipe(int fd, const struct iovec *iov, int iovcnt)
 		n = writev(fd, iov, iovcnt);
 	while (n < 0 && errno == EINTR);
 	e = n < 0 ? errno : 0;
-	if (e == EPIPE && !was_pending) {
-		const struct timespec zero = { 0, 0 };
+	/* Take back the SIGPIPE this write raised. sigwait (not sigtimedwait, which
+	 * macOS lacks) only once it is pending, so that it cannot block. */
+	if (e == EPIPE && !was_pending && sigpending(&pending) == 0 &&
+	    sigismember(&pending, SIGPIPE) == 1) {
+		int sig;
 
-		while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
-			;
+		sigwait(&pipe_set, &sig);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (n < 0)
@@ -929,7 +948,7 @@ ssize_t hfe_io_writev(int fd, const struct iovec *iov, int iovcnt)
 	msg.msg_iov = (struct iovec *)iov; /* sendmsg only reads it */
 	msg.msg_iovlen = (size_t)iovcnt;
 	do
-		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+		n = sendmsg(fd, &msg, HFE_SOCK_SEND_FLAGS);
 	while (n < 0 && errno == EINTR);
 	if (n >= 0)
 		return n;

@@ -1,9 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Logging: one replaceable sink; the default writes timestamped lines to stderr. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-
 #include "hfe/log.h"
 #include "version.h"
 
