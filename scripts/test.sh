@@ -175,6 +175,12 @@ count_testlog() {
 run_arm64() {
 	local dir="$BUILD_ROOT/build-arm64" rc=0
 	log "arm64: cross build + unit and integration tests under qemu-user (scripts/arm64-host.sh)"
+	if [[ -n "${ARM64_SETUP_PID:-}" ]] && ! wait "$ARM64_SETUP_PID"; then
+		cat "$BUILD_ROOT/arm64-setup.log"
+		fail "arm64: the root (scripts/arm64-host.sh --setup-only)"
+		REPORT+=("arm64: ROOT FAILED")
+		return 0
+	fi
 	rm -f "$dir/meson-logs/testlog.json"
 	"$ROOT/scripts/arm64-host.sh" --build-dir "$dir" || rc=$?
 	if [[ ! -s "$dir/meson-logs/testlog.json" ]]; then
@@ -282,6 +288,15 @@ main() {
 		hfe_deps test
 	else
 		hfe_deps build
+	fi
+	# The arm64 root (a cold mmdebstrap: minutes of download and unpacking, little CPU) is
+	# made meanwhile, while the x86_64 builds and tests run; run_arm64 waits for it. Its
+	# host packages are installed here first, so that no two apt-get run at once.
+	if [[ $DO_ARM64 -eq 1 ]]; then
+		hfe_deps arm64
+		mkdir -p "$BUILD_ROOT"
+		"$ROOT/scripts/arm64-host.sh" --setup-only >"$BUILD_ROOT/arm64-setup.log" 2>&1 &
+		ARM64_SETUP_PID=$!
 	fi
 
 	local -a common=(-Dfuzzing=false)
