@@ -281,7 +281,7 @@ if [ "$desktop" = 1 ]; then
 	[ "$module" = 1 ] && gpu=virtio-gpu-gl-pci
 	# i8042=off: keys go to the virtio keyboard, not a PS/2 one the guest does not read
 	vm=(-machine "q35,i8042=off" -m 2048 -smp 2 -kernel "$kernel" -initrd "$guest/initrd.img"
-		-append "console=ttyS0 quiet panic=-1 mitigations=off"
+		-append "console=ttyS0 quiet panic=-1 mitigations=off no_timer_check"
 		-drive "file=$guest/rootfs.img,format=raw,if=virtio,readonly=on"
 		-vga none -device "$gpu,xres=1280,yres=800"
 		-device virtio-keyboard-pci -device virtio-tablet-pci)

@@ -40,6 +40,7 @@ export async function runTest(main, note) {
 	try {
 		await main();
 	} catch (e) {
+		checks++;
 		failures++;
 		console.log('FAIL ' + (e && e.stack || e));
 	}

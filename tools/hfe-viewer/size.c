@@ -18,7 +18,11 @@
  * monitor change ... not bothering to do anything about it" for a new mode on
  * a connected output). The first ENABLE makes this connection the output's
  * controller, which DISABLE needs to unplug it; the gap lets the guest see the
- * output gone before it comes back.
+ * output gone before it comes back. A busy guest may still read the display
+ * only after both and see just a new mode (seen under ASan on a loaded host),
+ * so REPLUG_CHECK_MS later the stream's size (from its last IDR's SPS) is
+ * compared with the one asked for, and the replug is repeated, REPLUG_TRIES
+ * times in all.
  * Sizes are clamped to SIZE_MIN and the host's limits (HELLO_RESP) and rounded
  * down to a multiple of SIZE_ALIGN. At most one ENABLE per SIZE_GAP_MS: a
  * page dragged wider costs the guest one modeset per gap, not one per event.
@@ -27,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hfe/h264.h"
 #include "viewer.h"
 
 #define SIZE_MIN_W 320
@@ -34,6 +39,8 @@
 #define SIZE_ALIGN 8
 #define SIZE_GAP_MS 500
 #define REPLUG_GAP_MS 1500
+#define REPLUG_CHECK_MS 8000
+#define REPLUG_TRIES 3
 #define SEND_TIMEOUT_MS 200
 
 bool size_parse(struct viewer *v, const char *arg)
@@ -94,15 +101,49 @@ static bool send_up(struct viewer *v, enum hfe_msg_type type, uint32_t w, uint32
 	return true;
 }
 
+static gboolean on_replug_check(gpointer data);
+
 /* --replug, after the gap: plug the output back in, watch it again. */
 static gboolean on_replug(gpointer data)
 {
 	struct viewer *v = data;
 	v->replug_timer = 0;
 	if (v->up && send_up(v, HFE_MSG_ENABLE_SCANOUT, v->size_asked_w, v->size_asked_h) &&
-	    send_up(v, HFE_MSG_SUBSCRIBE, 0, 0))
+	    send_up(v, HFE_MSG_SUBSCRIBE, 0, 0)) {
 		upstream_schedule_drain(v);
+		v->replug_timer = g_timeout_add(REPLUG_CHECK_MS, on_replug_check, v);
+	}
 	return G_SOURCE_REMOVE;
+}
+
+/* The guest did not take the mode: unplug and plug again. */
+static gboolean on_replug_check(gpointer data)
+{
+	struct viewer *v = data;
+	v->replug_timer = 0;
+	if (!v->up || (v->stream_w == v->size_asked_w && v->stream_h == v->size_asked_h) ||
+	    ++v->replug_tries >= REPLUG_TRIES)
+		return G_SOURCE_REMOVE;
+	say("the stream is %ux%u, not %ux%u: unplugging scanout %u again", v->stream_w,
+	    v->stream_h, v->size_asked_w, v->size_asked_h, v->scanout);
+	if (send_up(v, HFE_MSG_DISABLE_SCANOUT, 0, 0))
+		v->replug_timer = g_timeout_add(REPLUG_GAP_MS, on_replug, v);
+	return G_SOURCE_REMOVE;
+}
+
+void size_keyframe(struct viewer *v, const uint8_t *annexb, size_t len)
+{
+	struct hfe_h264_sps sps;
+	struct hfe_h264_nal nal;
+	size_t pos = 0;
+
+	while (hfe_h264_next_nal(annexb, len, &pos, &nal)) {
+		if (nal.type == 7 && hfe_h264_parse_sps_nal(&nal, &sps)) {
+			v->stream_w = sps.width;
+			v->stream_h = sps.height;
+			return;
+		}
+	}
 }
 
 /* ENABLE_SCANOUT with the wanted size, if it differs from the last one sent
@@ -120,6 +161,7 @@ static void size_send(struct viewer *v)
 		if (!send_up(v, HFE_MSG_DISABLE_SCANOUT, 0, 0))
 			return;
 		v->replug_timer = g_timeout_add(REPLUG_GAP_MS, on_replug, v);
+		v->replug_tries = 0;
 	}
 	v->size_sent_w = v->size_want_w;
 	v->size_sent_h = v->size_want_h;

@@ -117,6 +117,7 @@ static void handle_frame(struct viewer *v, const struct hfe_msg *m)
 	if (key) {
 		v->keyframes_in++;
 		v->key_pending = false;
+		size_keyframe(v, buf + WS_HEADER_SIZE, total);
 	}
 	GBytes *msg = g_bytes_new_take(buf, WS_HEADER_SIZE + total);
 	fan_out(v, msg, seq, key);

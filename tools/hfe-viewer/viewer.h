@@ -123,6 +123,8 @@ struct viewer {
 	uint32_t size_sent_w, size_sent_h; /* ... as last sent on this connection */
 	uint32_t size_asked_w, size_asked_h; /* clamped, as the host got it */
 	guint size_timer, replug_timer;
+	unsigned replug_tries;
+	uint32_t stream_w, stream_h; /* from the last IDR's SPS */
 	uint64_t size_requests, size_granted, size_refused;
 
 	/* pages */
@@ -174,6 +176,8 @@ const char *size_mode_name(const struct viewer *v);
 void size_page(struct page *p, const char *text);
 /* Upstream (re)connected: ask for the size wanted, if any. */
 void size_upstream_ready(struct viewer *v);
+/* An IDR from the host: note the stream's size. */
+void size_keyframe(struct viewer *v, const uint8_t *annexb, size_t len);
 /* SCANOUT_RESP from the host. */
 void size_answer(struct viewer *v, const struct hfe_msg *m);
 void size_stop(struct viewer *v);
