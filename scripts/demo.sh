@@ -8,13 +8,17 @@
 # with hfe-viewer, which also records demo-out/demo.mp4. Ctrl-C stops everything.
 # Installs missing Debian packages first (needs root for that).
 #
-# Usage: scripts/demo.sh [--headless] [--duration SECONDS] [--port N] [--module]
+# Usage: scripts/demo.sh [--headless] [--duration SECONDS] [--port N] [--module] [--desktop]
 #        scripts/demo.sh --no-vm [--size WxH] [--frames N] [--format XR24|NV12|...] [--tcp]
 #   --headless       for scripts: the guest's round-trip lines are not echoed
 #   --duration S     stop by itself after S seconds of streaming (default: until Ctrl-C)
 #   --port N         the viewer's HTTP port on 127.0.0.1 (default 8080; 0 picks a free one)
 #   --module         the patched QEMU (qemu/build.sh) with its built-in helix-frame-export
 #                    object instead of Debian's QEMU + the daemon
+#   --desktop        a real desktop instead of the console: the desktop guest (Debian 12,
+#                    weston, weston-terminal; built once, ~10 min) with a virtio keyboard
+#                    and tablet; the page is interactive (hfe-viewer --control) and the
+#                    VM's screen takes the page's size
 #   --no-vm          the old demo: 300 frames of a moving pattern through the daemon
 # Environment: HFE_BUILD (build directory, default build/), HFE_DEMO_OUT (default demo-out/),
 # HFE_E2E_ACCEL (kvm|tcg).
@@ -85,7 +89,7 @@ run_no_vm() {
 
 # ---- options ---------------------------------------------------------------------------
 
-headless=0 duration=0 port=8080 module=0
+headless=0 duration=0 port=8080 module=0 desktop=0
 case "${1:-}" in
 --no-vm) shift; run_no_vm "$@"; exit 0 ;;
 esac
@@ -95,8 +99,9 @@ while [ $# -gt 0 ]; do
 	--duration) duration="$2"; shift 2 ;;
 	--port) port="$2"; shift 2 ;;
 	--module) module=1; shift ;;
+	--desktop) desktop=1; shift ;;
 	--no-vm) echo "demo.sh: --no-vm must come first" >&2; exit 2 ;;
-	-h|--help) sed -n '4,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '4,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "demo.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 	esac
 done
@@ -118,26 +123,35 @@ for f in daemon/helix-frame-export tools/hfe-viewer tests/e2e/hfe-guest; do
 	[ -x "$build/$f" ] || die "$build/$f was not built (scripts/deps.sh build lists what it needs)"
 done
 
-say "guest: Debian's kernel + busybox initramfs (cached in ${HFE_E2E_CACHE:-/var/cache/hfe})"
-guest=$("$root/tests/e2e/build-guest.sh" --tool "$build/tests/e2e/hfe-guest") ||
-	die "cannot build the guest (see above)"
+if [ "$desktop" = 1 ]; then
+	say "guest: the desktop image (Debian 12, weston; cached in ${HFE_E2E_CACHE:-/var/cache/hfe}; ~10 min the first time)"
+	dguest=$("$root/tests/e2e/build-desktop-image.sh" | tail -n1) ||
+		die "cannot build the desktop image (see above)"
+	kernel="$dguest/vmlinux"
+	[ -f "$kernel" ] || kernel="$dguest/vmlinuz"
+	guest=$dguest
+else
+	say "guest: Debian's kernel + busybox initramfs (cached in ${HFE_E2E_CACHE:-/var/cache/hfe})"
+	guest=$("$root/tests/e2e/build-guest.sh" --tool "$build/tests/e2e/hfe-guest") ||
+		die "cannot build the guest (see above)"
 
-# The demo's additions ride in a second cpio appended to the guest's initramfs (the kernel
-# unpacks both): /demo-init (booted with rdinit=) and the static screen painter.
-dg="$build/demo-guest"
-mkdir -p "$dg/root/bin"
-src="$root/tests/e2e/guest/hfe-demo.c"
-if [ ! -x "$dg/root/bin/hfe-demo" ] || [ "$src" -nt "$dg/root/bin/hfe-demo" ] ||
-	[ "$root/tests/e2e/e2e_out.h" -nt "$dg/root/bin/hfe-demo" ]; then
-	gcc -std=gnu11 -O2 -Wall -Wextra -static -s -o "$dg/root/bin/hfe-demo" "$src" ||
-		die "cannot build $src (static libc: libc6-dev)"
+	# The demo's additions ride in a second cpio appended to the guest's initramfs (the kernel
+	# unpacks both): /demo-init (booted with rdinit=) and the static screen painter.
+	dg="$build/demo-guest"
+	mkdir -p "$dg/root/bin"
+	src="$root/tests/e2e/guest/hfe-demo.c"
+	if [ ! -x "$dg/root/bin/hfe-demo" ] || [ "$src" -nt "$dg/root/bin/hfe-demo" ] ||
+		[ "$root/tests/e2e/e2e_out.h" -nt "$dg/root/bin/hfe-demo" ]; then
+		gcc -std=gnu11 -O2 -Wall -Wextra -static -s -o "$dg/root/bin/hfe-demo" "$src" ||
+			die "cannot build $src (static libc: libc6-dev)"
+	fi
+	install -m 0755 "$root/tests/e2e/guest/demo.sh" "$dg/root/demo-init"
+	(cd "$dg/root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
+		>"$dg/overlay.cpio"
+	cat "$guest/initrd.img" "$dg/overlay.cpio" >"$dg/initrd.img"
+	kernel="$guest/vmlinux"
+	[ -f "$kernel" ] || kernel="$guest/vmlinuz"
 fi
-install -m 0755 "$root/tests/e2e/guest/demo.sh" "$dg/root/demo-init"
-(cd "$dg/root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
-	>"$dg/overlay.cpio"
-cat "$guest/initrd.img" "$dg/overlay.cpio" >"$dg/initrd.img"
-kernel="$guest/vmlinux"
-[ -f "$kernel" ] || kernel="$guest/vmlinuz"
 
 # ---- KVM or TCG: the e2e harness's verdict for this host boot, else a probe of our own --
 
@@ -147,7 +161,7 @@ if [ -z "$accel" ]; then
 	accel=$(cat "$verdict" 2>/dev/null || true)
 	if [ "$accel" != kvm ] && [ "$accel" != tcg ]; then
 		accel=tcg
-		if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+		if [ "$desktop" = 0 ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
 			say "probing KVM (12 s at most)"
 			if timeout 12 qemu-system-x86_64 -machine q35 -accel kvm -m 256 -display none \
 				-serial stdio -monitor none -no-reboot -nic none -kernel "$kernel" \
@@ -232,13 +246,20 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# The desktop: the viewer connects to a control listener (its page types and points).
+ctl="$run/vm-ctl.sock"
+if [ "$desktop" = 1 ]; then
+	listen_opt=--control-listen listen_sock=$ctl
+else
+	listen_opt=--listen listen_sock=$sock
+fi
 if [ "$module" = 0 ]; then
-	say "starting helix-frame-export --qemu qmp:unix:$qmp --listen unix:$sock"
+	say "starting helix-frame-export --qemu qmp:unix:$qmp $listen_opt unix:$listen_sock"
 	HFE_LOG=info setsid "$build/daemon/helix-frame-export" --qemu "qmp:unix:$qmp" \
-		--listen "unix:$sock" --bitrate 4M --fps 30 </dev/null 2>"$out/daemon.log" &
+		"$listen_opt" "unix:$listen_sock" --bitrate 4M --fps 30 </dev/null 2>"$out/daemon.log" &
 	daemon_pid=$!
 	for _ in $(seq 100); do
-		[ -S "$sock" ] && break
+		[ -S "$listen_sock" ] && break
 		kill -0 "$daemon_pid" 2>/dev/null || { cat "$out/daemon.log" >&2; die "the daemon failed"; }
 		sleep 0.05
 	done
@@ -247,26 +268,46 @@ if [ "$module" = 0 ]; then
 else
 	display=(-display none -L /usr/share/qemu -L /usr/share/seabios -L /usr/lib/ipxe/qemu)
 	object=(-object "helix-frame-export,id=hfe0,listen=unix:$sock,max-fps=30")
+	if [ "$desktop" = 1 ]; then
+		# virgl: the module's own GL display (no render node here: llvmpipe)
+		gl=""
+		[ -w /dev/dri/renderD128 ] || gl=",rendernode=/dev/null"
+		display=(-display "helix$gl" -L /usr/share/qemu -L /usr/share/seabios -L /usr/lib/ipxe/qemu)
+		object=(-object "helix-frame-export,id=hfe0,listen=unix:$sock,control-listen=unix:$ctl,max-fps=30")
+	fi
+fi
+if [ "$desktop" = 1 ]; then
+	gpu=virtio-gpu-pci
+	[ "$module" = 1 ] && gpu=virtio-gpu-gl-pci
+	# i8042=off: keys go to the virtio keyboard, not a PS/2 one the guest does not read
+	vm=(-machine "q35,i8042=off" -m 2048 -smp 2 -kernel "$kernel" -initrd "$guest/initrd.img"
+		-append "console=ttyS0 quiet panic=-1 mitigations=off no_timer_check"
+		-drive "file=$guest/rootfs.img,format=raw,if=virtio,readonly=on"
+		-vga none -device "$gpu,xres=1280,yres=800"
+		-device virtio-keyboard-pci -device virtio-tablet-pci)
+	viewer_sock=$ctl viewer_opts=(--control --replug)
+else
+	vm=(-machine q35 -m 512 -kernel "$kernel" -initrd "$dg/initrd.img"
+		-append "console=ttyS0 quiet panic=-1 mitigations=off consoleblank=0 rdinit=/demo-init hfe.shell=1 hfe.out=/dev/virtio-ports/org.helix.hfe.0"
+		-vga none -device "virtio-gpu-pci,xres=1024,yres=768" -device virtio-serial-pci
+		-chardev "socket,id=hfe,path=$sock,reconnect=1"
+		-device "virtserialport,chardev=hfe,name=org.helix.hfe.0")
+	viewer_sock=$sock viewer_opts=()
 fi
 
 say "booting the VM ($accel; console: $out/console.log)"
 t_boot=$(date +%s.%N)
-setsid "${qemu_env[@]}" "$qemu" -machine q35 -accel "$accel" -m 512 "${display[@]}" "${object[@]}" \
+setsid "${qemu_env[@]}" "$qemu" "${vm[@]}" -accel "$accel" "${display[@]}" "${object[@]}" \
 	-qmp "unix:$qmp,server=on,wait=off" -monitor none -serial "file:$out/console.log" \
-	-no-reboot -nic none -kernel "$kernel" -initrd "$dg/initrd.img" \
-	-append "console=ttyS0 quiet panic=-1 mitigations=off consoleblank=0 rdinit=/demo-init hfe.shell=1 hfe.out=/dev/virtio-ports/org.helix.hfe.0" \
-	-vga none -device virtio-gpu-pci,xres=1024,yres=768 -device virtio-serial-pci \
-	-chardev "socket,id=hfe,path=$sock,reconnect=1" \
-	-device virtserialport,chardev=hfe,name=org.helix.hfe.0 \
-	</dev/null >"$out/qemu.log" 2>&1 &
+	-no-reboot -nic none </dev/null >"$out/qemu.log" 2>&1 &
 qemu_pid=$!
 
-say "starting hfe-viewer --connect unix:$sock --scanout 0 --http 127.0.0.1:$port --record $out/demo.mp4"
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+say "starting hfe-viewer --connect unix:$viewer_sock --scanout 0 --http 127.0.0.1:$port ${viewer_opts[*]} --record $out/demo.mp4"
+for _ in $(seq 100); do [ -S "$viewer_sock" ] && break; sleep 0.1; done
 # The log gets the URL, and the URL's token is the key to the VM's screen: only for us.
 (umask 077 && rm -f "$out/viewer.log" && : >"$out/viewer.log")
-setsid "$build/tools/hfe-viewer" --connect "unix:$sock" --scanout 0 --http "127.0.0.1:$port" \
-	--record "$out/demo.mp4" </dev/null >"$out/viewer.log" 2>&1 &
+setsid "$build/tools/hfe-viewer" --connect "unix:$viewer_sock" --scanout 0 --http "127.0.0.1:$port" \
+	"${viewer_opts[@]}" --record "$out/demo.mp4" </dev/null >"$out/viewer.log" 2>&1 &
 viewer_pid=$!
 url=
 for _ in $(seq 100); do
@@ -279,7 +320,12 @@ done
 
 echo
 echo "   open $url in a browser (Chromium, Firefox: WebCodecs needs 127.0.0.1/localhost)"
-echo "   (the URL holds this run's secret token: whoever has it can watch the VM's screen)"
+if [ "$desktop" = 1 ]; then
+	echo "   (the URL holds this run's secret token: whoever has it can watch and use the VM)"
+	echo "   the page is the VM's desktop: click into it and type; its screen takes the page's size"
+else
+	echo "   (the URL holds this run's secret token: whoever has it can watch the VM's screen)"
+fi
 echo "   the stream is being recorded to $out/demo.mp4"
 if [ "$duration" -gt 0 ]; then
 	echo "   stopping after $duration s"
@@ -299,19 +345,29 @@ wait_console() {
 	return 1
 }
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-if wait_console 'HFE-DEMO: guest up' 180; then
-	say "guest up $(since "$t_boot") s after QEMU started ($(elapsed) s since demo.sh started)"
+if [ "$desktop" = 1 ]; then
+	if wait_console 'HFE-DESKTOP: weston ready' 300; then
+		say "desktop up (weston and a terminal) $(since "$t_boot") s after QEMU started ($(elapsed) s since demo.sh started)"
+	else
+		tail -n 20 "$out/console.log" >&2 || true
+		die "weston did not come up (console: $out/console.log)"
+	fi
+	headless=1 # no round-trip lines to echo
 else
-	tail -n 20 "$out/console.log" >&2 || true
-	die "the guest did not come up (console: $out/console.log)"
+	if wait_console 'HFE-DEMO: guest up' 180; then
+		say "guest up $(since "$t_boot") s after QEMU started ($(elapsed) s since demo.sh started)"
+	else
+		tail -n 20 "$out/console.log" >&2 || true
+		die "the guest did not come up (console: $out/console.log)"
+	fi
+	if wait_console 'HFE-DEMO: subscriber fps=[1-9]' 120; then
+		say "the guest receives its own screen as H.264: first access units $(since "$t_boot") s after QEMU started"
+	else
+		tail -n 20 "$out/console.log" >&2 || true
+		die "the guest's subscriber received nothing (console: $out/console.log, daemon: $out/daemon.log)"
+	fi
+	echo "   $(grep 'HFE-DEMO: subscriber' "$out/console.log" | tail -n1 | sed 's/^HFE-DEMO: //')"
 fi
-if wait_console 'HFE-DEMO: subscriber fps=[1-9]' 120; then
-	say "the guest receives its own screen as H.264: first access units $(since "$t_boot") s after QEMU started"
-else
-	tail -n 20 "$out/console.log" >&2 || true
-	die "the guest's subscriber received nothing (console: $out/console.log, daemon: $out/daemon.log)"
-fi
-echo "   $(grep 'HFE-DEMO: subscriber' "$out/console.log" | tail -n1 | sed 's/^HFE-DEMO: //')"
 
 # Interactive: echo the guest's round-trip line every 5 s.
 if [ "$headless" = 0 ]; then

@@ -12,8 +12,8 @@
 # every fuzz target, and a variant that fails to build counts as one failure) and exits non-zero
 # if anything failed.
 #
-# Options: --quick (gcc build only, without the 60 s chaos soak: suite 'soak'), --no-asan,
-# --no-arm64, --no-fuzz.
+# Options: --quick (gcc build only, without the 60 s chaos soak: suite 'soak', and the
+# desktop guest in the browser: suite 'desktop'), --no-asan, --no-arm64, --no-fuzz.
 # Environment: HFE_FUZZ_SECONDS; HFE_BUILD_ROOT puts the build directories somewhere other than
 # the repository root.
 
@@ -262,7 +262,7 @@ main() {
 	local arg
 	for arg in "$@"; do
 		case "$arg" in
-		--quick) DO_ASAN=0 DO_FUZZ=0 DO_ARM64=0 QUICK_ARGS=(--no-suite soak) ;;
+		--quick) DO_ASAN=0 DO_FUZZ=0 DO_ARM64=0 QUICK_ARGS=(--no-suite soak --no-suite desktop) ;;
 		--no-asan) DO_ASAN=0 ;;
 		--no-arm64) DO_ARM64=0 ;;
 		--no-fuzz) DO_FUZZ=0 ;;

@@ -15,21 +15,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 
-import { check, run, sleep, start, viewerUrl, waitFor, workDir } from './harness.mjs';
-
-const require = createRequire(path.join(process.env.HFE_NPM_DIR, 'package.json'));
-const { chromium } = require('playwright-core');
+import { CHROMIUM, check, chromium, runTest, sleep, start, viewerUrl, waitFor, workDirs }
+	from './lib.mjs';
 
 const DAEMON = process.env.HFE_DAEMON;
 const VIEWER = process.env.HFE_VIEWER;
-const CHROMIUM = process.env.HFE_CHROMIUM || '/usr/bin/chromium';
 const W = 640, H = 360;
 
-const work = workDir('cursor');
-const out = process.env.HFE_BROWSER_OUT || path.join(work, 'out');
-fs.mkdirSync(out, { recursive: true });
+const { work, out } = workDirs('hfe-browser-cursor-');
 
 async function upstreamStats(url) {
 	const r = await fetch(new URL('stats.json', url));
@@ -146,4 +140,4 @@ async function main() {
 	await browser.close();
 }
 
-await run(main);
+await runTest(main);

@@ -16,41 +16,14 @@
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 
-const require = createRequire(path.join(process.env.HFE_NPM_DIR, 'package.json'));
-const { chromium } = require('playwright-core');
+import { CHROMIUM, check, chromium, runTest, sleep, waitFor } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const CHROMIUM = process.env.HFE_CHROMIUM || '/usr/bin/chromium';
 const OUT = process.env.HFE_BROWSER_OUT || '/tmp/hfe-browser-demo';
 const DEMO_OUT = path.join(OUT, 'demo-out');
 const DURATION = 25; // s of streaming after the guest's first access unit
 const W = 1024, H = 768;
-
-let failures = 0, checks = 0;
-function check(cond, what, detail) {
-	checks++;
-	if (cond) {
-		console.log(`ok   ${what}`);
-	} else {
-		failures++;
-		console.log(`FAIL ${what}${detail !== undefined ? ': ' + JSON.stringify(detail) : ''}`);
-	}
-	return cond;
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(what, fn, timeoutMs) {
-	const end = Date.now() + timeoutMs;
-	for (;;) {
-		const v = await fn();
-		if (v)
-			return v;
-		if (Date.now() > end)
-			throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-		await sleep(100);
-	}
-}
 
 // Runs in the page: what the VM's screen looks like on the canvas.
 function analyseCanvas() {
@@ -265,13 +238,4 @@ async function main() {
 	}
 }
 
-try {
-	await main();
-} catch (e) {
-	failures++;
-	console.log('FAIL ' + (e && e.stack || e));
-}
-console.log(`screenshots: ${OUT}/demo-1.png, demo-2.png, demo-page.png`);
-console.log(`${checks - failures} of ${checks} checks passed` +
-	    (failures ? `, ${failures} failed` : ''));
-process.exit(failures ? 1 : 0);
+await runTest(main, `screenshots: ${OUT}/demo-1.png, demo-2.png, demo-page.png`);

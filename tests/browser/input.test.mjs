@@ -13,72 +13,20 @@
  *  - a key held when the window loses focus is released;
  *  - the page's input goes nowhere without --control (a second viewer).
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 
-const require = createRequire(path.join(process.env.HFE_NPM_DIR, 'package.json'));
-const { chromium } = require('playwright-core');
+import { CHROMIUM, check, chromium, runTest, sleep, start, viewerUrl, waitFor, workDirs }
+	from './lib.mjs';
 
 const DAEMON = process.env.HFE_DAEMON;
 const VIEWER = process.env.HFE_VIEWER;
-const CHROMIUM = process.env.HFE_CHROMIUM || '/usr/bin/chromium';
 const QEMU = process.env.HFE_E2E_QEMU || 'qemu-system-x86_64';
 const FB_W = 640, FB_H = 480, ABS_MAX = 0x7fff;
 
-let failures = 0, checks = 0;
-function check(cond, what, detail) {
-	checks++;
-	if (cond) {
-		console.log(`ok   ${what}`);
-	} else {
-		failures++;
-		console.log(`FAIL ${what}${detail !== undefined ? ': ' + JSON.stringify(detail) : ''}`);
-	}
-	return cond;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hfe-browser-input-'));
-const out = process.env.HFE_BROWSER_OUT || path.join(work, 'out');
-fs.mkdirSync(out, { recursive: true });
+const { work, out } = workDirs('hfe-browser-input-');
 const consoleLog = path.join(out, 'input-console.log');
-
-const children = new Set();
-function start(name, file, args) {
-	const p = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'],
-				      env: { ...process.env, HFE_LOG: 'warn' } });
-	p.name = name;
-	p.stdoutText = '';
-	p.stderrText = '';
-	p.stdout.on('data', (d) => { p.stdoutText += d; });
-	p.stderr.on('data', (d) => { p.stderrText += d; });
-	p.exited = new Promise((resolve) => p.on('exit', (code, sig) => {
-		children.delete(p);
-		resolve({ code, sig });
-	}));
-	children.add(p);
-	return p;
-}
-process.on('exit', () => {
-	for (const p of children)
-		p.kill('SIGKILL');
-	fs.rmSync(work, { recursive: true, force: true });
-});
-
-async function waitFor(what, fn, timeoutMs) {
-	const end = Date.now() + timeoutMs;
-	for (;;) {
-		const v = await fn();
-		if (v)
-			return v;
-		if (Date.now() > end)
-			throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-		await sleep(100);
-	}
-}
 
 // The guest's events so far: "key 35 1", "abs X Y", "wheel -1".
 function guestEvents() {
@@ -101,13 +49,6 @@ async function guestSaw(want, from, timeoutMs = 20000) {
 	} catch (e) {
 		return false;
 	}
-}
-
-async function viewerUrl(p) {
-	return waitFor('the viewer URL', () => {
-		const m = /open (http:\/\/\S+)/.exec(p.stdoutText + p.stderrText);
-		return m && m[1];
-	}, 10000);
 }
 
 async function main() {
@@ -239,13 +180,4 @@ async function main() {
 	await browser.close();
 }
 
-try {
-	await main();
-} catch (e) {
-	failures++;
-	console.log('FAIL ' + (e.stack || e));
-	for (const p of children)
-		console.log(`--- ${p.name} stderr:\n${p.stderrText.slice(-2000)}`);
-}
-console.log(`${checks - failures} of ${checks} checks passed${failures ? '' : ': all ok'}`);
-process.exit(failures ? 1 : 0);
+await runTest(main);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# Runner of the browser test (meson test --suite browser): makes sure Chromium and
-# playwright-core are there, then runs viewer.test.mjs.
+# Runner of the browser tests (meson test --suite browser): makes sure Chromium and
+# playwright-core are there, then runs viewer.test.mjs (or the test named by the first
+# argument, with the other arguments).
 #
 # playwright-core is installed with `npm ci` from package-lock.json into a cache
 # directory keyed by the lock file's hash ($HFE_NPM_CACHE, default /var/cache/hfe/npm,
@@ -70,4 +71,4 @@ if [[ ! -f "$dir/node_modules/playwright-core/package.json" ]]; then
 fi
 
 export HFE_NPM_DIR="$dir"
-exec node "$here/${1:-viewer.test.mjs}"
+exec node "$here/${1:-viewer.test.mjs}" "${@:2}"

@@ -25,94 +25,24 @@
  *    viewer reported.
  * Screenshots are kept in $HFE_BROWSER_OUT for a person to look at.
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 
-const require = createRequire(path.join(process.env.HFE_NPM_DIR, 'package.json'));
-const { chromium } = require('playwright-core');
+import { CHROMIUM, check, chromium, runTest, sleep, start, stop, viewerUrl, waitFor, workDirs }
+	from './lib.mjs';
 
 const DAEMON = process.env.HFE_DAEMON;
 const VIEWER = process.env.HFE_VIEWER;
-const CHROMIUM = process.env.HFE_CHROMIUM || '/usr/bin/chromium';
 const FPS = 30;
 const W = 1280, H = 720;
 
-let failures = 0, checks = 0;
-function check(cond, what, detail) {
-	checks++;
-	const where = new Error().stack.split('\n')[2].trim().replace(/^at /, '');
-	if (cond) {
-		console.log(`ok   ${what}`);
-	} else {
-		failures++;
-		const more = detail !== undefined ? ': ' + JSON.stringify(detail) : '';
-		console.log(`FAIL ${what}${more} (${where})`);
-	}
-	return cond;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hfe-browser-'));
-const out = process.env.HFE_BROWSER_OUT || path.join(work, 'out');
-fs.mkdirSync(out, { recursive: true });
+const { work, out } = workDirs('hfe-browser-');
 const sock = path.join(work, 'hfe.sock');
 const mp4 = path.join(out, 'viewer.mp4');
 fs.rmSync(mp4, { force: true });
-
-/* ---- processes ---- */
-
-const children = new Set();
-const started = [];
-function start(name, file, args, env = {}) {
-	const p = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'],
-				      env: { ...process.env, HFE_LOG: 'warn', ...env } });
-	p.name = name;
-	p.stdoutText = '';
-	p.stderrText = '';
-	p.stdout.on('data', (d) => { p.stdoutText += d; });
-	p.stderr.on('data', (d) => { p.stderrText += d; });
-	p.exited = new Promise((resolve) => p.on('exit', (code, sig) => {
-		children.delete(p);
-		resolve({ code, sig });
-	}));
-	children.add(p);
-	started.push(p);
-	return p;
-}
-
-async function stop(p, timeoutMs = 10000) {
-	if (p.exitCode !== null || p.signalCode !== null)
-		return p.exited;
-	p.kill('SIGINT');
-	const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-	const r = await p.exited;
-	clearTimeout(t);
-	return r;
-}
-
-process.on('exit', () => {
-	for (const p of children)
-		p.kill('SIGKILL');
-	fs.rmSync(work, { recursive: true, force: true });
-});
-
-async function waitFor(what, fn, timeoutMs) {
-	const end = Date.now() + timeoutMs;
-	let last;
-	for (;;) {
-		last = await fn();
-		if (last)
-			return last;
-		if (Date.now() > end)
-			throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-		await sleep(100);
-	}
-}
 
 function startDaemon() {
 	fs.rmSync(sock, { force: true });
@@ -212,13 +142,6 @@ function checkClean(s, label) {
 async function waitDecoding(page, label, minFrames = 5, timeoutMs = 15000) {
 	await waitFor(`${label} to decode ${minFrames} frames`,
 		      async () => (await stats(page)).framesDecoded >= minFrames, timeoutMs);
-}
-
-async function viewerUrl(viewer) {
-	return waitFor('the viewer URL', () => {
-		const m = /open (https?:\/\/\S+) in a browser/.exec(viewer.stdoutText);
-		return m && m[1];
-	}, 10000);
 }
 
 // Runs in the page: open a WebSocket, report whether it opened and how many
@@ -599,17 +522,4 @@ async function main() {
 	}
 }
 
-try {
-	await main();
-} catch (e) {
-	failures++;
-	console.log('FAIL ' + (e && e.stack || e));
-}
-if (failures) {
-	for (const p of started)
-		console.log(`--- ${p.name} stderr:\n${p.stderrText}`);
-}
-console.log(`screenshots: ${out}`);
-console.log(`${checks - failures} of ${checks} checks passed` +
-	    (failures ? `, ${failures} failed` : ''));
-process.exit(failures ? 1 : 0);
+await runTest(main, `screenshots: ${out}`);

@@ -59,7 +59,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: " PROG " --connect ADDR --scanout N [--http IP:PORT] [--record FILE.mp4]\n"
-		"       [--token-file FILE] [--tls-cert FILE --tls-key FILE]\n"
+		"       [--token-file FILE] [--tls-cert FILE --tls-key FILE] [--control]\n"
+		"       [--size page|WxH|guest] [--replug]\n"
 		"Watch a scanout live in a browser: subscribe to it on a helix-frame-export host\n"
 		"and serve a page that decodes the H.264 with WebCodecs.\n"
 		"\n"
@@ -75,6 +76,13 @@ static void usage(FILE *f)
 		"      --tls-key FILE   ... and this PEM private key\n"
 		"      --control        forward the pages' keyboard and pointer to the VM (the\n"
 		"                       host must take input: its control listener)\n"
+		"      --size page      the output's mode follows the page's size (on load and\n"
+		"                       on resize): the default with --control, and only with it\n"
+		"      --size WxH       ask the host for this mode instead (e.g. 1280x800)\n"
+		"      --size guest     never ask: the guest's own mode (default without --control)\n"
+		"      --replug         a new size unplugs the output and plugs it back (for\n"
+		"                       compositors that read the preferred mode only when an\n"
+		"                       output connects, e.g. weston 10); the picture pauses ~2 s\n"
 		"  -h, --help           this help\n"
 		"  -V, --version        print the version\n"
 		"\n"
@@ -106,12 +114,14 @@ int main(int argc, char **argv)
 		{ "tls-cert", required_argument, NULL, 'C' },
 		{ "tls-key", required_argument, NULL, 'K' },
 		{ "control", no_argument, NULL, 'X' },
+		{ "size", required_argument, NULL, 'S' },
+		{ "replug", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	struct viewer v = { .scanout = UINT32_MAX, .http = "127.0.0.1:8080" };
-	const char *record = NULL, *token_file = NULL;
+	const char *record = NULL, *token_file = NULL, *size = NULL;
 	int c;
 
 	opterr = 0;
@@ -149,6 +159,12 @@ int main(int argc, char **argv)
 		case 'X':
 			v.control = true;
 			break;
+		case 'S':
+			size = optarg;
+			break;
+		case 'P':
+			v.replug = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -175,6 +191,13 @@ int main(int argc, char **argv)
 		die_usage("--record: empty file name");
 	if (!v.tls_cert != !v.tls_key)
 		die_usage("--tls-cert and --tls-key go together");
+	v.size_mode = v.control ? SIZE_PAGE : SIZE_GUEST;
+	if (size && !size_parse(&v, size))
+		die_usage("--size: expected page, guest or WxH (at least 320x200), got '%s'", size);
+	if (v.size_mode == SIZE_PAGE && !v.control)
+		die_usage("--size page needs --control (resizing the VM's screen controls it)");
+	if (v.replug && v.size_mode == SIZE_GUEST)
+		die_usage("--replug goes with --size page or --size WxH");
 
 	signal(SIGPIPE, SIG_IGN);
 	av_log_set_level(AV_LOG_WARNING);
@@ -212,6 +235,7 @@ out:
 		g_object_unref(v.server);
 	}
 	upstream_close(&v);
+	size_stop(&v);
 	if (v.retry_timer)
 		g_source_remove(v.retry_timer);
 	if (v.tick_timer)

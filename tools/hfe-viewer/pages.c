@@ -185,6 +185,8 @@ static void on_ws_message(SoupWebsocketConnection *ws, gint type, GBytes *messag
 		}
 	} else if (!strncmp(text, "key ", 4) || !strncmp(text, "ptr ", 4)) {
 		page_input(p, text);
+	} else if (!strncmp(text, "size ", 5)) {
+		size_page(p, text);
 	} else if (!strcmp(text, "keyframe")) {
 		/* The page reset its decoder: it needs an IDR. */
 		if (!p->waiting_key)

@@ -51,9 +51,11 @@ char *upstream_status_json(struct viewer *v)
 	char *addr = g_strescape(v->addr, NULL);
 	char *name = g_strescape(v->server_name, NULL);
 	char *s = g_strdup_printf("{\"type\":\"upstream\",\"connected\":%s,\"address\":\"%s\","
-				  "\"scanout\":%u,\"server\":\"%s\",\"input\":%s,\"cursor\":%s}",
+				  "\"scanout\":%u,\"server\":\"%s\",\"input\":%s,\"cursor\":%s,"
+				  "\"size\":\"%s\"}",
 				  v->up ? "true" : "false", addr, v->scanout, name,
-				  input_enabled(v) ? "true" : "false", v->up_cursor ? "true" : "false");
+				  input_enabled(v) ? "true" : "false", v->up_cursor ? "true" : "false",
+				  size_mode_name(v));
 	g_free(addr);
 	g_free(name);
 	return s;
@@ -115,6 +117,7 @@ static void handle_frame(struct viewer *v, const struct hfe_msg *m)
 	if (key) {
 		v->keyframes_in++;
 		v->key_pending = false;
+		size_keyframe(v, buf + WS_HEADER_SIZE, total);
 	}
 	GBytes *msg = g_bytes_new_take(buf, WS_HEADER_SIZE + total);
 	fan_out(v, msg, seq, key);
@@ -150,6 +153,9 @@ static bool upstream_drain(struct viewer *v)
 		case HFE_MSG_CURSOR_POSITION:
 			if (m.hdr.session_id == v->scanout && v->up_cursor)
 				cursor_position(v, &m);
+			break;
+		case HFE_MSG_SCANOUT_RESP:
+			size_answer(v, &m);
 			break;
 		case HFE_MSG_ERROR:
 			say("host at %s: ERROR %s (%d): %s", v->addr,
@@ -265,6 +271,7 @@ bool upstream_connect(struct viewer *v)
 	v->up_watch = g_unix_fd_add(hfe_client_fd(c), G_IO_IN | G_IO_HUP | G_IO_ERR,
 				    on_upstream_fd, v);
 	upstream_schedule_drain(v);
+	size_upstream_ready(v);
 	say("subscribed to scanout %u at %s (%s)%s%s", v->scanout, v->addr, v->server_name,
 	    input_enabled(v) ? "; forwarding the pages' input" : "",
 	    v->up_cursor ? "; the cursor as its own channel" : "");

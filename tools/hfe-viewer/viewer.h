@@ -20,7 +20,8 @@
  * http.c (the HTTP server: page, stats), access.c (the token, host and
  * origin checks every request passes), tls.c (the HTTPS certificate),
  * record.c (the MP4), input.c (the pages' keyboard and pointer, forwarded
- * with --control), cursor.c (the VM's cursor to the pages).
+ * with --control), cursor.c (the VM's cursor to the pages), size.c (the
+ * output's size: the page's, or fixed).
  */
 #ifndef HFE_VIEWER_H
 #define HFE_VIEWER_H
@@ -52,6 +53,8 @@
 
 struct viewer;
 
+enum size_mode { SIZE_GUEST, SIZE_PAGE, SIZE_FIXED };
+
 struct page {
 	struct viewer *v;
 	SoupWebsocketConnection *ws;
@@ -80,6 +83,9 @@ struct viewer {
 	const char *http;
 	const char *tls_cert, *tls_key;
 	bool control; /* --control: forward the pages' input */
+	enum size_mode size_mode; /* --size */
+	uint32_t size_w, size_h;  /* --size WxH */
+	bool replug;              /* --replug: a new size unplugs and replugs the output */
 
 	GMainLoop *loop;
 	SoupServer *server;
@@ -111,6 +117,15 @@ struct viewer {
 	/* input.c */
 	int64_t motion_ns; /* last pure motion forwarded */
 	uint64_t input_in, input_sent, input_thinned, input_bad;
+
+	/* size.c */
+	uint32_t size_want_w, size_want_h; /* the last page's (or --size WxH) */
+	uint32_t size_sent_w, size_sent_h; /* ... as last sent on this connection */
+	uint32_t size_asked_w, size_asked_h; /* clamped, as the host got it */
+	guint size_timer, replug_timer;
+	unsigned replug_tries;
+	uint32_t stream_w, stream_h; /* from the last IDR's SPS */
+	uint64_t size_requests, size_granted, size_refused;
 
 	/* pages */
 	GPtrArray *pages;
@@ -152,6 +167,20 @@ void cursor_position(struct viewer *v, const struct hfe_msg *m);
 void cursor_page_joined(struct page *p);
 /* Upstream lost: the pages hide the cursor; the next host sends its own. */
 void cursor_forget(struct viewer *v);
+
+/* size.c */
+/* --size ARG: page, guest or WxH; false if malformed. */
+bool size_parse(struct viewer *v, const char *arg);
+const char *size_mode_name(const struct viewer *v);
+/* "size W H" from a page (--size page). */
+void size_page(struct page *p, const char *text);
+/* Upstream (re)connected: ask for the size wanted, if any. */
+void size_upstream_ready(struct viewer *v);
+/* An IDR from the host: note the stream's size. */
+void size_keyframe(struct viewer *v, const uint8_t *annexb, size_t len);
+/* SCANOUT_RESP from the host. */
+void size_answer(struct viewer *v, const struct hfe_msg *m);
+void size_stop(struct viewer *v);
 
 /* pages.c */
 unsigned page_inflight(const struct page *p);

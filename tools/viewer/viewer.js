@@ -12,6 +12,11 @@
  * physical `code` as Linux evdev numbers, the pointer on the canvas in the
  * stream's pixels, buttons and wheel, as "key" / "ptr" text messages; keys
  * and buttons held when the page loses focus or is hidden are released.
+ *
+ * Size (hfe-viewer --size page, the default with --control): the picture
+ * area's size in CSS pixels is sent as "size W H" when the stream starts and,
+ * debounced, when the window is resized; the VM's output takes it as its
+ * mode and the stream follows.
  */
 'use strict';
 
@@ -22,6 +27,7 @@
 	const FALLBACK_CODEC = 'avc1.42E01E'; // constrained baseline 3.0
 	const LATENCY_WINDOW = 60; // frames averaged
 	const PONG_WINDOW = 10;
+	const SIZE_DEBOUNCE_MS = 300;
 
 	const canvas = document.getElementById('screen');
 	const ctx = canvas.getContext('2d', { alpha: false });
@@ -56,6 +62,8 @@
 		firstFrameMs: null, // WebSocket open -> first decoded frame
 		input: false,       // the server forwards our keyboard and pointer
 		inputSent: 0,       // key / ptr messages sent
+		sizeMode: '',       // the server's --size: page, fixed, guest
+		sizeSent: '',       // the last "W H" asked for
 	};
 	window.hfeStats = stats;
 
@@ -282,6 +290,9 @@
 			if (stats.input && !msg.input)
 				releaseAll();
 			stats.input = !!msg.input;
+			stats.sizeMode = msg.size || '';
+			stats.sizeSent = ''; // a new upstream: ask again
+			sendSize();
 			stats.address = msg.address || '';
 			stats.scanout = msg.scanout;
 			if (!msg.connected)
@@ -379,6 +390,25 @@
 			', server→decoded ' + fmt(stats.viewerMs, 1) + ')' +
 			(stats.decodeErrors ? ' · ' + stats.decodeErrors + ' decoder errors' : '');
 	}
+
+	// ---- size: the page's picture area becomes the output's mode ----
+
+	function sendSize() {
+		if (!stats.input || stats.sizeMode !== 'page')
+			return;
+		const w = Math.round(canvas.clientWidth), h = Math.round(canvas.clientHeight);
+		const s = w + ' ' + h;
+		if (!(w > 0 && h > 0) || s === stats.sizeSent)
+			return;
+		stats.sizeSent = s;
+		send('size ' + s);
+	}
+
+	let sizeTimer = null;
+	window.addEventListener('resize', () => {
+		clearTimeout(sizeTimer);
+		sizeTimer = setTimeout(sendSize, SIZE_DEBOUNCE_MS);
+	});
 
 	// ---- input ----
 
