@@ -168,7 +168,6 @@ int e2e_run_dir_script(const char *script, const char *const *args, const char *
 {
 	const char *argv[16] = { "bash", script };
 	size_t na = 2;
-
 	uint64_t deadline = timeout_s > 0 ? e2e_now_ns() + (uint64_t)timeout_s * 1000000000u : 0;
 	char buf[PATH_MAX + 64], last[PATH_MAX] = "";
 	size_t n = 0;
