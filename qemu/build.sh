@@ -3,8 +3,8 @@
 #
 # Build (or find in the cache) QEMU from Debian's own source package with the
 # helix-frame-export module: its sources (qemu/helix/, copied to ui/helix/) and the glue
-# patches that hook them into QEMU (qemu/patches/*.patch). A minimal x86_64-softmmu with
-# TCG/KVM, slirp, virtfs, seccomp (-sandbox), OpenGL (virtio-gpu-gl-pci with virglrenderer,
+# patches that hook them into QEMU (qemu/patches/*.patch). A minimal x86_64-softmmu and
+# aarch64-softmmu (the arm64 guests of the e2e tests, `-M virt`) with TCG/KVM, slirp, virtfs, seccomp (-sandbox), OpenGL (virtio-gpu-gl-pci with virglrenderer,
 # -display egl-headless; GBM is found by configure) and the helix-frame-export object,
 # linked against the project's libhfe (shared, from a project build directory).
 # See qemu/README.md.
@@ -21,7 +21,8 @@
 #   --source DIR     only unpack Debian's QEMU source into DIR (nothing copied, patched
 #                    or built) and print the tree's path; qemu/export-patches.sh uses it
 #
-# Prints the build's directory on stdout (last line): DIR/bin/qemu-system-x86_64, DIR/info.
+# Prints the build's directory on stdout (last line): DIR/bin/qemu-system-x86_64,
+# DIR/bin/qemu-system-aarch64, DIR/info.
 # Progress goes to stderr. Cache entry: CACHE/qemu-KEY, KEY = hash of the Debian source
 # version, this script, the patches, the module's sources (qemu/helix/**) and
 # lib/include/hfe/*.h (the ABI QEMU is compiled against); so only those changes rebuild.
@@ -61,8 +62,11 @@ BUILD_PKGS=(dpkg-dev gcc make ninja-build meson pkg-config python3 patch patchel
 	libattr1-dev libseccomp-dev libepoxy-dev libgbm-dev libdrm-dev libvirglrenderer-dev)
 FIRMWARE_PKGS=(qemu-system-x86 seabios ipxe-qemu libgl1-mesa-dri libegl-mesa0)
 
-TARGETS=x86_64-softmmu
-CONFIGURE_FLAGS=(--target-list="$TARGETS" --without-default-features
+# Both targets in one tree: they share the target-independent half of the build (the
+# module, ui/, block/, chardev/, ...), so the second one adds only its own objects.
+TARGETS=(x86_64 aarch64)
+BINS=("${TARGETS[@]/#/qemu-system-}")
+CONFIGURE_FLAGS=(--target-list="$(IFS=,; echo "${TARGETS[*]/%/-softmmu}")" --without-default-features
 	--enable-tcg --enable-kvm --enable-slirp --enable-virtfs --enable-attr --enable-cap-ng
 	--enable-vhost-kernel --enable-vhost-net --enable-fdt=system --enable-seccomp
 	--enable-opengl --enable-virglrenderer --enable-gio --enable-dbus-display --enable-helix
@@ -82,7 +86,7 @@ while [[ $# -gt 0 ]]; do
 	--keep-tree) KEEP_TREE=1; shift ;;
 	--force) FORCE=1; shift ;;
 	--source) SOURCE_ONLY=${2:?--source needs a directory}; shift 2 ;;
-	-h | --help) sed -n '4,36s/^# \{0,1\}//p' "$SELF"; exit 0 ;;
+	-h | --help) sed -n '4,38s/^# \{0,1\}//p' "$SELF"; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
 done
@@ -292,25 +296,27 @@ mkdir -p "$SRC/build"
 	die "configure failed (log above; $TREE/configure.log with --keep-tree)"
 }
 t1=$(date +%s)
-log "ninja -j$JOBS qemu-system-x86_64 (configured in $((t1 - t0)) s)"
+log "ninja -j$JOBS ${BINS[*]} (configured in $((t1 - t0)) s)"
 # (9>&-: the lock is ours, not the compilers'; a killed build.sh must not leave it held)
-ninja -C "$SRC/build" -j"$JOBS" qemu-system-x86_64 >"$TREE/ninja.log" 2>&1 9>&- || {
+ninja -C "$SRC/build" -j"$JOBS" "${BINS[@]}" >"$TREE/ninja.log" 2>&1 9>&- || {
 	grep -E -B3 -A10 'error|Error' "$TREE/ninja.log" | tail -n 60 >&2
 	die "the build failed (errors above)"
 }
 t2=$(date +%s)
 
 mkdir -p "$TREE/out/bin"
-cp "$SRC/build/qemu-system-x86_64" "$TREE/out/bin/"
-# Meson leaves the libhfe build directory as RUNPATH; the cached binary must not depend
-# on which project build linked it: LD_LIBRARY_PATH names the libhfe to use.
-patchelf --remove-rpath "$TREE/out/bin/qemu-system-x86_64"
-LD_LIBRARY_PATH="$HFE_BUILD/lib" "$TREE/out/bin/qemu-system-x86_64" -object help 2>&1 |
-	grep -q 'helix-frame-export' || die "the built QEMU has no helix-frame-export object"
-LD_LIBRARY_PATH="$HFE_BUILD/lib" "$TREE/out/bin/qemu-system-x86_64" -device help 2>&1 |
-	grep -q '"virtio-gpu-gl-pci"' || die "the built QEMU has no virtio-gpu-gl-pci (OpenGL off?)"
-LD_LIBRARY_PATH="$HFE_BUILD/lib" "$TREE/out/bin/qemu-system-x86_64" -display help 2>&1 |
-	grep -qx 'egl-headless' || die "the built QEMU has no egl-headless display"
+for b in "${BINS[@]}"; do
+	cp "$SRC/build/$b" "$TREE/out/bin/"
+	# Meson leaves the libhfe build directory as RUNPATH; the cached binary must not
+	# depend on which project build linked it: LD_LIBRARY_PATH names the libhfe to use.
+	patchelf --remove-rpath "$TREE/out/bin/$b"
+	LD_LIBRARY_PATH="$HFE_BUILD/lib" "$TREE/out/bin/$b" -object help 2>&1 |
+		grep -q 'helix-frame-export' || die "the built $b has no helix-frame-export object"
+	LD_LIBRARY_PATH="$HFE_BUILD/lib" "$TREE/out/bin/$b" -device help 2>&1 |
+		grep -q '"virtio-gpu-gl-pci"' || die "the built $b has no virtio-gpu-gl-pci (OpenGL off?)"
+	LD_LIBRARY_PATH="$HFE_BUILD/lib" "$TREE/out/bin/$b" -display help 2>&1 |
+		grep -qx 'egl-headless' || die "the built $b has no egl-headless display"
+done
 {
 	printf 'key=%s\n' "$KEY"
 	printf 'patches_key=%s\n' "$P"
@@ -328,7 +334,7 @@ touch "$TREE/out/complete"
 rm -rf "$OUT"
 mv "$TREE/out" "$OUT"
 if [[ $KEEP_TREE -eq 1 ]]; then
-	log "kept the tree: $SRC (rebuild: ninja -C $SRC/build qemu-system-x86_64)"
+	log "kept the tree: $SRC (rebuild: ninja -C $SRC/build ${BINS[*]})"
 else
 	rm -rf "$TREE"
 fi

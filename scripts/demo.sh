@@ -9,6 +9,7 @@
 # Installs missing Debian packages first (needs root for that).
 #
 # Usage: scripts/demo.sh [--headless] [--duration SECONDS] [--port N] [--module] [--desktop]
+#                         [--arch A]
 #        scripts/demo.sh --no-vm [--size WxH] [--frames N] [--format XR24|NV12|...] [--tcp]
 #   --headless       for scripts: the guest's round-trip lines are not echoed
 #   --duration S     stop by itself after S seconds of streaming (default: until Ctrl-C)
@@ -19,6 +20,8 @@
 #                    weston, weston-terminal; built once, ~10 min) with a virtio keyboard
 #                    and tablet; the page is interactive (hfe-viewer --control) and the
 #                    VM's screen takes the page's size
+#   --arch aarch64   boot the arm64 guest (QEMU's virt machine, TCG) instead of x86_64's
+#                    (the console demo only)
 #   --no-vm          the old demo: 300 frames of a moving pattern through the daemon
 # Environment: HFE_BUILD (build directory, default build/), HFE_DEMO_OUT (default demo-out/),
 # HFE_E2E_ACCEL (kvm|tcg).
@@ -89,7 +92,7 @@ run_no_vm() {
 
 # ---- options ---------------------------------------------------------------------------
 
-headless=0 duration=0 port=8080 module=0 desktop=0
+headless=0 duration=0 port=8080 module=0 desktop=0 arch=x86_64
 case "${1:-}" in
 --no-vm) shift; run_no_vm "$@"; exit 0 ;;
 esac
@@ -101,11 +104,22 @@ while [ $# -gt 0 ]; do
 	--module) module=1; shift ;;
 	--desktop) desktop=1; shift ;;
 	--no-vm) echo "demo.sh: --no-vm must come first" >&2; exit 2 ;;
-	-h|--help) sed -n '4,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--arch) arch="$2"; shift 2 ;;
+	-h|--help) sed -n '4,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "demo.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 	esac
 done
 [[ "$duration" =~ ^[0-9]+$ ]] || { echo "demo.sh: --duration wants seconds" >&2; exit 2; }
+# What differs between the guests: the QEMU machine, the console, the guest tool, the compiler
+# of the static screen painter.
+case "$arch" in
+x86_64) machine=q35 cpu=() console=ttyS0 tool=hfe-guest cc=gcc ;;
+aarch64) machine=virt cpu=(-cpu cortex-a72) console=ttyAMA0 tool=hfe-guest-aarch64
+	cc=aarch64-linux-gnu-gcc ;;
+*) echo "demo.sh: --arch wants x86_64 or aarch64" >&2; exit 2 ;;
+esac
+[ "$desktop" = 0 ] || [ "$arch" = x86_64 ] ||
+	{ echo "demo.sh: --desktop runs the x86_64 desktop image only" >&2; exit 2; }
 
 say() { printf '== %s\n' "$*"; }
 die() { printf 'demo.sh: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -115,11 +129,15 @@ elapsed() { awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b 
 # ---- build: the project, the guest, the demo overlay -----------------------------------
 
 "$root/scripts/deps.sh" demo
+[ "$arch" = x86_64 ] || "$root/scripts/deps.sh" arm64-guest
 
 say "building ($build)"
 [ -f "$build/build.ninja" ] || meson setup "$build" >/dev/null
+# A build set up before the cross compiler was installed has no aarch64 guest tool yet.
+[ "$arch" = x86_64 ] || grep -q hfe-guest-aarch64 "$build/build.ninja" ||
+	meson setup --reconfigure "$build" >/dev/null
 ninja -C "$build" >/dev/null
-for f in daemon/helix-frame-export tools/hfe-viewer tests/e2e/hfe-guest; do
+for f in daemon/helix-frame-export tools/hfe-viewer "tests/e2e/$tool"; do
 	[ -x "$build/$f" ] || die "$build/$f was not built (scripts/deps.sh build lists what it needs)"
 done
 
@@ -131,19 +149,20 @@ if [ "$desktop" = 1 ]; then
 	[ -f "$kernel" ] || kernel="$dguest/vmlinuz"
 	guest=$dguest
 else
-	say "guest: Debian's kernel + busybox initramfs (cached in ${HFE_E2E_CACHE:-/var/cache/hfe})"
-	guest=$("$root/tests/e2e/build-guest.sh" --tool "$build/tests/e2e/hfe-guest") ||
+	say "$arch guest: Debian's kernel + busybox initramfs (cached in ${HFE_E2E_CACHE:-/var/cache/hfe})"
+	guest=$("$root/tests/e2e/build-guest.sh" --arch "$arch" --tool "$build/tests/e2e/$tool") ||
 		die "cannot build the guest (see above)"
 
 	# The demo's additions ride in a second cpio appended to the guest's initramfs (the kernel
 	# unpacks both): /demo-init (booted with rdinit=) and the static screen painter.
 	dg="$build/demo-guest"
+	[ "$arch" = x86_64 ] || dg="$build/demo-guest-$arch"
 	mkdir -p "$dg/root/bin"
 	src="$root/tests/e2e/guest/hfe-demo.c"
 	if [ ! -x "$dg/root/bin/hfe-demo" ] || [ "$src" -nt "$dg/root/bin/hfe-demo" ] ||
 		[ "$root/tests/e2e/e2e_out.h" -nt "$dg/root/bin/hfe-demo" ]; then
-		gcc -std=gnu11 -O2 -Wall -Wextra -static -s -o "$dg/root/bin/hfe-demo" "$src" ||
-			die "cannot build $src (static libc: libc6-dev)"
+		"$cc" -std=gnu11 -O2 -Wall -Wextra -static -s -o "$dg/root/bin/hfe-demo" "$src" ||
+			die "cannot build $src with $cc (static libc: libc6-dev, libc6-dev-arm64-cross)"
 	fi
 	install -m 0755 "$root/tests/e2e/guest/demo.sh" "$dg/root/demo-init"
 	(cd "$dg/root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
@@ -173,10 +192,11 @@ if [ -z "$accel" ]; then
 		fi
 	fi
 fi
+[ "$arch" = x86_64 ] || accel=tcg # an x86_64 host's KVM runs no arm64 guest
 
 # ---- QEMU binary ---------------------------------------------------------------------
 
-qemu="qemu-system-x86_64"
+qemu="qemu-system-$arch"
 qemu_env=()
 if [ "$module" = 1 ]; then
 	[ -x "$root/qemu/build.sh" ] ||
@@ -184,8 +204,8 @@ if [ "$module" = 1 ]; then
 	say "patched QEMU: qemu/build.sh (cached; a cold build takes ~11 min)"
 	qdir=$("$root/qemu/build.sh" --hfe-build "$build" | tail -n1) ||
 		die "--module: qemu/build.sh failed (see above)"
-	qemu="$qdir/bin/qemu-system-x86_64"
-	[ -x "$qemu" ] || die "--module: qemu/build.sh printed '$qdir', which has no bin/qemu-system-x86_64"
+	qemu="$qdir/bin/qemu-system-$arch"
+	[ -x "$qemu" ] || die "--module: qemu/build.sh printed '$qdir', which has no bin/qemu-system-$arch"
 	qemu_env=(env "LD_LIBRARY_PATH=$build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 fi
 
@@ -287,8 +307,8 @@ if [ "$desktop" = 1 ]; then
 		-device virtio-keyboard-pci -device virtio-tablet-pci)
 	viewer_sock=$ctl viewer_opts=(--control --replug)
 else
-	vm=(-machine q35 -m 512 -kernel "$kernel" -initrd "$dg/initrd.img"
-		-append "console=ttyS0 quiet panic=-1 mitigations=off consoleblank=0 rdinit=/demo-init hfe.shell=1 hfe.out=/dev/virtio-ports/org.helix.hfe.0"
+	vm=(-machine "$machine" "${cpu[@]}" -m 512 -kernel "$kernel" -initrd "$dg/initrd.img"
+		-append "console=$console quiet panic=-1 mitigations=off consoleblank=0 rdinit=/demo-init hfe.shell=1 hfe.out=/dev/virtio-ports/org.helix.hfe.0"
 		-vga none -device "virtio-gpu-pci,xres=1024,yres=768" -device virtio-serial-pci
 		-chardev "socket,id=hfe,path=$sock,reconnect=1"
 		-device "virtserialport,chardev=hfe,name=org.helix.hfe.0")

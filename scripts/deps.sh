@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# Install the Debian 12 packages a task needs: `scripts/deps.sh build|test|demo|arm64 ...`.
+# Install the Debian 12 packages a task needs: `scripts/deps.sh build|test|demo|arm64|arm64-guest ...`.
 # Can also be sourced (`. scripts/deps.sh; hfe_deps test`); sourcing changes no shell options.
 # Silent when everything is present; installs what is missing when run as root, otherwise
 # fails with the apt-get command to run.
@@ -38,6 +38,12 @@ HFE_DEPS_ARM64=(
 HFE_DEPS_DEMO=(
 	ffmpeg qemu-system-x86 busybox-static kmod cpio xz-utils
 )
+# The arm64 guest (build-guest.sh --arch aarch64: the *_aarch64 e2e tests, part of test;
+# demo.sh --arch aarch64; task arm64-guest): its QEMU, and the cross compiler of its
+# static programs.
+HFE_DEPS_AARCH64=(
+	qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu
+)
 
 # Print the packages a task needs, one per line (build is part of every task).
 hfe_deps_list() {
@@ -46,11 +52,12 @@ hfe_deps_list() {
 	for task in "$@"; do
 		case "$task" in
 		build) ;;
-		test) printf '%s\n' "${HFE_DEPS_TEST[@]}" ;;
+		test) printf '%s\n' "${HFE_DEPS_TEST[@]}" "${HFE_DEPS_AARCH64[@]}" ;;
 		demo) printf '%s\n' "${HFE_DEPS_DEMO[@]}" ;;
 		arm64) printf '%s\n' "${HFE_DEPS_ARM64[@]}" ;;
+		arm64-guest) printf '%s\n' "${HFE_DEPS_AARCH64[@]}" ;;
 		*)
-			echo "deps.sh: unknown task '$task' (want build, test, demo or arm64)" >&2
+			echo "deps.sh: unknown task '$task' (want build, test, demo, arm64 or arm64-guest)" >&2
 			return 2
 			;;
 		esac

@@ -163,10 +163,11 @@ static void describe_status(int st, char *buf, size_t len)
 
 /* ---- build scripts ---- */
 
-int e2e_run_dir_script(const char *script, const char *opt, const char *val,
-		       const char *log_path, int timeout_s, char *dir, size_t dirlen, char *err,
-		       size_t errlen)
+int e2e_run_dir_script(const char *script, const char *const *args, const char *log_path,
+		       int timeout_s, char *dir, size_t dirlen, char *err, size_t errlen)
 {
+	const char *argv[16] = { "bash", script };
+	size_t na = 2;
 	uint64_t deadline = timeout_s > 0 ? e2e_now_ns() + (uint64_t)timeout_s * 1000000000u : 0;
 	char buf[PATH_MAX + 64], last[PATH_MAX] = "";
 	size_t n = 0;
@@ -174,6 +175,13 @@ int e2e_run_dir_script(const char *script, const char *opt, const char *val,
 	int fds[2], status = 0;
 	bool timed_out = false;
 
+	for (size_t i = 0; args && args[i]; i++) {
+		if (na >= sizeof(argv) / sizeof(argv[0]) - 1) {
+			set_err(err, errlen, "too many arguments for %s", script);
+			return -1;
+		}
+		argv[na++] = args[i];
+	}
 	if (pipe(fds) < 0) {
 		set_err(err, errlen, "pipe: %s", strerror(errno));
 		return -1;
@@ -191,7 +199,7 @@ int e2e_run_dir_script(const char *script, const char *opt, const char *val,
 		if (lf >= 0)
 			dup2(lf, 2);
 		close(fds[0]);
-		execl("/bin/bash", "bash", script, opt, opt ? val : NULL, (char *)NULL);
+		execv("/bin/bash", (char *const *)argv);
 		_exit(127);
 	}
 	close(fds[1]);
@@ -268,6 +276,53 @@ int e2e_run_dir_script(const char *script, const char *opt, const char *val,
 	return 0;
 }
 
+/* ---- the guest's architecture ---- */
+
+static const char *arch_name;
+
+static const char *arch_known(const char *a)
+{
+	return !strcmp(a, "x86_64") ? "x86_64" : !strcmp(a, "aarch64") ? "aarch64" : NULL;
+}
+
+int e2e_arch_args(int *argc, char **argv)
+{
+	for (int i = 1; i < *argc; i++) {
+		const char *v = NULL;
+		int used = 0;
+
+		if (!strcmp(argv[i], "--arch") && i + 1 < *argc)
+			v = argv[i + 1], used = 2;
+		else if (!strncmp(argv[i], "--arch=", 7))
+			v = argv[i] + 7, used = 1;
+		if (!used)
+			continue;
+		arch_name = arch_known(v);
+		if (!arch_name) {
+			fprintf(stderr, "unknown --arch '%s' (x86_64 or aarch64)\n", v);
+			return -1;
+		}
+		memmove(&argv[i], &argv[i + used], (size_t)(*argc - i - used + 1) * sizeof(*argv));
+		*argc -= used;
+		i--;
+	}
+	return 0;
+}
+
+const char *e2e_arch(void)
+{
+	const char *env = getenv("HFE_E2E_ARCH");
+
+	if (arch_name)
+		return arch_name;
+	return env && arch_known(env) ? arch_known(env) : "x86_64";
+}
+
+static bool arch_is_arm(const char *arch)
+{
+	return !strcmp(arch, "aarch64");
+}
+
 /* ---- guest ---- */
 
 /* The files of a guest directory: the kernel (the PVH vmlinux, fast under
@@ -295,20 +350,28 @@ int e2e_guest_get(struct e2e_guest *g, const char *log_path, char *err, size_t e
 {
 	const char *prebuilt = getenv("HFE_E2E_GUEST_DIR");
 	const char *script = getenv("HFE_E2E_BUILD_GUEST");
-	const char *tool = getenv("HFE_E2E_GUEST_TOOL");
+	const char *arch = e2e_arch();
+	const char *tool = getenv(arch_is_arm(arch) ? "HFE_E2E_GUEST_TOOL_AARCH64" :
+						      "HFE_E2E_GUEST_TOOL");
 	uint64_t t0 = e2e_now_ns();
 
 	memset(g, 0, sizeof(*g));
+	snprintf(g->arch, sizeof(g->arch), "%s", arch);
 	if (prebuilt && *prebuilt) {
 		snprintf(g->dir, sizeof(g->dir), "%s", prebuilt);
 	} else {
-		if (!script || !tool) {
-			set_err(err, errlen, "HFE_E2E_BUILD_GUEST and HFE_E2E_GUEST_TOOL are not set "
-				"(run through meson test, or see docs/e2e.md)");
+		const char *const args[] = { "--tool", tool, "--arch", arch, NULL };
+
+		if (!script || !tool || !*tool) {
+			set_err(err, errlen, "HFE_E2E_BUILD_GUEST and HFE_E2E_GUEST_TOOL%s are not set "
+				"(run through meson test, or see docs/e2e.md)%s",
+				arch_is_arm(arch) ? "_AARCH64" : "",
+				arch_is_arm(arch) ? "; the aarch64 tool needs aarch64-linux-gnu-gcc "
+				"(gcc-aarch64-linux-gnu) when the build is set up" : "");
 			return -1;
 		}
-		if (e2e_run_dir_script(script, "--tool", tool, log_path, 0, g->dir, sizeof(g->dir),
-				       err, errlen) < 0)
+		if (e2e_run_dir_script(script, args, log_path, 0, g->dir, sizeof(g->dir), err,
+				       errlen) < 0)
 			return -1;
 	}
 	g->build_ms = ms_since(t0);
@@ -322,13 +385,14 @@ int e2e_desktop_get(struct e2e_guest *g, const char *log_path, int timeout_s, ch
 	uint64_t t0 = e2e_now_ns();
 
 	memset(g, 0, sizeof(*g));
+	snprintf(g->arch, sizeof(g->arch), "x86_64"); /* the desktop guest is x86_64 only */
 	if (!script || !*script) {
 		set_err(err, errlen, "HFE_E2E_BUILD_DESKTOP is not set (run through meson test, or "
 			"see docs/e2e.md)");
 		return -1;
 	}
-	if (e2e_run_dir_script(script, NULL, NULL, log_path, timeout_s, g->dir, sizeof(g->dir),
-			       err, errlen) < 0)
+	if (e2e_run_dir_script(script, NULL, log_path, timeout_s, g->dir, sizeof(g->dir), err,
+			       errlen) < 0)
 		return -1;
 	g->build_ms = ms_since(t0);
 	return guest_files(g, true, err, errlen);
@@ -380,6 +444,8 @@ const char *e2e_accel(const struct e2e_guest *g)
 
 	if (env && (!strcmp(env, "kvm") || !strcmp(env, "tcg")))
 		return env;
+	if (arch_is_arm(g->arch))
+		return "tcg"; /* an x86_64 host's KVM runs no arm64 guest */
 	if (verdict[0])
 		return verdict;
 	if (!kvm_opens()) {
@@ -854,6 +920,7 @@ struct e2e_vm *e2e_vm_start(const struct e2e_guest *g, const char *workdir, cons
 	char qmp[PATH_MAX + 128], drive[PATH_MAX + 96];
 	const char *verbose = getenv("HFE_E2E_VERBOSE");
 	const char *qemu = cfg->qemu ? cfg->qemu : getenv("HFE_E2E_QEMU");
+	bool arm = arch_is_arm(g->arch);
 	int n = 0, con[2] = { -1, -1 };
 
 	if (!vm) {
@@ -887,8 +954,9 @@ struct e2e_vm *e2e_vm_start(const struct e2e_guest *g, const char *workdir, cons
 	}
 
 	/* quiet: the UART is slow under TCG; errors and warnings still show. */
-	snprintf(append, sizeof(append), "console=ttyS0 panic=-1 %smitigations=off %s",
-		 verbose && *verbose == '1' ? "" : "quiet ", cfg->append ? cfg->append : "");
+	snprintf(append, sizeof(append), "console=%s panic=-1 %smitigations=off %s",
+		 arm ? "ttyAMA0" : "ttyS0", verbose && *verbose == '1' ? "" : "quiet ",
+		 cfg->append ? cfg->append : "");
 	snprintf(mem, sizeof(mem), "%u", cfg->mem_mb ? cfg->mem_mb : 512);
 	snprintf(gpu, sizeof(gpu), "%s", cfg->gpu ? cfg->gpu : "virtio-gpu-pci");
 	if (cfg->fb_width && cfg->fb_height)
@@ -899,9 +967,16 @@ struct e2e_vm *e2e_vm_start(const struct e2e_guest *g, const char *workdir, cons
 			 cfg->max_outputs);
 	snprintf(out_dev, sizeof(out_dev), "socket,id=hfeout,path=%s,reconnect=1", vm->out_sock);
 
-	argv[n++] = qemu && *qemu ? qemu : "qemu-system-x86_64";
+	argv[n++] = qemu && *qemu ? qemu : arm ? "qemu-system-aarch64" : "qemu-system-x86_64";
 	argv[n++] = "-machine";
-	argv[n++] = "q35";
+	if (arm) {
+		/* cortex-a72: -cpu max's pointer authentication triples the boot under TCG */
+		argv[n++] = "virt";
+		argv[n++] = "-cpu";
+		argv[n++] = "cortex-a72";
+	} else {
+		argv[n++] = "q35";
+	}
 	argv[n++] = "-accel";
 	argv[n++] = cfg->accel ? cfg->accel : e2e_accel(g);
 	argv[n++] = "-m";

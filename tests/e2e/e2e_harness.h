@@ -11,9 +11,12 @@
  *   HFE_E2E_BUILD_GUEST  tests/e2e/build-guest.sh
  *   HFE_E2E_BUILD_DESKTOP tests/e2e/build-desktop-image.sh (the desktop guest)
  *   HFE_E2E_GUEST_TOOL   the static hfe-guest binary to put into the guest
+ *   HFE_E2E_GUEST_TOOL_AARCH64 the same for the arm64 guest (cross-built)
+ *   HFE_E2E_ARCH         x86_64 | aarch64: the guest's architecture when the test's
+ *                        command line has no --arch (default x86_64)
  *   HFE_E2E_GUEST_DIR    use this prebuilt guest directory instead
  *   HFE_E2E_ACCEL        kvm | tcg (skip the KVM probe)
- *   HFE_E2E_QEMU         QEMU binary (default qemu-system-x86_64)
+ *   HFE_E2E_QEMU         QEMU binary (default qemu-system-x86_64, -aarch64 for arm64)
  *   HFE_E2E_VERBOSE      1: full kernel log on the console (no "quiet")
  *   HFE_E2E_KEEP         1: keep work directories even when a test passes
  *   HFE_DAEMON           the helix-frame-export binary
@@ -33,10 +36,24 @@
 #define E2E_PORT_HFE "org.helix.hfe.0"
 #define E2E_PORT_OUT "org.helix.out.0"
 
+/* ---- the guest's architecture ---- */
+
+/*
+ * The architecture of the guests this test process boots: "x86_64" (q35) or
+ * "aarch64" (arm64 under QEMU's virt machine, -cpu cortex-a72, console
+ * ttyAMA0; docs/e2e.md, "arm64 guests"). e2e_arch_args takes "--arch ARCH"
+ * out of argv (the meson test entries of the aarch64 variants pass it);
+ * $HFE_E2E_ARCH is the default. -1 with a message on stderr for an unknown
+ * architecture.
+ */
+int e2e_arch_args(int *argc, char **argv);
+const char *e2e_arch(void);
+
 /* ---- the guest image ---- */
 
 struct e2e_guest {
 	char dir[PATH_MAX];
+	char arch[16];              /* "x86_64" or "aarch64" */
 	char kernel[PATH_MAX + 16]; /* vmlinux (PVH entry, fast under TCG) or vmlinuz */
 	char initrd[PATH_MAX + 16];
 	char rootfs[PATH_MAX + 16]; /* the desktop guest's root image, attached read-only as
@@ -44,17 +61,17 @@ struct e2e_guest {
 	double build_ms;            /* time spent in the build script (cache hit: ~2 s) */
 };
 
-/* Run `bash script [opt val]` (opt NULL: no arguments): its last stdout line
- * names a directory (copied to dir), its stderr goes to log_path. -1 with err
- * (naming the log's last ERROR line) if it fails, or if it has not finished
- * after timeout_s (> 0; its process group is killed then). Used for the guest
- * builders and qemu/build.sh. */
-int e2e_run_dir_script(const char *script, const char *opt, const char *val,
-		       const char *log_path, int timeout_s, char *dir, size_t dirlen, char *err,
-		       size_t errlen);
+/* Run `bash script args...` (args NULL-terminated, or NULL): its last stdout
+ * line names a directory (copied to dir), its stderr goes to log_path. -1 with
+ * err (naming the log's last ERROR line) if it fails, or if it has not
+ * finished after timeout_s (> 0; its process group is killed then). Used for
+ * the guest builders and qemu/build.sh. */
+int e2e_run_dir_script(const char *script, const char *const *args, const char *log_path,
+		       int timeout_s, char *dir, size_t dirlen, char *err, size_t errlen);
 
-/* Build the guest or find it in the cache (runs $HFE_E2E_BUILD_GUEST, its
- * output goes to log_path when not NULL). 0, or -1 with a reason in err. */
+/* Build the guest of e2e_arch() or find it in the cache (runs
+ * $HFE_E2E_BUILD_GUEST --tool TOOL --arch ARCH, its output goes to log_path
+ * when not NULL). 0, or -1 with a reason in err. */
 int e2e_guest_get(struct e2e_guest *g, const char *log_path, char *err, size_t errlen);
 
 /* The desktop guest (docs/e2e.md, "The desktop guest"): a small Debian system
@@ -92,7 +109,7 @@ int e2e_daemon_stop(struct e2e_daemon *d);
 /* ---- a VM run ---- */
 
 struct e2e_vm_config {
-	const char *qemu;           /* NULL: $HFE_E2E_QEMU or qemu-system-x86_64 */
+	const char *qemu;           /* NULL: $HFE_E2E_QEMU or qemu-system-ARCH */
 	const char *accel;          /* NULL: e2e_accel() */
 	const char *append;         /* hfe.* parameters (added to the kernel command line) */
 	const char *hfe_sock;       /* chardev socket behind org.helix.hfe.0 (QEMU connects

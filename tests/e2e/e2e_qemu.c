@@ -30,8 +30,9 @@ static void set_err(char *err, size_t len, const char *fmt, ...)
 static int run_build(const char *script, const char *hfe_build, const char *log_path, char *dir,
 		     size_t dirlen, char *err, size_t errlen)
 {
-	return e2e_run_dir_script(script, "--hfe-build", hfe_build, log_path, 0, dir, dirlen, err,
-				  errlen);
+	const char *const args[] = { "--hfe-build", hfe_build, NULL };
+
+	return e2e_run_dir_script(script, args, log_path, 0, dir, dirlen, err, errlen);
 }
 
 int e2e_qemu_get(struct e2e_qemu *q, const char *log_path, char *err, size_t errlen)
@@ -67,7 +68,7 @@ int e2e_qemu_get(struct e2e_qemu *q, const char *log_path, char *err, size_t err
 			return -1;
 	}
 	q->build_ms = (double)(e2e_now_ns() - t0) / 1e6;
-	snprintf(q->bin, sizeof(q->bin), "%s/bin/qemu-system-x86_64", q->dir);
+	snprintf(q->bin, sizeof(q->bin), "%s/bin/qemu-system-%s", q->dir, e2e_arch());
 	if (access(q->bin, X_OK) < 0) {
 		set_err(err, errlen, "%s is missing: %s", q->bin, strerror(errno));
 		return -1;
@@ -413,6 +414,8 @@ void e2e_records_check_end(const struct e2e_records *r)
 int e2e_both_hosts_main(int argc, char **argv, const char *name, e2e_host_run dbus,
 			e2e_host_run module)
 {
+	if (e2e_arch_args(&argc, argv) < 0)
+		return 1;
 	const char *which = argc > 1 ? argv[1] : "both";
 	uint64_t t0 = e2e_now_ns();
 	char tmpl[128];

@@ -8,8 +8,8 @@
  * Environment (set by tests/e2e/meson.build):
  *   HFE_QEMU_BUILD   qemu/build.sh
  *   HFE_BUILD_ROOT   the project's build directory (its libhfe is linked and loaded)
- *   HFE_E2E_QEMU_DIR use this build (DIR/bin/qemu-system-x86_64) instead of running
- *                    build.sh
+ *   HFE_E2E_QEMU_DIR use this build (DIR/bin/qemu-system-x86_64 and -aarch64) instead
+ *                    of running build.sh
  */
 #ifndef HFE_E2E_QEMU_H
 #define HFE_E2E_QEMU_H
@@ -22,7 +22,7 @@
 
 struct e2e_qemu {
 	char dir[PATH_MAX];
-	char bin[PATH_MAX + 32]; /* DIR/bin/qemu-system-x86_64 */
+	char bin[PATH_MAX + 32]; /* DIR/bin/qemu-system-ARCH (e2e_arch()) */
 	char libdir[PATH_MAX];   /* the project build's lib/ (LD_LIBRARY_PATH) */
 	double build_ms;         /* time spent in build.sh (cache hit: < 1 s) */
 };

@@ -740,7 +740,7 @@ static void run_stall(const struct e2e_guest *g, const char *workdir, const stru
 	free(rd);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	uint64_t t0 = e2e_now_ns();
 	char *workdir = tu_mkdtemp("hfe-e2e-dbus");
@@ -752,6 +752,8 @@ int main(void)
 	int st;
 
 	REQUIRE(workdir);
+	if (e2e_arch_args(&argc, argv) < 0)
+		return 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("test_e2e_dbus: work directory %s\n", workdir);
 	snprintf(log, sizeof(log), "%s/build-guest.log", workdir);

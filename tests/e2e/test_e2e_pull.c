@@ -186,7 +186,7 @@ static void run_case(const struct e2e_guest *g, const char *workdir, const struc
 	e2e_vm_free(vm);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	uint64_t t0 = e2e_now_ns();
 	char *workdir = tu_mkdtemp("hfe-e2e-pull");
@@ -196,6 +196,8 @@ int main(void)
 	int st;
 
 	REQUIRE(workdir);
+	if (e2e_arch_args(&argc, argv) < 0)
+		return 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("test_e2e_pull: work directory %s\n", workdir);
 

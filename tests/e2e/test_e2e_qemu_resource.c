@@ -84,7 +84,7 @@ static void check_aus(const struct e2e_rec *const *aus, int n)
 	tu_decoder_free(dec);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	uint64_t t0 = e2e_now_ns();
 	char *workdir = tu_mkdtemp("hfe-e2e-qemu-res");
@@ -95,6 +95,8 @@ int main(void)
 	int st;
 
 	REQUIRE(workdir);
+	if (e2e_arch_args(&argc, argv) < 0)
+		return 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("test_e2e_qemu_resource: work directory %s\n", workdir);
 	if (e2e_qemu_prepare(&q, &g, workdir, err, sizeof(err)) < 0) {

@@ -512,6 +512,8 @@ int main(int argc, char **argv)
 	int st;
 	unsigned long long stall_guest, stall_all;
 
+	if (e2e_arch_args(&argc, argv) < 0)
+		return 1;
 	if (argc > 1 && !strncmp(argv[1], "--gl", 4))
 		gl_display = argv[1][4] == '=' ? argv[1] + 5 : "egl-headless";
 	REQUIRE(workdir);
