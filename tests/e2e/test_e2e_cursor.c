@@ -297,6 +297,9 @@ static void run_module(const struct e2e_guest *g, const char *workdir)
 	if (!vm)
 		return;
 	snprintf(addr, sizeof(addr), "unix:%s", sock);
+	/* The object's socket appears once QEMU has parsed its command line. */
+	for (int i = 0; i < 300 && access(sock, F_OK) != 0; i++)
+		usleep(100000);
 	check_cursor(addr, vm);
 	if (tu_failures)
 		e2e_vm_dump_console(vm, 40);
