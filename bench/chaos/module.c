@@ -50,6 +50,7 @@
 #define STALL_CPU_LIMIT_US 1000
 #define STEAL_FACTOR 3
 #define STEAL_SLACK 1000
+#define STEAL_MIN 3.0 /* ... and never fewer than 3 (a short run has few callbacks) */
 /* hist-cpu-us buckets: <100, <250, <500, <1000, <2000, <5000, >=5000 us */
 #define N_BUCKETS 7
 #define TB_SIZE_MB 32
@@ -329,7 +330,9 @@ static void stall_check(const char *stats)
 		return;
 	}
 	double mod_share = (double)mod_over / (double)mod_n;
-	double allowed = STEAL_FACTOR * (double)ctl_over / (double)ctl_n + 1.0 / STEAL_SLACK;
+	double slack = (double)mod_n / STEAL_SLACK < STEAL_MIN ? STEAL_MIN / (double)mod_n
+							       : 1.0 / STEAL_SLACK;
+	double allowed = STEAL_FACTOR * (double)ctl_over / (double)ctl_n + slack;
 	if (mod_share > allowed)
 		chaos_fail("module", "%llu of %llu main-loop callbacks took >= %d us of CPU (%.3f %%; "
 			   "allowed %.3f %% from the baseline's %llu of %llu)", mod_over, mod_n,
