@@ -176,7 +176,7 @@ run_arm64() {
 	local dir="$BUILD_ROOT/build-arm64" rc=0
 	log "arm64: cross build + unit and integration tests under qemu-user (scripts/arm64-host.sh)"
 	if [[ -n "${ARM64_SETUP_PID:-}" ]] && ! wait "$ARM64_SETUP_PID"; then
-		cat "$BUILD_ROOT/arm64-setup.log"
+		cat "$BUILD_ROOT/build-arm64-setup.log"
 		fail "arm64: the root (scripts/arm64-host.sh --setup-only)"
 		REPORT+=("arm64: ROOT FAILED")
 		return 0
@@ -295,7 +295,7 @@ main() {
 	if [[ $DO_ARM64 -eq 1 ]]; then
 		hfe_deps arm64
 		mkdir -p "$BUILD_ROOT"
-		"$ROOT/scripts/arm64-host.sh" --setup-only >"$BUILD_ROOT/arm64-setup.log" 2>&1 &
+		"$ROOT/scripts/arm64-host.sh" --setup-only >"$BUILD_ROOT/build-arm64-setup.log" 2>&1 &
 		ARM64_SETUP_PID=$!
 	fi
 
