@@ -189,15 +189,8 @@ static void stall_read(const char *qmp, struct phase *p)
  */
 static void baseline_start(struct phase *p, double seconds)
 {
-	char cmd[PATH_MAX + 64];
-	const char *root = getenv("HFE_BUILD_ROOT");
-
 	p->base_cpu_us = NAN;
-	p->baseline = NULL;
-	if (!root || seconds <= 0)
-		return;
-	snprintf(cmd, sizeof(cmd), "exec '%s/bench/bench-loop-jitter' %.1f --wake", root, seconds);
-	p->baseline = popen(cmd, "r");
+	p->baseline = e2e_baseline_start(seconds);
 }
 
 static void baseline_end(struct phase *p)
@@ -207,9 +200,7 @@ static void baseline_end(struct phase *p)
 
 	if (!p->baseline)
 		return;
-	if (!fgets(line, sizeof(line), p->baseline))
-		line[0] = '\0';
-	pclose(p->baseline);
+	e2e_baseline_end(p->baseline, line, sizeof(line));
 	p->baseline = NULL;
 	p->base_cpu_us = e2e_kv_num(line, "ctl_max_cpu_us", NAN);
 	h = strstr(line, "ctl_hist_cpu_us=");

@@ -251,23 +251,15 @@ void *module_main(void *arg)
 	return NULL;
 }
 
-/* The baseline: bench-loop-jitter (beside this program) for the run. */
+/* The baseline for the run (e2e_baseline_start: HFE_BUILD_ROOT's). */
 void *jitter_main(void *arg)
 {
-	char self[4096], cmd[4200], line[512] = "";
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char line[512];
 
 	(void)arg;
-	self[n > 0 ? n : 0] = 0;
-	char *slash = strrchr(self, '/');
-	if (slash)
-		*slash = 0;
-	snprintf(cmd, sizeof(cmd), "'%s/bench-loop-jitter' %d --wake", self, chaos_cfg.duration_s);
-	FILE *f = popen(cmd, "r");
-	if (!f || !fgets(line, sizeof(line), f))
-		chaos_fail("jitter", "no result from %s", cmd);
-	if (f)
-		pclose(f);
+	if (e2e_baseline_end(e2e_baseline_start(chaos_cfg.duration_s), line, sizeof(line)) < 0)
+		chaos_fail("jitter", "no result from bench-loop-jitter (HFE_BUILD_ROOT: %s)",
+			   getenv("HFE_BUILD_ROOT") ? getenv("HFE_BUILD_ROOT") : "not set");
 	pthread_mutex_lock(&lock);
 	snprintf(jitter_line, sizeof(jitter_line), "%s", line);
 	pthread_mutex_unlock(&lock);

@@ -436,3 +436,29 @@ int e2e_both_hosts_main(int argc, char **argv, const char *name, e2e_host_run db
 		module(&g, workdir);
 	return e2e_test_finish(name, workdir, t0);
 }
+
+FILE *e2e_baseline_start(double seconds)
+{
+	char cmd[PATH_MAX + 64];
+	const char *root = getenv("HFE_BUILD_ROOT");
+
+	if (!root || seconds <= 0)
+		return NULL;
+	snprintf(cmd, sizeof(cmd), "exec '%s/bench/bench-loop-jitter' %.1f --wake", root, seconds);
+	return popen(cmd, "r");
+}
+
+int e2e_baseline_end(FILE *baseline, char *line, size_t len)
+{
+	int rc = -1;
+
+	line[0] = '\0';
+	if (!baseline)
+		return -1;
+	if (fgets(line, (int)len, baseline))
+		rc = 0;
+	else
+		line[0] = '\0';
+	pclose(baseline);
+	return rc;
+}

@@ -16,6 +16,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "e2e_harness.h"
@@ -155,6 +156,18 @@ int e2e_qemu_qom_get(const char *qmp_sock, const char *path, const char *prop, c
  * name at any depth: the module's stats name each top-level figure once), or
  * def if there is none. */
 double e2e_qemu_json_num(const char *json, const char *key, double def);
+
+/*
+ * The main-loop baseline beside a module run: bench-loop-jitter SECONDS
+ * --wake (HFE_BUILD_ROOT/bench/), a loop of ~20 us callbacks that each also
+ * send 16 KB to a thread blocked reading them; its histogram of their CPU
+ * times is what this machine charges such a callback (bench/README.md).
+ * e2e_baseline_start runs it in the background (NULL: no HFE_BUILD_ROOT or
+ * no process); e2e_baseline_end waits for it and copies its one result line
+ * ("ctl_calls=N ... ctl_hist_cpu_us=a/b/..."), 0, or -1 with line empty.
+ */
+FILE *e2e_baseline_start(double seconds);
+int e2e_baseline_end(FILE *baseline, char *line, size_t len);
 
 /*
  * main() of a test that runs on both hosts: `NAME [dbus|module]` (default
