@@ -479,12 +479,12 @@ static void log_stats(struct hfe_dbus_console *c, const char *reason)
 	pthread_mutex_unlock(&c->lock);
 	hfe_stream_get_stats(c->stream, &st);
 	hfe_info("%s: detached (%s): %llu messages, %.1f MiB from QEMU, %.0f us each to take; "
-		 "%llu updates, %llu frames (%llu coalesced), %llu IDR, %llu patch frames "
+		 "%llu updates (%llu unchanged), %llu frames (%llu coalesced), %llu IDR, %llu patch frames "
 		 "(%.0f us each; encoder %.0f us each), %llu bytes out, max %u us",
 		 c->tag, reason, (unsigned long long)msgs, bytes / 1048576.0,
 		 msgs ? (double)busy / (double)msgs : 0.0,
-		 (unsigned long long)st.updates, (unsigned long long)st.frames_encoded,
-		 (unsigned long long)st.updates_coalesced, (unsigned long long)st.keyframes,
+		 (unsigned long long)st.updates, (unsigned long long)st.updates_unchanged,
+		 (unsigned long long)st.frames_encoded, (unsigned long long)st.updates_coalesced, (unsigned long long)st.keyframes,
 		 (unsigned long long)st.frames_patched,
 		 st.frames_patched ? (double)st.patch_us_total / (double)st.frames_patched : 0.0,
 		 st.frames_encoded > st.frames_patched

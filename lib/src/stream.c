@@ -152,24 +152,41 @@ int hfe_stream_resize(struct hfe_stream *s, uint32_t width, uint32_t height, str
 	return 0;
 }
 
-static void copy_rows(uint8_t *dst, uint32_t dst_stride, const uint8_t *src, uint32_t src_stride,
-		      uint32_t w, uint32_t h, uint32_t format)
+/* Copy the rows of a rectangle that differ from what fb holds: guests
+ * often flush pixels they did not change (a cursor-plane move makes some
+ * compositors re-commit the whole primary plane), and an unchanged flush
+ * must cost no encode. Returns whether any row changed; *first and *last
+ * are the changed rows' range (relative to the rectangle). */
+static bool copy_rows(uint8_t *dst, uint32_t dst_stride, const uint8_t *src, uint32_t src_stride,
+		      uint32_t w, uint32_t h, uint32_t format, uint32_t *first, uint32_t *last)
 {
 	bool swap = format == HFE_FMT_ABGR8888 || format == HFE_FMT_XBGR8888;
+	bool any = false;
 	for (uint32_t row = 0; row < h; row++) {
 		const uint8_t *sp = src + (size_t)row * src_stride;
 		uint8_t *dp = dst + (size_t)row * dst_stride;
+		bool changed = false;
 		if (!swap) {
-			memcpy(dp, sp, (size_t)w * 4);
-			continue;
+			changed = memcmp(dp, sp, (size_t)w * 4) != 0;
+			if (changed)
+				memcpy(dp, sp, (size_t)w * 4);
+		} else {
+			for (uint32_t i = 0; i < w; i++) { /* R,G,B,A bytes -> B,G,R,A */
+				uint8_t px[4] = { sp[4 * i + 2], sp[4 * i + 1], sp[4 * i],
+						  sp[4 * i + 3] };
+				if (memcmp(dp + 4 * i, px, 4)) {
+					memcpy(dp + 4 * i, px, 4);
+					changed = true;
+				}
+			}
 		}
-		for (uint32_t i = 0; i < w; i++) { /* R,G,B,A bytes -> B,G,R,A */
-			dp[4 * i] = sp[4 * i + 2];
-			dp[4 * i + 1] = sp[4 * i + 1];
-			dp[4 * i + 2] = sp[4 * i];
-			dp[4 * i + 3] = sp[4 * i + 3];
+		if (changed) {
+			*first = any ? *first : row;
+			*last = row;
+			any = true;
 		}
 	}
+	return any;
 }
 
 static bool rgb32(uint32_t format)
@@ -179,7 +196,9 @@ static bool rgb32(uint32_t format)
 }
 
 /* Copy one rectangle into fb (fb_lock held). Returns false when nothing of
- * it is on the surface; else *out is the clipped rectangle. */
+ * it is on the surface or none of its pixels changed (right after a resize
+ * every copy counts: it brings the first picture); else *out is the clipped
+ * rectangle, narrowed to the rows that changed. */
 static bool copy_locked(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t w, uint32_t h,
 			const uint8_t *pixels, uint32_t stride, uint32_t format, struct box *out)
 {
@@ -189,9 +208,17 @@ static bool copy_locked(struct hfe_stream *s, uint32_t x, uint32_t y, uint32_t w
 		w = s->width - x;
 	if (h > s->height - y)
 		h = s->height - y;
-	copy_rows(s->fb + (size_t)y * s->fb_stride + (size_t)x * 4, s->fb_stride, pixels, stride, w,
-		  h, format);
-	*out = (struct box){ x, y, x + w, y + h };
+	uint32_t first = 0, last = h - 1;
+	bool changed = copy_rows(s->fb + (size_t)y * s->fb_stride + (size_t)x * 4, s->fb_stride,
+				 pixels, stride, w, h, format, &first, &last);
+	if (!changed && !s->blank) {
+		pthread_mutex_lock(&s->w.lock);
+		s->stats.updates++;
+		s->stats.updates_unchanged++;
+		pthread_mutex_unlock(&s->w.lock);
+		return false;
+	}
+	*out = (struct box){ x, y + first, x + w, y + last + 1 };
 	return true;
 }
 

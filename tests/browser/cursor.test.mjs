@@ -16,19 +16,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { CHROMIUM, check, chromium, runTest, sleep, start, viewerUrl, waitFor, workDirs }
-	from './lib.mjs';
+import { CHROMIUM, check, chromium, runTest, sleep, start, upstreamStats, viewerUrl, waitFor,
+	workDirs } from './lib.mjs';
 
 const DAEMON = process.env.HFE_DAEMON;
 const VIEWER = process.env.HFE_VIEWER;
 const W = 640, H = 360;
 
 const { work, out } = workDirs('hfe-browser-cursor-');
-
-async function upstreamStats(url) {
-	const r = await fetch(new URL('stats.json', url));
-	return (await r.json()).upstream;
-}
 
 // Where the page shows stream pixel (x, y): the canvas letterboxed.
 async function pagePoint(page, x, y) {

@@ -23,15 +23,22 @@
  *    second terminal, which has the focus: a command typed next reports the
  *    second pseudo-terminal;
  *  - the wheel scrolls the terminal: after `seq`, wheel notches up change its
- *    region of the picture, and back down restore it.
+ *    region of the picture, and back down restore it;
+ *  - moving the pointer across the desktop: on the module path (weston's GL
+ *    renderer uses virtio-gpu's cursor plane) the guest's hardware cursor
+ *    comes as cursor messages (the page draws it) and no more access units
+ *    than in as long a time with the pointer still (weston re-commits its
+ *    whole unchanged primary plane at each move: the stream must see that
+ *    nothing changed); on the D-Bus path (2D, weston's pixman renderer,
+ *    which has no cursor plane) the pointer is drawn into the picture.
  * Screenshots: $HFE_BROWSER_OUT/desktop-HOST-*.png.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { CHROMIUM, check, chromium, runTest, sleep, start, viewerUrl, waitFor, workDirs }
-	from './lib.mjs';
+import { CHROMIUM, check, chromium, runTest, sleep, start, upstreamStats, viewerUrl, waitFor,
+	workDirs } from './lib.mjs';
 
 const host = process.argv.includes('--host') ? process.argv[process.argv.indexOf('--host') + 1]
 	: 'dbus';
@@ -255,6 +262,27 @@ async function openTerminal(page) {
 	}, 60000).catch(() => null);
 }
 
+// Access units the viewer received in ms milliseconds while act() ran (or,
+// with no act, while the pointer stayed still).
+async function framesDuring(url, ms, act) {
+	const f0 = (await upstreamStats(url)).frames;
+	const t0 = Date.now();
+	if (act)
+		await act();
+	await sleep(Math.max(0, ms - (Date.now() - t0)) + 500); // + what was in flight
+	return (await upstreamStats(url)).frames - f0;
+}
+
+// The pointer moved across the picture's lower half, as a person moves a mouse.
+async function sweepPointer(page) {
+	const s = await page.evaluate(() => ({ w: window.hfeStats.width, h: window.hfeStats.height }));
+	for (let i = 0; i <= 40; i++) {
+		const c = await toPage(page, s.w * (0.1 + 0.02 * i), s.h * (0.55 + 0.008 * i));
+		await page.mouse.move(c.x, c.y);
+		await sleep(50);
+	}
+}
+
 async function bootHost(desktop) {
 	const ctl = path.join(work, 'ctl.sock'), gsock = path.join(work, 'guest.sock');
 	if (host === 'dbus') {
@@ -375,6 +403,30 @@ async function main() {
 		      `the new terminal has the focus: it printed ${mark2} (the first ${mark}; ` +
 		      `attempt ${r2.tries} of 3)`);
 		await page.screenshot({ path: shot('two-terminals') });
+
+		// moving the pointer
+		check((await upstreamStats(url)).cursor, 'the viewer took the cursor channel');
+		await sweepPointer(page); // the first sweep defines the shape
+		await sleep(1000);
+		const pos0 = await page.evaluate(() => window.hfeCursor.state.positions);
+		const still = await framesDuring(url, 3000, null);
+		const moved = await framesDuring(url, 3000, () => sweepPointer(page));
+		const cur = await page.evaluate(() => ({ ...window.hfeCursor.state }));
+		if (host === 'module') {
+			// weston (GL renderer, virgl) puts the pointer on virtio-gpu's cursor plane
+			check(cur.shapes > 0 && cur.positions - pos0 >= 10,
+			      `the guest's hardware cursor came as messages (${cur.shapes} shapes, ` +
+			      `${cur.positions - pos0} positions while moving)`, cur);
+			check(moved <= still + 2, 'moving the pointer brought no extra access units ' +
+			      `(${moved} while moving, ${still} as long with the pointer still)`);
+		} else {
+			// weston 10 on 2D virtio-gpu draws the pointer into its picture itself (its
+			// cursor plane needs GBM, which the pixman renderer has not): it comes in the
+			// picture, and no cursor message can
+			check(cur.shapes === 0 && moved > still,
+			      'the guest draws its pointer into the picture: moving it changed the ' +
+			      `picture (${moved} access units while moving, ${still} with it still)`, cur);
+		}
 
 		// size follows the page
 		await page.setViewportSize({ width: 1280, height: 860 });

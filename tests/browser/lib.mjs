@@ -119,3 +119,10 @@ export async function viewerUrl(p, timeoutMs = 10000) {
 		return m && m[1];
 	}, timeoutMs);
 }
+
+// What the viewer says of its upstream (stats.json): frames (access units
+// received), cursor (whether it took the cursor channel), ...
+export async function upstreamStats(url) {
+	const r = await fetch(new URL('stats.json', url));
+	return (await r.json()).upstream;
+}

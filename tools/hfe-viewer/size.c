@@ -94,6 +94,10 @@ static bool send_up(struct viewer *v, enum hfe_msg_type type, uint32_t w, uint32
 		m.u.enable_scanout = (struct hfe_enable_scanout){ v->scanout, w, h, 0 };
 	else
 		m.u.scanout_id = v->scanout;
+	/* Watching again after a replug: with the cursor channel as before (else
+	 * the host draws the cursor into the picture and sends no cursor). */
+	if (type == HFE_MSG_SUBSCRIBE && v->up_cursor)
+		m.hdr.flags = HFE_FLAG_CURSOR;
 	if (hfe_client_send_msg(v->up, &m, SEND_TIMEOUT_MS, &err) < 0) {
 		upstream_lost(v, err.msg);
 		return false;

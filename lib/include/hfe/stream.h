@@ -50,6 +50,7 @@ struct hfe_stream_stats {
 	uint64_t updates;       /* damage reports from the source */
 	uint64_t frames_encoded;
 	uint64_t updates_coalesced; /* reports merged into a later encode (newest wins) */
+	uint64_t updates_unchanged; /* reports whose pixels were already there: no encode */
 	uint64_t keyframes;
 	uint64_t frames_dropped; /* encoded but not collected in time (owner too slow) */
 	uint64_t bytes_out;
