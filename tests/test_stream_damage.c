@@ -44,6 +44,7 @@ static int next_au(struct hfe_stream *s, struct tu_decoder *dec, struct tu_yuv *
 {
 	struct hfe_stream_au *au = NULL;
 	tu_yuv_free(pic);
+	ms = (int)(ms * tu_time_scale()); /* an emulated x264 is slower (arm64 job) */
 	for (int i = 0; i < ms / 5 && hfe_stream_poll(s, &au) != 1; i++)
 		nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
 	if (!au)
