@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# Install the Debian 12 packages a task needs: `scripts/deps.sh build|test|demo|arm64|arm64-guest ...`.
+# Install the Debian 12 packages a task needs: `scripts/deps.sh build|test|demo|arm64|arm64-guest|bench ...`.
 # Can also be sourced (`. scripts/deps.sh; hfe_deps test`); sourcing changes no shell options.
 # Silent when everything is present; installs what is missing when run as root, otherwise
 # fails with the apt-get command to run.
@@ -38,6 +38,11 @@ HFE_DEPS_ARM64=(
 HFE_DEPS_DEMO=(
 	ffmpeg qemu-system-x86 busybox-static kmod cpio xz-utils
 )
+# Added for bench/desktop-vs-vnc (task bench, with test's): QEMU's own VNC server seen through
+# noVNC, the remote desktop this project's page is measured against.
+HFE_DEPS_BENCH=(
+	novnc websockify
+)
 # The arm64 guest (build-guest.sh --arch aarch64: the *_aarch64 e2e tests, part of test;
 # demo.sh --arch aarch64; task arm64-guest): its QEMU, and the cross compiler of its
 # static programs.
@@ -56,8 +61,9 @@ hfe_deps_list() {
 		demo) printf '%s\n' "${HFE_DEPS_DEMO[@]}" ;;
 		arm64) printf '%s\n' "${HFE_DEPS_ARM64[@]}" ;;
 		arm64-guest) printf '%s\n' "${HFE_DEPS_AARCH64[@]}" ;;
+		bench) printf '%s\n' "${HFE_DEPS_TEST[@]}" "${HFE_DEPS_BENCH[@]}" ;;
 		*)
-			echo "deps.sh: unknown task '$task' (want build, test, demo, arm64 or arm64-guest)" >&2
+			echo "deps.sh: unknown task '$task' (want build, test, demo, arm64, arm64-guest or bench)" >&2
 			return 2
 			;;
 		esac
@@ -102,7 +108,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
 	set -euo pipefail
 	case "${1:-}" in
 	-h | --help)
-		echo "usage: $0 [build|test|demo|arm64]...   (default: build)"
+		echo "usage: $0 [build|test|demo|arm64|arm64-guest|bench]...   (default: build)"
 		exit 0
 		;;
 	esac
