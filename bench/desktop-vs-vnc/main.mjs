@@ -96,7 +96,8 @@ async function photon(page, probe, act) {
 }
 
 const bytes = (page) => page.evaluate(() => ({ rx: window.__bench.rx, tx: window.__bench.tx,
-	t: performance.now(), decoded: window.__bench.decodeMs.length }));
+	rxText: window.__bench.rxText, rxMsgs: window.__bench.rxMsgs, t: performance.now(),
+	decoded: window.__bench.decodeMs.length }));
 
 // The rectangle r (x0 y0 x1 y1) as a probe, clamped to the picture.
 function rect(r, size, on, minPx) {
@@ -139,6 +140,7 @@ async function session(page, sel, scene, size) {
 			viewerMs: window.hfeStats ? window.hfeStats.viewerMs : null,
 		}), b0.decoded);
 		res[name] = { ms, lost, how, rxBytes: b1.rx - b0.rx, txBytes: b1.tx - b0.tx,
+			      rxTextBytes: b1.rxText - b0.rxText, rxMsgs: b1.rxMsgs - b0.rxMsgs,
 			      seconds: s, rxPerS: (b1.rx - b0.rx) / s, ...inside };
 	}
 	const key = async (ch) => {
@@ -392,6 +394,7 @@ function report(row) {
 				    `${String(r.lost).padStart(4)} | ${f1(pct(r.ms, 0.5)).padStart(6)} | ` +
 				    `${f1(pct(r.ms, 0.99)).padStart(6)} | ${f1(r.rxPerS / 1000).padStart(7)} | ` +
 				    `${f1(r.rxBytes / 1000).padStart(7)} | ${JSON.stringify(r.how)}` +
+				    ` | ${r.rxMsgs} messages, ${f1(r.rxTextBytes / 1000)} kB text` +
 				    (who === 'hfe' ? ` | decoder p50 ${f1(pct(r.decodeMs, 0.5))} ms ` +
 				     `(${r.decodeMs.length} AUs), host ${f1(r.hostMs)}, ` +
 				     `server->decoded ${f1(r.viewerMs)}` : ''));
@@ -410,7 +413,7 @@ async function main() {
 				if (!/VNC support is disabled/.test(String(e && e.message)))
 					throw e;
 				missed.push(`${host}: not measured, this QEMU has no VNC server ` +
-					    '(qemu/build.sh builds it with --enable-vnc)');
+					    '(the patched QEMU needs --enable-vnc in qemu/build.sh)');
 			});
 	} finally {
 		await browser.close();

@@ -2,7 +2,8 @@
 /*
  * Loaded into both pages before their own scripts (Playwright's init script):
  * the measuring side of bench/desktop-vs-vnc, one clock (performance.now()).
- *  - Bytes on the wire: every WebSocket's received (and sent) payload bytes.
+ *  - Bytes on the wire: every WebSocket's received (and sent) payload bytes,
+ *    and of the received how many came in text messages.
  *  - Input-to-photon: a probe is armed with a rectangle of the picture (in the
  *    picture's own pixels) and the DOM event it waits for. A window listener
  *    in the capture phase (registered before the page's own) stamps the event;
@@ -22,7 +23,8 @@
 'use strict';
 
 (() => {
-	const B = window.__bench = { rx: 0, tx: 0, rxMsgs: 0, probe: null, screenSel: null };
+	const B = window.__bench = { rx: 0, rxText: 0, tx: 0, rxMsgs: 0, probe: null,
+		screenSel: null };
 	const size = (d) => (typeof d === 'string' ? d.length
 		: d instanceof ArrayBuffer ? d.byteLength : d && d.size !== undefined ? d.size : 0);
 
@@ -33,6 +35,8 @@
 		const ws = new NativeWebSocket(...args);
 		ws.addEventListener('message', (e) => {
 			B.rx += size(e.data);
+			if (typeof e.data === 'string')
+				B.rxText += e.data.length;
 			B.rxMsgs++;
 		});
 		return ws;
