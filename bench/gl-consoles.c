@@ -35,9 +35,16 @@
  *                   longest callback in CPU time
  *
  * usage: gl-consoles [--sizes 1280x800,1920x1080] [--configs 2d,egl-headless,helix]
- *                    [--duration S] [--rounds R] [--no-idle]
+ *                    [--duration S] [--rounds R] [--no-idle] [--toggle S]
  * With --rounds R every run is repeated R times (the configurations
  * interleaved: the machine's load drifts) and the summary shows medians.
+ * With --toggle S each configuration boots once and the bridge subscribes
+ * and leaves every S seconds (unwatched first): watched and unwatched rates
+ * come from the same boot, minutes apart at most, which is what measures the
+ * cost on a shared machine whose load moves separate boots by up to 2x. It
+ * also splits QEMU's CPU per phase by thread: vCPUs, main loop, llvmpipe's
+ * rasterizer threads, the export's threads (libhfe's "hfe *" with x264's,
+ * and helix-feeder).
  * Environment as for the e2e tests (HFE_QEMU_BUILD, HFE_BUILD_ROOT,
  * HFE_E2E_BUILD_DESKTOP; HFE_E2E_QEMU_DIR to skip build.sh).
  */
@@ -60,6 +67,7 @@
 struct opts {
 	char sizes[128], configs[128];
 	int duration_s, rounds;
+	int toggle_s; /* > 0: one boot, the subscriber comes and goes every toggle_s */
 	bool idle;
 };
 
@@ -75,6 +83,15 @@ struct result {
 	double module_us_flush, module_max_cpu_us, top_us_flush;
 	char module_max_in[32], top[32]; /* top: the callback with the most time */
 	unsigned enc_w, enc_h;  /* the stream's size: the mode kmscube set */
+	double updates_per_au;  /* the module's updates (GL: read-backs) per encoded frame */
+	/* --toggle: [0] unwatched phases, [1] watched ones, in the same boot */
+	struct phase {
+		unsigned frames;   /* kmscube frames in report intervals inside the phase */
+		double secs;       /* those intervals' length (kmscube's clock) */
+		double wall_s;     /* host time in the phases */
+		struct e2e_cpu cpu; /* summed over the phases */
+		int n;             /* phases */
+	} ph[2];
 };
 
 static const char STALL_RESET[] =
@@ -128,11 +145,49 @@ static double module_us(const char *stats, char *top, size_t toplen, double *top
 	return total;
 }
 
+/* Boot the guest with kmscube spinning for op->duration_s under r's config and
+ * size; addr: the object's address. NULL (said on stderr) if QEMU did not start. */
+static struct e2e_vm *kmscube_boot(const struct e2e_qemu *q, const struct e2e_guest *d,
+				   const char *workdir, const struct opts *op,
+				   const struct result *r, const char *name, char *addr,
+				   size_t addrlen)
+{
+	char append[256], err[1024];
+
+	/* kmscube stops at SIGTERM without a last line: its reports are enough. */
+	snprintf(append, sizeof(append),
+		 "hfe.session=none hfe.run=\"timeout %d kmscube\" hfe.poweroff=1",
+		 op->duration_s + 6);
+	struct e2e_desktop_run run = {
+		.display = strcmp(r->config, "2d") ? r->config : NULL, .width = r->w,
+		.height = r->h, .append = append, .object_opts = "max-fps=60",
+		.timeout_ms = (op->duration_s + 240) * 1000,
+	};
+	struct e2e_vm *vm = e2e_desktop_vm_start(q, d, workdir, name, &run, addr, addrlen, err,
+						 sizeof(err));
+
+	if (!vm)
+		fprintf(stderr, "gl-consoles: %s: cannot start QEMU: %s\n", name, err);
+	return vm;
+}
+
+/* Wait for the guest to start kmscube; false (with its console) if it did not. */
+static bool kmscube_started(struct e2e_vm *vm, const char *name)
+{
+	char line[256];
+
+	if (e2e_vm_wait_line(vm, "run start", line, sizeof(line), 180000) == 1)
+		return true;
+	fprintf(stderr, "gl-consoles: %s: kmscube did not start\n", name);
+	e2e_vm_dump_console(vm, 30);
+	return false;
+}
+
 /* One boot: kmscube for op->duration_s seconds under cfg at w x h. */
 static void run_one(const struct e2e_qemu *q, const struct e2e_guest *d, const char *workdir,
 		    const struct opts *op, struct result *r)
 {
-	char name[64], append[256], addr[64], err[1024], line[256], reply[256];
+	char name[64], addr[64], err[1024], line[256], reply[256];
 	static char stats[1 << 16];
 	struct bridge_watch w;
 	bool watching = false;
@@ -144,31 +199,17 @@ static void run_one(const struct e2e_qemu *q, const struct e2e_guest *d, const c
 
 	snprintf(name, sizeof(name), "%s-%ux%u-%s", r->config, r->w, r->h, r->sub ? "sub" : "idle");
 	r->aus = r->p50 = r->p99 = NAN; /* no subscriber: nothing to count */
-	/* kmscube stops at SIGTERM without a last line: its reports are enough. */
-	snprintf(append, sizeof(append),
-		 "hfe.session=none hfe.run=\"timeout %d kmscube\" hfe.poweroff=1",
-		 op->duration_s + 6);
-	struct e2e_desktop_run run = {
-		.display = strcmp(r->config, "2d") ? r->config : NULL, .width = r->w,
-		.height = r->h, .append = append, .object_opts = "max-fps=60",
-		.timeout_ms = (op->duration_s + 240) * 1000,
-	};
-	struct e2e_vm *vm = e2e_desktop_vm_start(q, d, workdir, name, &run, addr, sizeof(addr), err,
-						 sizeof(err));
-	if (!vm) {
-		fprintf(stderr, "gl-consoles: %s: cannot start QEMU: %s\n", name, err);
+	struct e2e_vm *vm = kmscube_boot(q, d, workdir, op, r, name, addr, sizeof(addr));
+
+	if (!vm)
 		return;
-	}
 	if (r->sub) {
 		watching = bridge_watch_start(&w, addr, 0, BITRATE, false);
 		if (!watching)
 			fprintf(stderr, "gl-consoles: %s: the bridge could not subscribe\n", name);
 	}
-	if (e2e_vm_wait_line(vm, "run start", line, sizeof(line), 180000) != 1) {
-		fprintf(stderr, "gl-consoles: %s: kmscube did not start\n", name);
-		e2e_vm_dump_console(vm, 30);
+	if (!kmscube_started(vm, name))
 		goto out;
-	}
 	/* Follow kmscube's report lines; the window runs from the first with
 	 * frames to the last. */
 	while (e2e_vm_wait_line(vm, "run exit", line, sizeof(line), 100) == 0) {
@@ -239,6 +280,164 @@ out:
 	e2e_vm_free(vm);
 }
 
+/* b - a, field by field. */
+static void cpu_add_delta(struct e2e_cpu *sum, const struct e2e_cpu *a, const struct e2e_cpu *b)
+{
+	sum->all_ms += b->all_ms - a->all_ms;
+	sum->vcpu_ms += b->vcpu_ms - a->vcpu_ms;
+	sum->main_ms += b->main_ms - a->main_ms;
+	sum->export_ms += b->export_ms - a->export_ms;
+	sum->gl_ms += b->gl_ms - a->gl_ms;
+}
+
+/*
+ * --toggle: one boot, kmscube spinning for --duration s, the bridge subscribed
+ * for every other toggle_s s (unwatched first). Each of kmscube's report
+ * intervals that lies inside one phase counts for that phase's rate (those
+ * across a switch count for neither). The load of the other sessions on this
+ * machine drifts on the scale of tens of seconds, separate boots differ by
+ * up to 2x: alternating within one boot compares like with like.
+ */
+static void run_toggle(const struct e2e_qemu *q, const struct e2e_guest *d, const char *workdir,
+		       const struct opts *op, struct result *r)
+{
+	char name[64], addr[64], err[1024], line[256], reply[256];
+	static char stats[1 << 16];
+	struct bridge_watch w;
+	bool on = false, started = false;
+	unsigned fr, prev_fr = 0;
+	double s, fps, prev_s = 0, *lat = NULL;
+	size_t n_lat = 0, cap_lat = 0, n_aus = 0;
+	uint64_t t_switch = 0, t_prev = 0;
+	struct e2e_cpu c_switch = { 0 };
+	int seen = 0, n;
+
+	snprintf(name, sizeof(name), "%s-%ux%u-toggle", r->config, r->w, r->h);
+	struct e2e_vm *vm = kmscube_boot(q, d, workdir, op, r, name, addr, sizeof(addr));
+
+	if (!vm)
+		return;
+	if (!kmscube_started(vm, name))
+		goto out;
+	while (e2e_vm_wait_line(vm, "run exit", line, sizeof(line), 100) == 0) {
+		uint64_t now = e2e_now_ns();
+
+		if (started && now - t_switch >= (uint64_t)op->toggle_s * 1000000000u) {
+			struct e2e_cpu c = e2e_proc_cpu(e2e_vm_pid(vm));
+
+			/* Before the subscriber leaves: its threads' time is still there. */
+			cpu_add_delta(&r->ph[on].cpu, &c_switch, &c);
+			r->ph[on].wall_s += (double)(now - t_switch) / 1e9;
+			r->ph[on].n++;
+			if (on) {
+				bridge_watch_stop(&w);
+				for (size_t i = 0; i < w.n; i++) {
+					if (n_lat == cap_lat) {
+						cap_lat = cap_lat ? 2 * cap_lat : 256;
+						lat = realloc(lat, cap_lat * sizeof(*lat));
+						REQUIRE(lat);
+					}
+					lat[n_lat++] = ((double)w.aus[i].t_ns - (double)w.aus[i].pts) / 1e6;
+				}
+				n_aus += w.n;
+				if (w.failed || w.others)
+					fprintf(stderr, "gl-consoles: %s: the bridge's stream broke "
+						"(failed %d, %u other messages)\n", name, w.failed,
+						w.others);
+				bridge_watch_free(&w);
+				on = false;
+			} else if (bridge_watch_start(&w, addr, 0, BITRATE, false)) {
+				on = true;
+			} else {
+				fprintf(stderr, "gl-consoles: %s: the bridge could not subscribe\n", name);
+			}
+			t_switch = e2e_now_ns();
+			c_switch = e2e_proc_cpu(e2e_vm_pid(vm));
+		}
+		n = e2e_kmscube_fps(vm, &fr, &s, &fps);
+		if (n <= seen || fr == 0)
+			continue;
+		seen = n;
+		if (!started) {
+			started = true;
+			t_switch = now;
+			c_switch = e2e_proc_cpu(e2e_vm_pid(vm));
+			e2e_qmp(e2e_vm_qmp_path(vm), STALL_RESET, reply, sizeof(reply), 5000, err,
+				sizeof(err));
+		} else if (t_prev >= t_switch) {
+			r->ph[on].frames += fr - prev_fr;
+			r->ph[on].secs += s - prev_s;
+		}
+		prev_fr = fr;
+		prev_s = s;
+		t_prev = now;
+	}
+	if (on) { /* kmscube ended inside a watched phase: its time is not counted */
+		bridge_watch_stop(&w);
+		bridge_watch_free(&w);
+	}
+	if (!r->ph[0].frames || !r->ph[1].frames || !r->ph[0].wall_s || !r->ph[1].wall_s) {
+		fprintf(stderr, "gl-consoles: %s: no whole report interval in %s phases (longer "
+			"--duration or --toggle)\n", name, r->ph[0].frames ? "watched" : "unwatched");
+		goto out;
+	}
+	if (e2e_qemu_qom_get(e2e_vm_qmp_path(vm), "/objects/hfe0", "stats", stats, sizeof(stats),
+			     err, sizeof(err)) < 0)
+		stats[0] = '\0';
+	r->fps = r->ph[1].frames / r->ph[1].secs;
+	r->fps_all = r->ph[0].frames / r->ph[0].secs; /* the unwatched rate */
+	r->frames = r->ph[0].frames + r->ph[1].frames;
+	r->aus = n_aus / r->ph[1].wall_s;
+	r->p50 = e2e_pctl(lat, n_lat, 0.5);
+	r->p99 = e2e_pctl(lat, n_lat, 0.99);
+	r->cpu = r->ph[1].cpu.all_ms / 10.0 / r->ph[1].wall_s;
+	r->vcpu = r->ph[1].cpu.vcpu_ms / 10.0 / r->ph[1].wall_s;
+	/* Per kmscube frame of each phase: frames per host second x wall. */
+	r->main_ms_flush = r->ph[1].cpu.main_ms / (r->fps * r->ph[1].wall_s);
+	r->module_us_flush = module_us(stats, r->top, sizeof(r->top), &r->top_us_flush) /
+			     (r->fps * r->ph[1].wall_s);
+	r->top_us_flush /= r->fps * r->ph[1].wall_s;
+	r->module_max_cpu_us = e2e_qemu_json_num(stats, "max-stall-cpu-us", NAN);
+	json_str(stats, "max-stall-cpu-in", r->module_max_in, sizeof(r->module_max_in));
+	r->enc_w = (unsigned)e2e_qemu_json_num(stats, "width", 0);
+	r->enc_h = (unsigned)e2e_qemu_json_num(stats, "height", 0);
+	/* Whole boot: updates (read-backs under helix) and frames happen only watched. */
+	r->updates_per_au = e2e_qemu_json_num(stats, "updates", NAN) /
+			    e2e_qemu_json_num(stats, "frames", NAN);
+	r->ok = true;
+out:
+	free(lat);
+	e2e_vm_wait_exit(vm, 60000);
+	e2e_vm_free(vm);
+}
+
+/* One phase's CPU, % of one core: vCPUs, main loop, llvmpipe, the export, the rest. */
+static void print_phase(const char *what, const struct result *r, int i)
+{
+	const struct phase *p = &r->ph[i];
+	double k = 10.0 * p->wall_s;
+
+	printf("  %-9s %2d phases: kmscube %6.1f fps | QEMU CPU %5.1f %% = vCPU %5.1f + main "
+	       "%5.1f + llvmpipe %5.1f + export %5.1f + other %5.1f | main %5.2f ms/frame\n",
+	       what, p->n, p->frames / p->secs, p->cpu.all_ms / k, p->cpu.vcpu_ms / k,
+	       p->cpu.main_ms / k, p->cpu.gl_ms / k, p->cpu.export_ms / k,
+	       (p->cpu.all_ms - p->cpu.vcpu_ms - p->cpu.main_ms - p->cpu.gl_ms -
+		p->cpu.export_ms) / k,
+	       p->cpu.main_ms / (p->frames / p->secs * p->wall_s));
+}
+
+static void print_toggle(const struct result *r)
+{
+	printf("%-9s %-12s toggle kmscube %6.1f fps unwatched, %6.1f watched: cost %5.1f %% | "
+	       "AU/s %5.1f (%.2f updates per AU) | lat p50 %6.1f p99 %6.1f ms | module %6.1f "
+	       "us/flush (%s %.1f), longest %5.0f us CPU (%s) | stream %ux%u\n",
+	       "", r->config, r->fps_all, r->fps, 100.0 * (1.0 - r->fps / r->fps_all), r->aus,
+	       r->updates_per_au, r->p50, r->p99, r->module_us_flush, r->top, r->top_us_flush, r->module_max_cpu_us,
+	       r->module_max_in, r->enc_w, r->enc_h);
+	print_phase("unwatched", r, 0);
+	print_phase("watched", r, 1);
+}
+
 static void print_run(const struct result *r)
 {
 	printf("%-9s %-12s %-5s kmscube %6.1f fps (whole run %6.1f) | AU/s %5.1f | lat p50 %6.1f "
@@ -301,6 +500,68 @@ static void summary(const struct result *rs, int n, const struct opts *op)
 	}
 }
 
+/* The median of a phase's figure over the rounds of (config, w); % of a core
+ * unless it is fps. */
+enum phase_fig { PH_FPS, PH_VCPU, PH_MAIN, PH_GL, PH_EXPORT, PH_MAIN_MS };
+
+static double ph_fig(const struct phase *p, enum phase_fig f)
+{
+	double k = 10.0 * p->wall_s, fps = p->frames / p->secs;
+
+	switch (f) {
+	case PH_FPS: return fps;
+	case PH_VCPU: return p->cpu.vcpu_ms / k;
+	case PH_MAIN: return p->cpu.main_ms / k;
+	case PH_GL: return p->cpu.gl_ms / k;
+	case PH_EXPORT: return p->cpu.export_ms / k;
+	case PH_MAIN_MS: return p->cpu.main_ms / (fps * p->wall_s);
+	}
+	return NAN;
+}
+
+static double ph_med(const struct result *rs, int n, const char *config, unsigned w, int i,
+		     enum phase_fig f)
+{
+	double v[MAX_RUNS];
+	size_t k = 0;
+
+	for (int j = 0; j < n; j++)
+		if (rs[j].ok && rs[j].w == w && !strcmp(rs[j].config, config))
+			v[k++] = f == PH_FPS && i < 0 ? 100.0 * (1.0 - ph_fig(&rs[j].ph[1], f) /
+								   ph_fig(&rs[j].ph[0], f))
+						      : ph_fig(&rs[j].ph[i], f);
+	return e2e_pctl(v, k, 0.5);
+}
+
+static void summary_toggle(const struct result *rs, int n, const struct opts *op)
+{
+	printf("\nsummary (--toggle %d), medians of %d round(s); cost = the median of each "
+	       "boot's 1 - watched/unwatched (goal < 10 %%); CPU in %% of one core, "
+	       "unwatched -> watched\n", op->toggle_s, op->rounds);
+	printf("size       config       | fps unw | fps w  | cost   | AU/s  | lat p50/p99 ms  | "
+	       "vCPU          | main        | llvmpipe    | export      | main ms/frame\n");
+	for (int i = 0; i < n; i++) {
+		const struct result *r = &rs[i];
+		bool first = true;
+
+		for (int j = 0; j < i; j++)
+			if (rs[j].w == r->w && !strcmp(rs[j].config, r->config))
+				first = false;
+		if (!first)
+			continue;
+#define PM(ph, f) ph_med(rs, n, r->config, r->w, ph, f)
+		printf("%4ux%-5u %-12s | %7.1f | %6.1f | %5.1f%% | %5.1f | %6.1f / %-6.1f | "
+		       "%5.1f -> %5.1f | %4.1f -> %4.1f | %4.1f -> %4.1f | %4.1f -> %4.1f | "
+		       "%4.2f -> %4.2f\n",
+		       r->w, r->h, r->config, PM(0, PH_FPS), PM(1, PH_FPS), PM(-1, PH_FPS),
+		       MED(r->config, r->w, true, aus), MED(r->config, r->w, true, p50),
+		       MED(r->config, r->w, true, p99), PM(0, PH_VCPU), PM(1, PH_VCPU),
+		       PM(0, PH_MAIN), PM(1, PH_MAIN), PM(0, PH_GL), PM(1, PH_GL),
+		       PM(0, PH_EXPORT), PM(1, PH_EXPORT), PM(0, PH_MAIN_MS), PM(1, PH_MAIN_MS));
+#undef PM
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct opts op = { .sizes = "1280x800,1920x1080", .configs = "2d,egl-headless,helix",
@@ -327,15 +588,20 @@ int main(int argc, char **argv)
 			op.duration_s = atoi(v);
 		else if (!strcmp(a, "--rounds") && v)
 			op.rounds = atoi(v);
+		else if (!strcmp(a, "--toggle") && v)
+			op.toggle_s = atoi(v);
 		else {
 			fprintf(stderr, "usage: gl-consoles [--sizes WxH,...] [--configs "
-				"2d,egl-headless,helix] [--duration S] [--rounds R] [--no-idle]\n");
+				"2d,egl-headless,helix] [--duration S] [--rounds R] [--no-idle] "
+				"[--toggle S]\n");
 			return 2;
 		}
 		i++;
 	}
-	if (op.duration_s < 5 || op.rounds < 1) {
-		fprintf(stderr, "gl-consoles: --duration >= 5, --rounds >= 1\n");
+	if (op.duration_s < 5 || op.rounds < 1 || op.toggle_s < 0 ||
+	    (op.toggle_s && op.duration_s < 4 * op.toggle_s)) {
+		fprintf(stderr, "gl-consoles: --duration >= 5, --rounds >= 1, --duration >= 4 x "
+			"--toggle\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -378,6 +644,20 @@ int main(int argc, char **argv)
 					rc = 2;
 					continue;
 				}
+				if (op.toggle_s && n < MAX_RUNS) {
+					struct result *r = &rs[n++];
+
+					snprintf(r->config, sizeof(r->config), "%s", c);
+					r->w = w;
+					r->h = h;
+					r->sub = true;
+					run_toggle(&q, &d, workdir, &op, r);
+					if (r->ok)
+						print_toggle(r);
+					else
+						rc = 1;
+					continue;
+				}
 				for (int sub = op.idle ? 0 : 1; sub <= 1 && n < MAX_RUNS; sub++) {
 					struct result *r = &rs[n++];
 
@@ -394,7 +674,10 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	summary(rs, n, &op);
+	if (op.toggle_s)
+		summary_toggle(rs, n, &op);
+	else
+		summary(rs, n, &op);
 	if (rc || getenv("HFE_E2E_KEEP"))
 		printf("gl-consoles: kept %s\n", workdir);
 	else

@@ -7,7 +7,8 @@
  * while a worker is held inside them the owner-side calls must still return
  * (checked from a helper thread with a deadline, so a regression fails
  * instead of hanging). Last, hfe_set_background_workers: the threads libhfe
- * then starts, the encoder's own included, run at background priority.
+ * then starts, the encoder's own included, run at background priority and
+ * are named "hfe WHAT".
  */
 #include <dirent.h>
 #include <errno.h>
@@ -325,10 +326,31 @@ static unsigned list_threads(pid_t *tids, unsigned max)
 	return n;
 }
 
+static bool is_background(pid_t tid)
+{
+	errno = 0;
+	int nice = getpriority(PRIO_PROCESS, (id_t)tid);
+	return sched_getscheduler(tid) == SCHED_BATCH && nice == 10 && !errno;
+}
+
+static bool has_name(pid_t tid, const char *name)
+{
+	char path[64], comm[32] = "";
+	snprintf(path, sizeof(path), "/proc/self/task/%d/comm", (int)tid);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = '\0';
+		fclose(f);
+	}
+	comm[strcspn(comm, "\n")] = '\0';
+	return !strcmp(comm, name);
+}
+
 /* With background workers on, every thread libhfe starts — the stream's
- * worker and the encoder's own threads — is SCHED_BATCH at nice 10; the
- * calling (main) thread is left alone. Runs last: the setting is global.
- * Threads that were there before the stream (only this one natively; under
+ * worker and the encoder's own threads — is SCHED_BATCH at nice 10 and named
+ * "hfe stream"; the calling (main) thread is left alone. Runs last: the
+ * setting is global. Threads that were there before the stream (only this one natively; under
  * qemu-user also the emulator's own) are not libhfe's and are not counted. */
 static void test_background_workers(void)
 {
@@ -350,7 +372,7 @@ static void test_background_workers(void)
 	bool key;
 	CHECKC(wait_au(s, &key), "the background stream encodes");
 
-	unsigned others = 0, background = 0, nnow = list_threads(now, 64);
+	unsigned others = 0, background = 0, named = 0, nnow = list_threads(now, 64);
 	for (unsigned i = 0; i < nnow; i++) {
 		bool old = false;
 		for (unsigned j = 0; j < nbefore; j++)
@@ -358,13 +380,14 @@ static void test_background_workers(void)
 		if (old)
 			continue;
 		others++;
-		errno = 0;
-		int nice = getpriority(PRIO_PROCESS, (id_t)now[i]);
-		background += sched_getscheduler(now[i]) == SCHED_BATCH && nice == 10 && !errno;
+		background += is_background(now[i]);
+		named += has_name(now[i], "hfe stream");
 	}
 	char ctx[96];
 	snprintf(ctx, sizeof(ctx), "%u of %u threads are SCHED_BATCH, nice 10", background, others);
 	CHECKC(others >= 2 && background == others, ctx);
+	snprintf(ctx, sizeof(ctx), "%u of %u threads are named \"hfe stream\"", named, others);
+	CHECKC(named == others, ctx);
 	CHECKC(sched_getscheduler(0) == SCHED_OTHER && getpriority(PRIO_PROCESS, 0) == 0,
 	       "the calling thread keeps its policy");
 	hfe_stream_free(s);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "hfe/host.h"
+#include "hfe/log.h"
 
 static atomic_bool background;
 
@@ -20,7 +22,28 @@ void hfe_set_background_workers(bool on) { atomic_store(&background, on); }
 struct start {
 	void *(*fn)(void *);
 	void *arg;
+	char name[16]; /* Linux's limit for a thread's name, NUL included */
 };
+
+/* Where a seccomp filter refuses both calls (QEMU's -sandbox
+ * resourcecontrol=deny), the threads stay at normal priority: one info line
+ * says so, and their names let whoever starts QEMU set it from outside. */
+static void background_priority(void)
+{
+	static atomic_flag noted = ATOMIC_FLAG_INIT;
+	struct sched_param sp = { .sched_priority = 0 };
+
+	if (!atomic_load(&background))
+		return;
+	/* Best effort, each on its own: the policy alone already helps. */
+	int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0 && rc != 0 &&
+	    !atomic_flag_test_and_set(&noted))
+		hfe_info("background threads run at normal priority: SCHED_BATCH and nice 10 "
+			 "were refused (%s; QEMU's -sandbox resourcecontrol=deny does that): "
+			 "set them from outside on the threads named \"hfe *\"",
+			 strerror(rc));
+}
 
 /* Threads inherit a Linux thread's policy and nice value, so the encoder's
  * own threads (x264's slice threads, created when it opens) follow. */
@@ -28,13 +51,10 @@ static void *start_thread(void *opaque)
 {
 	struct start st = *(struct start *)opaque;
 	free(opaque);
-	if (atomic_load(&background)) {
-		struct sched_param sp = { .sched_priority = 0 };
-		pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-		if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0) {
-			/* best effort: the policy alone already helps */
-		}
-	}
+	/* Named in top, perf and /proc: a host can tell the export's CPU from the
+	 * VM's (x264's threads inherit the name too). */
+	pthread_setname_np(pthread_self(), st.name);
+	background_priority();
 	return st.fn(st.arg);
 }
 
@@ -59,7 +79,8 @@ int hfe_worker_start(struct hfe_worker *w, void *(*fn)(void *), void *arg, const
 	struct start *st = malloc(sizeof(*st));
 	int rc = ENOMEM;
 	if (st) {
-		*st = (struct start){ fn, arg };
+		*st = (struct start){ fn, arg, "" };
+		snprintf(st->name, sizeof(st->name), "hfe %s", what);
 		rc = pthread_create(&w->thread, NULL, start_thread, st);
 		if (rc != 0)
 			free(st);

@@ -17,7 +17,8 @@ struct hfe_worker {
 	bool stop;           /* under lock: the thread must return */
 };
 
-/* Initialise and start fn(arg). `what` names the thread in errors. */
+/* Initialise and start fn(arg). `what` names the thread in errors, and the
+ * thread itself ("hfe WHAT", cut to 15 characters). */
 int hfe_worker_start(struct hfe_worker *w, void *(*fn)(void *), void *arg, const char *what,
 		     struct hfe_err *err);
 /* Set stop and wake the thread (it returns after its current work). */

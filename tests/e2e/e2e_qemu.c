@@ -204,7 +204,7 @@ int e2e_kmscube_fps(const struct e2e_vm *vm, unsigned *frames, double *secs, dou
 
 struct e2e_cpu e2e_proc_cpu(pid_t pid)
 {
-	struct e2e_cpu c = { 0, 0, 0 };
+	struct e2e_cpu c = { 0 };
 	char path[64];
 	struct dirent *e;
 	DIR *d;
@@ -237,6 +237,10 @@ struct e2e_cpu e2e_proc_cpu(pid_t pid)
 		}
 		if (!strncmp(comm, "CPU ", 4))
 			c.vcpu_ms += (double)run / 1e6;
+		else if (!strncmp(comm, "hfe ", 4) || !strncmp(comm, "helix-", 6))
+			c.export_ms += (double)run / 1e6;
+		else if (!strncmp(comm, "llvmpipe-", 9))
+			c.gl_ms += (double)run / 1e6;
 		if (atoi(e->d_name) == (int)pid)
 			c.main_ms = (double)run / 1e6;
 	}

@@ -114,6 +114,8 @@ int e2e_kmscube_fps(const struct e2e_vm *vm, unsigned *frames, double *secs, dou
  * debug-threads=on), and its main thread (QEMU's main loop). ms. */
 struct e2e_cpu {
 	double all_ms, vcpu_ms, main_ms;
+	double export_ms; /* the export's threads: "hfe *" (libhfe, x264's) and "helix-*" */
+	double gl_ms;     /* Mesa's llvmpipe rasterizer threads ("llvmpipe-N") */
 };
 struct e2e_cpu e2e_proc_cpu(pid_t pid);
 
