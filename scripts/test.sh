@@ -5,7 +5,8 @@
 #   1. gcc build in build/, `meson test`
 #   2. gcc ASan+UBSan build in build-asan/, `meson test` with leak detection
 #   3. the arm64 host job (scripts/arm64-host.sh): cross build in build-arm64/, the unit and
-#      integration suites under qemu-user
+#      integration suites under qemu-user; in the background while 4 runs (its output,
+#      kept in build-arm64.log, is printed after 4's)
 #   4. clang libFuzzer build in build-fuzz/, every fuzz target for HFE_FUZZ_SECONDS (default 30)
 #      over a scratch copy of fuzz/corpus (the repo's corpus is never written)
 # Ends with a line "N passed, N failed" (every meson test of every variant counts once, so does
@@ -171,10 +172,13 @@ count_testlog() {
 	REPORT+=("$name: $ok passed, $bad failed, $skip skipped")
 }
 
-# The arm64 host job: cross build, unit and integration tests under qemu-user.
-run_arm64() {
-	local dir="$BUILD_ROOT/build-arm64" rc=0
+# The arm64 host job: cross build, unit and integration tests under qemu-user. It runs
+# meanwhile the fuzzers (a fixed time each, one core): start_arm64 starts it in the
+# background, its output kept in a log; finish_arm64 waits, prints the log and counts.
+start_arm64() {
+	local dir="$BUILD_ROOT/build-arm64"
 	log "arm64: cross build + unit and integration tests under qemu-user (scripts/arm64-host.sh)"
+	ARM64_PID=
 	if [[ -n "${ARM64_SETUP_PID:-}" ]] && ! wait "$ARM64_SETUP_PID"; then
 		cat "$BUILD_ROOT/build-arm64-setup.log"
 		fail "arm64: the root (scripts/arm64-host.sh --setup-only)"
@@ -182,7 +186,17 @@ run_arm64() {
 		return 0
 	fi
 	rm -f "$dir/meson-logs/testlog.json"
-	"$ROOT/scripts/arm64-host.sh" --build-dir "$dir" || rc=$?
+	echo "(in the background; its output follows the fuzzers'; log: $BUILD_ROOT/build-arm64.log)"
+	"$ROOT/scripts/arm64-host.sh" --build-dir "$dir" >"$BUILD_ROOT/build-arm64.log" 2>&1 &
+	ARM64_PID=$!
+}
+
+finish_arm64() {
+	local dir="$BUILD_ROOT/build-arm64" rc=0
+	[[ -n "${ARM64_PID:-}" ]] || return 0
+	wait "$ARM64_PID" || rc=$?
+	log "arm64: the job's output (scripts/arm64-host.sh, exit $rc)"
+	cat "$BUILD_ROOT/build-arm64.log"
 	if [[ ! -s "$dir/meson-logs/testlog.json" ]]; then
 		fail "arm64: setup or build (exit $rc)"
 		REPORT+=("arm64: SETUP OR BUILD FAILED")
@@ -316,12 +330,14 @@ main() {
 			"${common[@]}" -Db_sanitize=address,undefined -Db_lundef=false
 	fi
 
-	[[ $DO_ARM64 -eq 0 ]] || run_arm64
+	[[ $DO_ARM64 -eq 0 ]] || start_arm64
 
 	if [[ $DO_FUZZ -eq 1 ]]; then
 		ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 			run_fuzz
 	fi
+
+	[[ $DO_ARM64 -eq 0 ]] || finish_arm64
 
 	log "summary"
 	local line

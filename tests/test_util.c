@@ -166,28 +166,28 @@ static uint8_t clamp8(double v)
 
 void tu_pattern_rgb(uint8_t *rgb, uint32_t w, uint32_t h, uint32_t t)
 {
-	double *col_r = malloc(w * sizeof(double));
-	double *row_g = malloc(h * sizeof(double));
-	double *diag_b = malloc((w + h) * sizeof(double));
+	uint8_t *col_r = malloc(w), *row_g = malloc(h), *diag_b = malloc(w + h);
 
 	if (!col_r || !row_g || !diag_b)
 		abort();
 
 	/* Background: R follows x, G follows y, B a slow diagonal wave; all
-	 * drift with t so that every frame differs. */
+	 * drift with t so that every frame differs. Each is rounded once per
+	 * column, row or diagonal, never per pixel: floating point is emulated
+	 * (slowly) under qemu-user. */
 	for (uint32_t x = 0; x < w; x++)
-		col_r[x] = 25 + 210 * tri((x + 2.0 * t) / (2.0 * w));
+		col_r[x] = clamp8(25 + 210 * tri((x + 2.0 * t) / (2.0 * w)));
 	for (uint32_t y = 0; y < h; y++)
-		row_g[y] = 30 + 170 * tri((y + 1.0 * t) / (2.0 * h));
+		row_g[y] = clamp8(30 + 170 * tri((y + 1.0 * t) / (2.0 * h)));
 	for (uint32_t d = 0; d < w + h; d++)
-		diag_b[d] = 128 + 100 * sin(2 * M_PI * (d + 3.0 * t) / (w + h));
+		diag_b[d] = clamp8(128 + 100 * sin(2 * M_PI * (d + 3.0 * t) / (w + h)));
 	for (uint32_t y = 0; y < h; y++) {
 		uint8_t *p = rgb + (size_t)y * w * 3;
 
 		for (uint32_t x = 0; x < w; x++) {
-			p[3 * x] = clamp8(col_r[x]);
-			p[3 * x + 1] = clamp8(row_g[y]);
-			p[3 * x + 2] = clamp8(diag_b[x + (h - 1 - y)]);
+			p[3 * x] = col_r[x];
+			p[3 * x + 1] = row_g[y];
+			p[3 * x + 2] = diag_b[x + (h - 1 - y)];
 		}
 	}
 
@@ -202,10 +202,14 @@ void tu_pattern_rgb(uint8_t *rgb, uint32_t w, uint32_t h, uint32_t t)
 				uint32_t ex = x - bx < bx + bw - 1 - x ? x - bx : bx + bw - 1 - x;
 				uint32_t ey = y - by < by + bh - 1 - y ? y - by : by + bh - 1 - y;
 				uint32_t e = ex < ey ? ex : ey;
-				double a = e >= 4 ? 1.0 : (e + 0.5) / 4.5;
 				uint8_t *p = rgb + ((size_t)y * w + x) * 3;
-				static const double box[3] = { 230, 35, 55 };
+				static const uint8_t box[3] = { 230, 35, 55 };
 
+				if (e >= 4) { /* opaque: the blend below gives box[] exactly */
+					memcpy(p, box, 3);
+					continue;
+				}
+				double a = (e + 0.5) / 4.5;
 				for (int c = 0; c < 3; c++)
 					p[c] = clamp8(p[c] * (1 - a) + box[c] * a);
 			}
@@ -349,18 +353,26 @@ void tu_ref_pixel(uint8_t r, uint8_t g, uint8_t b, uint8_t *y, uint8_t *u, uint8
 
 void tu_ref_rgb_to_yuv(const uint8_t *rgb, uint32_t w, uint32_t h, struct tu_yuv *out)
 {
+	/* ref_y's products by value: the same sums as ref_y (in its order) with
+	 * three fewer multiplications a pixel (emulated floating point is slow). */
+	double yr[256], yg[256], yb[256];
+
+	for (int i = 0; i < 256; i++) {
+		yr[i] = 65.481 * i;
+		yg[i] = 128.553 * i;
+		yb[i] = 24.966 * i;
+	}
 	tu_yuv_alloc(out, w, h);
 	for (uint32_t y = 0; y < h; y++) {
 		for (uint32_t x = 0; x < w; x++) {
 			const uint8_t *p = rgb + ((size_t)y * w + x) * 3;
 
-			out->y[(size_t)y * w + x] = clamp8(ref_y(p[0], p[1], p[2]));
+			out->y[(size_t)y * w + x] = clamp8(16 + (yr[p[0]] + yg[p[1]] + yb[p[2]]) / 255.0);
 		}
 	}
 	for (uint32_t cy = 0; cy < out->ch; cy++) {
 		for (uint32_t cx = 0; cx < out->cw; cx++) {
-			double s[3] = { 0, 0, 0 };
-			int n = 0;
+			unsigned s[3] = { 0, 0, 0 }, n = 0;
 
 			for (uint32_t y = 2 * cy; y < 2 * cy + 2 && y < h; y++) {
 				for (uint32_t x = 2 * cx; x < 2 * cx + 2 && x < w; x++) {
@@ -372,11 +384,9 @@ void tu_ref_rgb_to_yuv(const uint8_t *rgb, uint32_t w, uint32_t h, struct tu_yuv
 					n++;
 				}
 			}
-			s[0] /= n;
-			s[1] /= n;
-			s[2] /= n;
-			out->u[(size_t)cy * out->cw + cx] = clamp8(ref_u(s[0], s[1], s[2]));
-			out->v[(size_t)cy * out->cw + cx] = clamp8(ref_v(s[0], s[1], s[2]));
+			double r = (double)s[0] / n, g = (double)s[1] / n, b = (double)s[2] / n;
+			out->u[(size_t)cy * out->cw + cx] = clamp8(ref_u(r, g, b));
+			out->v[(size_t)cy * out->cw + cx] = clamp8(ref_v(r, g, b));
 		}
 	}
 }
