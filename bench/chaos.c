@@ -215,34 +215,6 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 
 /* ---- the daemon's resources ---- */
 
-/* Open descriptors of pid; without its eventfds if no_eventfds (QEMU's
- * virtqueues have one each while the guest's driver runs them: 64 of them
- * come and go with every reboot). */
-static long count_fds(pid_t pid, bool no_eventfds)
-{
-	char path[64], link[PATH_MAX], target[64];
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	DIR *d = opendir(path);
-	if (!d)
-		return -1;
-	long n = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		if (no_eventfds) {
-			snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
-			ssize_t k = readlink(link, target, sizeof(target) - 1);
-			target[k > 0 ? k : 0] = 0;
-			if (!strcmp(target, "anon_inode:[eventfd]"))
-				continue;
-		}
-		n++;
-	}
-	closedir(d);
-	return n;
-}
-
 /* What each descriptor is (for a failed descriptor check). */
 static void show_fds(pid_t pid)
 {
@@ -262,6 +234,9 @@ static void show_fds(pid_t pid)
 		closedir(d);
 }
 
+/* QEMU's descriptors are counted without eventfds: its virtqueues have one
+ * each while the guest's driver runs them, 64 of them come and go with every
+ * reboot. */
 static void add_point(double t_s, pid_t daemon, pid_t qemu)
 {
 	if (n_points == cap_points) {
@@ -270,9 +245,9 @@ static void add_point(double t_s, pid_t daemon, pid_t qemu)
 		REQUIRE(points);
 	}
 	points[n_points++] = (struct point){ t_s, {
-		tu_proc_status_kb(daemon, "VmRSS"), count_fds(daemon, false),
+		tu_proc_status_kb(daemon, "VmRSS"), tu_proc_fds(daemon, false),
 		qemu > 0 ? tu_proc_status_kb(qemu, "VmRSS") : -1,
-		qemu > 0 ? count_fds(qemu, true) : -1 } };
+		qemu > 0 ? tu_proc_fds(qemu, true) : -1 } };
 }
 
 static int cmp_long(const void *a, const void *b)
@@ -509,6 +484,7 @@ int main(int argc, char **argv)
 	       getenv("MALLOC_MMAP_THRESHOLD_") ? "MALLOC_MMAP_THRESHOLD_ fixed (see --help)"
 						: "glibc's defaults");
 	tu_asan_small_quarantine(); /* ASan builds: the daemon's RSS stays meaningful */
+	tu_asan_glib_malloc();      /* ... and its GLib leaks visible to LeakSanitizer */
 	if (o.vm && vm_prepare() < 0)
 		o.vm = false;
 	/* The module's VM runs its own QEMU (no daemon): booted before the run,
@@ -527,7 +503,7 @@ int main(int argc, char **argv)
 	struct hfe_client *ctl = hfe_client_connect(chaos_cfg.addr, 5000, &err);
 	REQUIRE(ctl);
 	usleep(300000);
-	long idle_fds = count_fds(d.pid, false);
+	long idle_fds = tu_proc_fds(d.pid, false);
 
 	start_actors(&run, &o);
 
@@ -572,7 +548,7 @@ int main(int argc, char **argv)
 	long quiet_fds = -1;
 	if (!died) {
 		for (int i = 0; i < 100; i++) {
-			quiet_fds = count_fds(d.pid, false);
+			quiet_fds = tu_proc_fds(d.pid, false);
 			if (quiet_fds <= idle_fds - 1 + (o.vm ? GLIB_ONCE_FDS : 0))
 				break;
 			usleep(100000);

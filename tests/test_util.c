@@ -2,6 +2,7 @@
 /* Shared test helpers; see test_util.h. */
 #include "test_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -743,6 +744,13 @@ uint64_t tu_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+void tu_asan_glib_malloc(void)
+{
+#ifdef __SANITIZE_ADDRESS__
+	setenv("G_SLICE", "always-malloc", 1);
+#endif
+}
+
 double tu_proc_cpu_ms(pid_t pid, pid_t tid)
 {
 	char path[96], buf[2048];
@@ -786,6 +794,34 @@ long tu_proc_status_kb(pid_t pid, const char *key)
 			v = strtol(line + kl + 1, NULL, 10);
 	fclose(f);
 	return v;
+}
+
+long tu_proc_fds(pid_t pid, bool no_eventfds)
+{
+	char path[64], link[PATH_MAX], target[64];
+	struct dirent *e;
+	long n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (no_eventfds) {
+			snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+			ssize_t k = readlink(link, target, sizeof(target) - 1);
+
+			target[k > 0 ? k : 0] = 0;
+			if (!strcmp(target, "anon_inode:[eventfd]"))
+				continue;
+		}
+		n++;
+	}
+	closedir(d);
+	return n;
 }
 
 void tu_asan_small_quarantine(void)

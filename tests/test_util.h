@@ -199,12 +199,21 @@ double tu_time_scale(void);
 /* A "Key:" line of /proc/PID/status in kB (e.g. "VmRSS"); -1 if the process
  * or the key is missing. */
 long tu_proc_status_kb(pid_t pid, const char *key);
+/* Open descriptors of pid (-1: not running); without its eventfds if
+ * no_eventfds. */
+long tu_proc_fds(pid_t pid, bool no_eventfds);
 
 /* In an ASan build, children started from now on get a small quarantine
  * (ASAN_OPTIONS quarantine_size_mb=4 added): a daemon built with ASan keeps
  * freed memory there (256 MB by default), which would count as RSS growth.
  * Nothing in other builds. */
 void tu_asan_small_quarantine(void);
+/* In an ASan build, children started from now on allocate GLib's slices
+ * with malloc (G_SLICE=always-malloc): GLib 2.74's slice allocator keeps its
+ * blocks in slabs it still points to, so that a GVariant, GError or signal
+ * closure leaked in them is reachable to LeakSanitizer and never reported.
+ * Nothing in other builds (GLib's slabs are part of what is measured). */
+void tu_asan_glib_malloc(void);
 /* CPU time (utime + stime) in ms of process pid (tid 0: all its threads,
  * exited ones included) or of its thread tid; NAN if unreadable. */
 double tu_proc_cpu_ms(pid_t pid, pid_t tid);

@@ -2,6 +2,7 @@
 /* Host harness of the end-to-end tests; see e2e_harness.h. */
 #include "e2e_harness.h"
 #include "test_util.h"
+#include "hfe/client.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -558,6 +559,41 @@ int e2e_daemon_stop(struct e2e_daemon *d)
 	st = kill_wait(d->pid, SIGTERM, 10000);
 	d->pid = 0;
 	return st;
+}
+
+int e2e_subscribe(const char *addr, uint32_t id, struct hfe_client **out)
+{
+	struct hfe_err err = { 0 };
+	struct hfe_msg m = { .hdr = { .type = HFE_MSG_SUBSCRIBE } };
+	struct hfe_client *c = hfe_client_connect(addr, 5000, &err);
+
+	*out = c;
+	if (!c) {
+		fprintf(stderr, "connect %s: %s\n", addr, err.msg);
+		return -1;
+	}
+	m.u.scanout_id = id;
+	if (hfe_client_send_msg(c, &m, 5000, &err) < 0)
+		return -1;
+	for (;;) {
+		int r = hfe_client_recv(c, &m, 5000, &err);
+
+		if (r <= 0)
+			return -1;
+		if (m.hdr.type == HFE_MSG_SUBSCRIBE_RESP)
+			return m.u.subscribe_resp.success ? 1 : 0;
+	}
+}
+
+int e2e_drain_aus(struct hfe_client *c, int timeout_ms)
+{
+	struct hfe_err err;
+	struct hfe_msg m;
+	int n = 0, r;
+
+	while ((r = hfe_client_recv(c, &m, timeout_ms, &err)) == 1)
+		n += m.hdr.type == HFE_MSG_FRAME_RESPONSE;
+	return r < 0 ? -1 : n;
 }
 
 /* ---- VM ---- */

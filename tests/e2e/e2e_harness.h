@@ -105,6 +105,14 @@ int e2e_daemon_start(struct e2e_daemon *d, const char *workdir, const char *name
 /* SIGTERM and wait (10 s, then SIGKILL). Returns the waitpid status, -1 if
  * it could not be reaped; 0 if it was not running. */
 int e2e_daemon_stop(struct e2e_daemon *d);
+/* Connect to addr and SUBSCRIBE to scanout id: 1 accepted, 0 refused, -1
+ * error (on stderr). *out: the connection (NULL if none; the caller closes
+ * it, also after a refusal). */
+struct hfe_client;
+int e2e_subscribe(const char *addr, uint32_t id, struct hfe_client **out);
+/* Read until nothing comes for timeout_ms: how many FRAME_RESPONSEs (access
+ * units) came, -1 if the connection failed. */
+int e2e_drain_aus(struct hfe_client *c, int timeout_ms);
 
 /* ---- a VM run ---- */
 

@@ -254,43 +254,6 @@ static double median(double *v, int n)
 
 /* ---- host-side subscribers ---- */
 
-/* Connect and SUBSCRIBE to scanout 0: 1 accepted, 0 refused, -1 error. */
-static int subscribe(const char *addr, struct hfe_client **out)
-{
-	struct hfe_err err = { 0 };
-	struct hfe_msg m = { .hdr = { .type = HFE_MSG_SUBSCRIBE } };
-	struct hfe_client *c = hfe_client_connect(addr, 5000, &err);
-
-	*out = c;
-	if (!c) {
-		fprintf(stderr, "connect %s: %s\n", addr, err.msg);
-		return -1;
-	}
-	m.u.scanout_id = 0;
-	if (hfe_client_send_msg(c, &m, 5000, &err) < 0)
-		return -1;
-	for (;;) {
-		int r = hfe_client_recv(c, &m, 5000, &err);
-
-		if (r <= 0)
-			return -1;
-		if (m.hdr.type == HFE_MSG_SUBSCRIBE_RESP)
-			return m.u.subscribe_resp.success ? 1 : 0;
-	}
-}
-
-/* FRAME_RESPONSEs that arrive within timeout_ms (0 if none; -1 on error). */
-static int drain_aus(struct hfe_client *c, int timeout_ms)
-{
-	struct hfe_err err;
-	struct hfe_msg m;
-	int n = 0, r;
-
-	while ((r = hfe_client_recv(c, &m, timeout_ms, &err)) == 1)
-		n += m.hdr.type == HFE_MSG_FRAME_RESPONSE;
-	return r < 0 ? -1 : n;
-}
-
 struct reader {
 	struct hfe_client *c;
 	pthread_t thread;
@@ -527,12 +490,13 @@ static void run_draw_subscribe(const struct e2e_guest *g, const char *workdir,
 
 	/* Isolation: VM2's channel has its own (empty) scanout 0; the default
 	 * listener has none. */
-	CHECKF(subscribe(vm2_addr, &other) == 1, "SUBSCRIBE 0 on VM2's channel was not accepted");
+	CHECKF(e2e_subscribe(vm2_addr, 0, &other) == 1,
+	       "SUBSCRIBE 0 on VM2's channel was not accepted");
 	{
 		char gaddr[PATH_MAX + 8];
 
 		snprintf(gaddr, sizeof(gaddr), "unix:%s", d->sock);
-		CHECKF(subscribe(gaddr, &global) == 0,
+		CHECKF(e2e_subscribe(gaddr, 0, &global) == 0,
 		       "SUBSCRIBE 0 on the default listener was not refused");
 	}
 	CHECKF(wait_log(d->log, log0, "vm1-qmp: attached", 1, 120000),
@@ -600,7 +564,7 @@ static void run_draw_subscribe(const struct e2e_guest *g, const char *workdir,
 	free(text);
 
 	/* Nothing of VM1 reached VM2's subscriber. */
-	int leaked = other ? drain_aus(other, 300) : -1;
+	int leaked = other ? e2e_drain_aus(other, 300) : -1;
 
 	CHECKF(leaked == 0, "VM2's subscriber received %d AUs (VM2 has no QEMU)", leaked);
 	hfe_client_close(other);
@@ -655,7 +619,7 @@ static void run_stall(const struct e2e_guest *g, const char *workdir, const stru
 	       "the guest did not start drawing");
 
 	/* One subscriber takes its first AU and then never reads again. */
-	CHECKF(subscribe(addr, &stalled) == 1, "SUBSCRIBE on VM1's channel refused");
+	CHECKF(e2e_subscribe(addr, 0, &stalled) == 1, "SUBSCRIBE on VM1's channel refused");
 	{
 		struct hfe_err e2;
 		struct hfe_msg m;
@@ -666,7 +630,7 @@ static void run_stall(const struct e2e_guest *g, const char *workdir, const stru
 				got = m.hdr.type == HFE_MSG_FRAME_RESPONSE;
 		CHECKF(got, "the stalled subscriber never got a first AU");
 	}
-	CHECKF(subscribe(addr, &rd->c) == 1, "second SUBSCRIBE on VM1's channel refused");
+	CHECKF(e2e_subscribe(addr, 0, &rd->c) == 1, "second SUBSCRIBE on VM1's channel refused");
 	if (rd->c)
 		pthread_create(&rd->thread, NULL, reader_main, rd);
 
