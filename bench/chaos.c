@@ -22,8 +22,9 @@
  * actor saw a failure (every healthy stream decoded with errors fatal from its
  * first IDR on: 0 corrupted; pull pictures match what was sent; replies in
  * order; no healthy client dropped or sent an ERROR; lorises cut with ERROR
- * TIMEOUT); RSS and descriptors at the end within 10 % of their values after
- * the warm-up (medians of a window each), and the descriptors back to their
+ * TIMEOUT); RSS at the end within 10 % of its value after the warm-up, the
+ * descriptors no more than 10 % above theirs (medians of a window each; fewer
+ * is clients that were away at the end), and the descriptors back to their
  * idle count once every client has gone. Reported: events per kind, access
  * units and pictures checked, connect/keyframe/resize -> IDR times
  * (p50/p99/max), PING times, RSS and fd slopes after the warm-up.
@@ -387,7 +388,10 @@ static void resources_check(const struct opts *o, const char *who, int rss, bool
 	else if (!(fabs(end_rss - warm_rss) <= TOLERANCE * warm_rss))
 		chaos_fail("monitor", "%s: VmRSS moved %+.1f %% from warm-up to the end", who,
 			   100.0 * (end_rss - warm_rss) / warm_rss);
-	if (!(fabs(end_fd - warm_fd) <= TOLERANCE * warm_fd))
+	/* Descriptors: only growth is a leak. Fewer at the end means fewer of the
+	 * soak's clients were connected in that window (they come and go; seen
+	 * 43 -> 35 under heavy load). */
+	if (!(end_fd - warm_fd <= TOLERANCE * warm_fd))
 		chaos_fail("monitor", "%s: fds moved %+.1f %% from warm-up to the end", who,
 			   100.0 * (end_fd - warm_fd) / warm_fd);
 }
