@@ -16,25 +16,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { CHROMIUM, check, chromium, runTest, sleep, start, upstreamStats, viewerUrl, waitFor,
-	workDirs } from './lib.mjs';
+import { CHROMIUM, check, chromium, runTest, sleep, start, toPage, upstreamStats, viewerUrl,
+	waitFor, workDirs } from './lib.mjs';
 
 const DAEMON = process.env.HFE_DAEMON;
 const VIEWER = process.env.HFE_VIEWER;
 const W = 640, H = 360;
 
 const { work, out } = workDirs('hfe-browser-cursor-');
-
-// Where the page shows stream pixel (x, y): the canvas letterboxed.
-async function pagePoint(page, x, y) {
-	return page.evaluate(([x, y]) => {
-		const c = document.getElementById('screen');
-		const r = c.getBoundingClientRect();
-		const s = Math.min(r.width / c.width, r.height / c.height);
-		return { x: r.left + (r.width - c.width * s) / 2 + (x + 0.5) * s,
-			 y: r.top + (r.height - c.height * s) / 2 + (y + 0.5) * s, s };
-	}, [x, y]);
-}
 
 async function main() {
 	const ctl = path.join(work, 'ctl.sock');
@@ -53,7 +42,7 @@ async function main() {
 	check((await upstreamStats(url)).cursor, 'the viewer took the cursor channel');
 
 	// The first move defines the cursor: shape, then position.
-	let p = await pagePoint(page, 100, 80);
+	let p = await toPage(page, 100, 80);
 	await page.mouse.move(p.x, p.y);
 	await waitFor('the cursor shape and a position', () => page.evaluate(
 		() => window.hfeCursor.state.shapes > 0 && window.hfeCursor.state.visible), 10000);
@@ -65,7 +54,7 @@ async function main() {
 	// A path across the picture, as a person would move the mouse.
 	const steps = 40;
 	for (let i = 1; i <= steps; i++) {
-		p = await pagePoint(page, 100 + i * 10, 80 + i * 5);
+		p = await toPage(page, 100 + i * 10, 80 + i * 5);
 		await page.mouse.move(p.x, p.y);
 		await sleep(15);
 	}
@@ -86,7 +75,7 @@ async function main() {
 		const shown = getComputedStyle(document.getElementById('cursor')).display;
 		return { x: r.left, y: r.top, w: r.width, shown };
 	});
-	const at = await pagePoint(page, want.x, want.y);
+	const at = await toPage(page, want.x, want.y);
 	check(box.shown === 'block' && Math.abs(box.x - (at.x - 0.5 * at.s)) < 2 &&
 	      Math.abs(box.y - (at.y - 0.5 * at.s)) < 2,
 	      'the page draws the cursor under the pointer', { box, at });

@@ -14,7 +14,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { sleep, start, waitFor } from './lib.mjs';
+import { sleep, start, toPage, waitFor } from './lib.mjs';
+
+export { toPage }; // the desktop's callers take it from here
 
 const BOOT_MS = 300000;
 
@@ -147,18 +149,6 @@ export function gridDiff(a, b) {
 	for (let i = 0; i < Math.min(a.length, b.length); i++)
 		n += Math.abs(a[i] - b[i]) > 40;
 	return n;
-}
-
-// A picture pixel -> the page's coordinates: the canvas (sel) may be letterboxed
-// (object-fit: contain); noVNC's is shown 1:1.
-export async function toPage(page, x, y, sel = '#screen') {
-	return page.evaluate(([x, y, sel]) => {
-		const c = document.querySelector(sel);
-		const r = c.getBoundingClientRect();
-		const k = Math.min(r.width / c.width, r.height / c.height);
-		return { x: r.left + (r.width - c.width * k) / 2 + (x + 0.5) * k,
-			 y: r.top + (r.height - c.height * k) / 2 + (y + 0.5) * k };
-	}, [x, y, sel]);
 }
 
 // US layout: the physical key of each character, and whether it is shifted.

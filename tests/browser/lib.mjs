@@ -126,3 +126,15 @@ export async function upstreamStats(url) {
 	const r = await fetch(new URL('stats.json', url));
 	return (await r.json()).upstream;
 }
+
+// A picture pixel -> the page's coordinates: the canvas (sel) may be letterboxed
+// (object-fit: contain); noVNC's is shown 1:1. s: the picture's scale on the page.
+export async function toPage(page, x, y, sel = '#screen') {
+	return page.evaluate(([x, y, sel]) => {
+		const c = document.querySelector(sel);
+		const r = c.getBoundingClientRect();
+		const k = Math.min(r.width / c.width, r.height / c.height);
+		return { x: r.left + (r.width - c.width * k) / 2 + (x + 0.5) * k,
+			 y: r.top + (r.height - c.height * k) / 2 + (y + 0.5) * k, s: k };
+	}, [x, y, sel]);
+}
