@@ -184,6 +184,17 @@ static bool kmscube_started(struct e2e_vm *vm, const char *name)
 }
 
 /* One boot: kmscube for op->duration_s seconds under cfg at w x h. */
+/* One configuration at one size, watched (sub) or not: what a run fills in. */
+static struct result *new_result(struct result *r, const char *config, unsigned w, unsigned h,
+				 bool sub)
+{
+	snprintf(r->config, sizeof(r->config), "%s", config);
+	r->w = w;
+	r->h = h;
+	r->sub = sub;
+	return r;
+}
+
 static void run_one(const struct e2e_qemu *q, const struct e2e_guest *d, const char *workdir,
 		    const struct opts *op, struct result *r)
 {
@@ -645,12 +656,7 @@ int main(int argc, char **argv)
 					continue;
 				}
 				if (op.toggle_s && n < MAX_RUNS) {
-					struct result *r = &rs[n++];
-
-					snprintf(r->config, sizeof(r->config), "%s", c);
-					r->w = w;
-					r->h = h;
-					r->sub = true;
+					struct result *r = new_result(&rs[n++], c, w, h, true);
 					run_toggle(&q, &d, workdir, &op, r);
 					if (r->ok)
 						print_toggle(r);
@@ -659,12 +665,7 @@ int main(int argc, char **argv)
 					continue;
 				}
 				for (int sub = op.idle ? 0 : 1; sub <= 1 && n < MAX_RUNS; sub++) {
-					struct result *r = &rs[n++];
-
-					snprintf(r->config, sizeof(r->config), "%s", c);
-					r->w = w;
-					r->h = h;
-					r->sub = sub;
+					struct result *r = new_result(&rs[n++], c, w, h, sub);
 					run_one(&q, &d, workdir, &op, r);
 					if (r->ok)
 						print_run(r);
