@@ -55,11 +55,13 @@ DEB_SRC_FILE=/etc/apt/sources.list.d/hfe-deb-src.sources
 DEB_SRC_LIST=/etc/apt/sources.list.d/hfe-deb-src.list
 
 # What a minimal build needs (OpenGL: epoxy, GBM and virglrenderer; -sandbox: libseccomp;
-# -display dbus: gio and gdbus-codegen, from GLib's packages), and what the binary runs
+# -display dbus: gio and gdbus-codegen, from GLib's packages; -vnc with the JPEG and PNG
+# encodings noVNC asks for, as Debian's QEMU has them), and what the binary runs
 # with: firmware (-L flags) and Mesa (llvmpipe where no GPU is).
 BUILD_PKGS=(dpkg-dev gcc make ninja-build meson pkg-config python3 patch patchelf
 	libglib2.0-dev libpixman-1-dev zlib1g-dev libfdt-dev libslirp-dev libcap-ng-dev
-	libattr1-dev libseccomp-dev libepoxy-dev libgbm-dev libdrm-dev libvirglrenderer-dev)
+	libattr1-dev libseccomp-dev libepoxy-dev libgbm-dev libdrm-dev libvirglrenderer-dev
+	libjpeg62-turbo-dev libpng-dev)
 FIRMWARE_PKGS=(qemu-system-x86 seabios ipxe-qemu libgl1-mesa-dri libegl-mesa0)
 
 # Both targets in one tree: they share the target-independent half of the build (the
@@ -70,6 +72,7 @@ CONFIGURE_FLAGS=(--target-list="$(IFS=,; echo "${TARGETS[*]/%/-softmmu}")" --wit
 	--enable-tcg --enable-kvm --enable-slirp --enable-virtfs --enable-attr --enable-cap-ng
 	--enable-vhost-kernel --enable-vhost-net --enable-fdt=system --enable-seccomp
 	--enable-opengl --enable-virglrenderer --enable-gio --enable-dbus-display --enable-helix
+	--enable-vnc --enable-vnc-jpeg --enable-png
 	--disable-docs --disable-debug-info --disable-werror)
 
 log() { printf 'qemu/build.sh: %s\n' "$*" >&2; }
