@@ -10,6 +10,10 @@
  *    where the pointer is (scaled from the stream's pixels to the page);
  *  - moving the pointer brings cursor messages and no access unit (the
  *    viewer's upstream frame count and the page's do not grow);
+ *  - the page moves the cursor itself at the local pointer, at once: with
+ *    hfe-viewer stopped (SIGSTOP: no host position can come) it still
+ *    follows the pointer, and once the viewer runs again the host's late
+ *    positions along the way do not pull it back (no jump);
  *  - a second viewer with --record (its MP4 needs the cursor in the
  *    pictures) takes no cursor channel: the cursor is in its pictures.
  */
@@ -24,6 +28,54 @@ const VIEWER = process.env.HFE_VIEWER;
 const W = 640, H = 360;
 
 const { work, out } = workDirs('hfe-browser-cursor-');
+
+// Where the overlay is on the page, and every place it was put since mark().
+const overlay = () => {
+	const r = document.getElementById('cursor').getBoundingClientRect();
+	return { x: r.left, y: r.top, seen: window.__placed.slice() };
+};
+const mark = () => {
+	window.__placed = [];
+	if (!window.__watch) {
+		const el = document.getElementById('cursor');
+		window.__watch = new MutationObserver(() => window.__placed.push(
+			[parseFloat(el.style.left), parseFloat(el.style.top)]));
+		window.__watch.observe(el, { attributes: true, attributeFilter: ['style'] });
+	}
+};
+
+// The cursor follows the local pointer with no host answer, and the host's
+// positions, once they come, make it jump nowhere.
+async function localCursor(page, viewer) {
+	const near = (b, at) => Math.abs(b.x - (at.x - 0.5 * at.s)) < 2 &&
+		Math.abs(b.y - (at.y - 0.5 * at.s)) < 2;
+	await page.evaluate(mark);
+	const pos0 = await page.evaluate(() => window.hfeCursor.state.positions);
+	process.kill(viewer.pid, 'SIGSTOP');
+	let at;
+	try {
+		for (let i = 1; i <= 5; i++) {
+			at = await toPage(page, 500 - i * 40, 280 - i * 16);
+			await page.mouse.move(at.x, at.y);
+			await sleep(15);
+		}
+		const b = await page.evaluate(overlay);
+		check(near(b, at) && await page.evaluate(
+			() => window.hfeCursor.state.positions) === pos0,
+		      'with the viewer stopped, the page\'s cursor follows the pointer by itself',
+		      { b, at });
+	} finally {
+		process.kill(viewer.pid, 'SIGCONT');
+	}
+	await waitFor('the host\'s positions again', () => page.evaluate(
+		(n) => window.hfeCursor.state.positions > n, pos0), 10000);
+	await page.evaluate(mark);
+	await sleep(1500); // the late positions, and the cursor settling on the last
+	const b = await page.evaluate(overlay);
+	check(near(b, at) && b.seen.every(([x, y]) => Math.abs(x - b.x) < 1 && Math.abs(y - b.y) < 1),
+	      'the host\'s late positions move the cursor nowhere', { b, at });
+	return { x: 500 - 5 * 40, y: 280 - 5 * 16 };
+}
 
 async function main() {
 	const ctl = path.join(work, 'ctl.sock');
@@ -89,6 +141,7 @@ async function main() {
 	      'moving the cursor brought no access unit', { frames0, frames1, pageFrames0,
 							    pageFrames1 });
 	await page.screenshot({ path: path.join(out, 'cursor.png') });
+	const end = await localCursor(page, viewer); // the pointer is there now
 
 	// A recording viewer keeps the cursor in the pictures (no channel): with it
 	// watching too, the stream draws the cursor, and its page gets no messages.
@@ -107,13 +160,13 @@ async function main() {
 			const c = document.getElementById('screen');
 			const d = c.getContext('2d').getImageData(x + 2, y + 8, 1, 1).data;
 			return d[0] > 230 && d[1] > 230 && d[2] > 230 ? Array.from(d) : null;
-		}, [want.x, want.y]), 10000).catch(() => null);
+		}, [end.x, end.y]), 10000).catch(() => null);
 	check(lit !== null, 'the cursor is composited into the pictures of a recording viewer');
 	check(await page.evaluate(([x, y]) => {
 		const d = document.getElementById('screen').getContext('2d')
 			.getImageData(x + 2, y + 8, 1, 1).data;
 		return !(d[0] > 230 && d[1] > 230 && d[2] > 230);
-	}, [want.x, want.y]) || (await upstreamStats(url)).frames > frames1,
+	}, [end.x, end.y]) || (await upstreamStats(url)).frames > frames1,
 	      'the channel page\'s own picture had no cursor in it before');
 	check(await page2.evaluate(() => window.hfeCursor.state.shapes === 0),
 	      'the recording viewer\'s page got no cursor messages');

@@ -9,8 +9,10 @@
  * Each is checked here as the host checks it (a value the host would call
  * malformed would cost the whole upstream connection) and sent upstream as
  * INPUT_KEY / INPUT_POINTER on the subscribed scanout. Pure motion is thinned
- * to MOTION_GAP_NS (the page sends one per animation frame; the host reads
- * 200 input messages a second). What a page holds is tracked, so a page that
+ * to MOTION_GAP_NS (the page sends one per pointermove, about one per
+ * animation frame; the host reads 200 input messages a second); the latest
+ * thinned move is sent when the gap is over, so the pointer always ends where
+ * the page's did. What a page holds is tracked, so a page that
  * goes away releases its keys and buttons; the host does the same for the
  * whole connection.
  */
@@ -46,6 +48,10 @@ static void forward(struct viewer *v, struct hfe_msg *m)
 {
 	struct hfe_err err = { 0 };
 
+	if (m->hdr.type == HFE_MSG_INPUT_POINTER && v->motion_timer) {
+		g_source_remove(v->motion_timer); /* this one is newer */
+		v->motion_timer = 0;
+	}
 	m->hdr.session_id = (uint16_t)v->scanout;
 	if (hfe_client_send_msg(v->up, m, SEND_TIMEOUT_MS, &err) < 0) {
 		upstream_lost(v, err.msg);
@@ -53,6 +59,28 @@ static void forward(struct viewer *v, struct hfe_msg *m)
 	}
 	v->input_sent++;
 	upstream_schedule_drain(v); /* the send may have read replies */
+}
+
+static gboolean on_motion_due(gpointer data)
+{
+	struct viewer *v = data;
+	struct hfe_msg m = { 0 };
+
+	v->motion_timer = 0;
+	if (!input_enabled(v))
+		return G_SOURCE_REMOVE;
+	v->motion_ns = mono_ns();
+	m.hdr.type = HFE_MSG_INPUT_POINTER;
+	m.u.pointer = v->motion_due;
+	forward(v, &m);
+	return G_SOURCE_REMOVE;
+}
+
+void input_stop(struct viewer *v)
+{
+	if (v->motion_timer)
+		g_source_remove(v->motion_timer);
+	v->motion_timer = 0;
 }
 
 bool input_enabled(const struct viewer *v)
@@ -93,6 +121,13 @@ void page_input(struct page *p, char *text)
 	if ((uint32_t)c == p->buttons && !wy && !wx) {
 		if (now - v->motion_ns < MOTION_GAP_NS) {
 			v->input_thinned++;
+			p->x = (uint32_t)a;
+			p->y = (uint32_t)b;
+			v->motion_due = (struct hfe_input_pointer){ p->x, p->y, p->buttons, 0, 0 };
+			if (!v->motion_timer)
+				v->motion_timer = g_timeout_add(
+					(guint)((v->motion_ns + MOTION_GAP_NS - now) / 1000000 + 1),
+					on_motion_due, v);
 			return;
 		}
 		v->motion_ns = now;

@@ -236,6 +236,7 @@ out:
 	}
 	upstream_close(&v);
 	size_stop(&v);
+	input_stop(&v);
 	if (v.retry_timer)
 		g_source_remove(v.retry_timer);
 	if (v.tick_timer)

@@ -116,6 +116,8 @@ struct viewer {
 
 	/* input.c */
 	int64_t motion_ns; /* last pure motion forwarded */
+	struct hfe_input_pointer motion_due; /* the latest thinned move ... */
+	guint motion_timer;                  /* ... sent when the gap is over */
 	uint64_t input_in, input_sent, input_thinned, input_bad;
 
 	/* size.c */
@@ -156,6 +158,7 @@ bool input_enabled(const struct viewer *v);
 void page_input(struct page *p, char *text);
 /* The page is going: release what it holds. */
 void page_input_release(struct page *p);
+void input_stop(struct viewer *v);
 
 /* cursor.c */
 /* Ask for the cursor channel: the host offers it and no MP4 needs the

@@ -7,6 +7,18 @@
  * encode and the page no decode. While the VM's cursor is shown over the
  * picture the local pointer is hidden there, so one cursor is seen.
  * viewer.js hands it the messages: window.hfeCursor.onMessage(msg).
+ *
+ * While this page drives the pointer (input on), the cursor follows the local
+ * pointer at once (window.hfeCursor.local(x, y), from pointermove), without
+ * waiting for the host's position, which comes a guest round trip later:
+ * motion-to-photon is the page's own. The image's top-left is then the
+ * pointer plus an offset: minus the shape's hot spot at first, then learned
+ * from the host (a guest may place the image elsewhere than the hot spot says,
+ * e.g. weston's hot spot over a plane whose hot spot is 0,0). Host positions
+ * that arrive while the pointer moves are behind it and are not shown; once
+ * both have been still for SETTLE_MS the latest one is: near the pointer it only
+ * refines the offset (it is where the cursor already is, so nothing jumps),
+ * far from it the guest moved the cursor itself, and it is shown there.
  */
 'use strict';
 
@@ -18,8 +30,15 @@
 		'image-rendering: pixelated; z-index: 1;';
 	document.body.appendChild(el);
 
+	const SETTLE_MS = 500;
+	const MAX_OFFSET = 64; // farther from the pointer: the guest moved the cursor
+
 	const state = { shapes: 0, positions: 0, visible: false, x: 0, y: 0, hotX: 0, hotY: 0,
-		width: 0, height: 0 };
+		width: 0, height: 0, localMoves: 0, offsetX: 0, offsetY: 0 };
+	let localAt = -Infinity; // the last local move (performance.now())
+	let pointer = null; // { x, y }: the local pointer, in stream pixels
+	let host = null; // { x, y }: the host's latest position
+	let settleTimer = null;
 
 	function setShape(s) {
 		const w = s.width | 0, h = s.height | 0;
@@ -42,6 +61,8 @@
 		state.height = h;
 		state.hotX = s.hot_x | 0;
 		state.hotY = s.hot_y | 0;
+		state.offsetX = -state.hotX;
+		state.offsetY = -state.hotY;
 		state.shapes++;
 	}
 
@@ -62,20 +83,60 @@
 		el.style.height = (state.height * scale) + 'px';
 	}
 
+	// The host's latest position, once it and the pointer are still: near the
+	// pointer it refines the offset, else the guest moved the cursor.
+	function settle() {
+		settleTimer = null;
+		if (!host)
+			return;
+		const dx = host.x - (pointer ? pointer.x : 0), dy = host.y - (pointer ? pointer.y : 0);
+		if (pointer && Math.abs(dx) <= MAX_OFFSET && Math.abs(dy) <= MAX_OFFSET) {
+			state.offsetX = dx;
+			state.offsetY = dy;
+		} else {
+			pointer = null; // until the next local move
+		}
+		state.x = host.x;
+		state.y = host.y;
+		place();
+	}
+
 	function onMessage(msg) {
 		if (msg.shape)
 			setShape(msg.shape);
 		if (typeof msg.x === 'number') {
-			state.x = msg.x;
-			state.y = msg.y;
+			host = { x: msg.x, y: msg.y };
 			state.visible = !!msg.visible;
 			state.positions++;
+			if (!settleTimer && performance.now() - localAt >= SETTLE_MS) {
+				settle();
+				return;
+			}
+			quiet();
 		}
+		place();
+	}
+
+	// Settle once neither the pointer nor the host has moved for SETTLE_MS:
+	// the host's last position is then its answer to the pointer's last.
+	function quiet() {
+		clearTimeout(settleTimer);
+		settleTimer = setTimeout(settle, SETTLE_MS);
+	}
+
+	// The local pointer moved to x, y (stream pixels): the cursor goes there now.
+	function local(x, y) {
+		pointer = { x, y };
+		localAt = performance.now();
+		state.localMoves++;
+		state.x = x + state.offsetX;
+		state.y = y + state.offsetY;
+		quiet();
 		place();
 	}
 
 	window.addEventListener('resize', place);
 	// The stream's size can change under a shown cursor.
 	new ResizeObserver(place).observe(screen);
-	window.hfeCursor = { onMessage, state, place };
+	window.hfeCursor = { onMessage, local, state, place };
 })();

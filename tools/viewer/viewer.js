@@ -442,7 +442,7 @@
 		return t;
 	})();
 	const held = new Set(); // evdev codes pressed here, not yet released
-	let buttons = 0, pointerX = 0, pointerY = 0, moveQueued = false, wheelY = 0;
+	let buttons = 0, pointerX = 0, pointerY = 0, wheelY = 0;
 
 	function sendInput(text) {
 		if (!stats.input)
@@ -500,18 +500,11 @@
 		e.preventDefault();
 		if (e.type === 'pointerdown')
 			canvas.setPointerCapture(e.pointerId); // its release comes to us too
-		const b = e.buttons & 0x1f;
-		if (b !== buttons) {
-			buttons = b;
-			sendPointer(0);
-		} else if (!moveQueued) {
-			// one move per animation frame: the host merges them anyway
-			moveQueued = true;
-			requestAnimationFrame(() => {
-				moveQueued = false;
-				sendPointer(0);
-			});
-		}
+		window.hfeCursor.local(pointerX, pointerY); // cursor.js: drawn here, now
+		// At once: Chromium already sends pointermove once per animation
+		// frame, and waiting for the next one cost up to a frame.
+		buttons = e.buttons & 0x1f;
+		sendPointer(0);
 	}
 
 	function onWheel(e) {
