@@ -92,7 +92,61 @@ async function photon(page, probe, act) {
 		return r.tPaint !== null && r;
 	}), PHOTON_TIMEOUT_MS).catch(() => null);
 	await page.evaluate(() => { window.__bench.probe = null; });
-	return r && { ms: r.tPaint - r.tEvent, how: r.how };
+	return r && { ms: r.tPaint - r.tEvent, how: r.how, on: probe.on, r };
+}
+
+/*
+ * The latency split of one sample (bench/README.md): where the time between
+ * the DOM event and the paint went. All stamps on one clock: the machine's
+ * CLOCK_MONOTONIC in ms (the page's clock mapped by its clock sync). Ours: the
+ * viewer's and the host's debug lines (HFE_LOG=debug: "viewer input ... in
+ * at T ms", "input KIND A B to the VM at T ms") and the stamps of the access
+ * unit that made the paint. noVNC: when its messages arrived.
+ */
+const VIEWER_IN = /viewer input '(\w+)[^']*' in at ([\d.]+) ms/g;
+const HOST_IN = /input (key|move|buttons|wheel) \d+ \d+ to the VM at ([\d.]+) ms/g;
+const HOST_KIND = { keydown: 'key', wheel: 'wheel', pointerdown: 'buttons', pointermove: 'move' };
+
+function stamps(text, re) {
+	return [...text.matchAll(re)].map((m) => ({ kind: m[1], t: Number(m[2]) }));
+}
+
+function split(v, logs) {
+	const r = v.r;
+	const d = { total: v.ms };
+	if (r.tFirstRx !== null)
+		d.firstRx = r.tFirstRx - r.tEvent;
+	if (r.tRx !== null)
+		d.paintRx = r.tRx - r.tEvent; // the message that brought the paint
+	if (r.tRx !== null && v.how === 'picture') {
+		d.rxToPaint = r.tPaint - r.tRx;
+		d.drawCall = r.drawMs;
+		d.probeRead = r.grabMs;
+	}
+	if (r.clockOffsetMs === null || r.clockOffsetMs === undefined)
+		return d; // noVNC's page
+	const off = r.clockOffsetMs, ev = r.tEvent + off;
+	// the clock sync is good to its round trip: a little slack before the event
+	const after = (list, t0, kind) => list.find((x) => x.t >= t0 - 1 && (!kind || x.kind === kind));
+	const vin = after(logs.viewer, ev, v.on === 'keydown' ? 'key' : 'ptr');
+	const hin = vin && after(logs.host, vin.t, HOST_KIND[v.on]);
+	if (vin)
+		d.pageToViewer = vin.t - ev;
+	if (vin && hin)
+		d.viewerToVm = hin.t - vin.t;
+	const au = r.au;
+	if (au) {
+		if (hin)
+			d.vmToDamage = au.damage - hin.t; // the guest's part (and QEMU's)
+		d.damageToViewer = au.viewerIn - au.damage; // pacing, encode, the socket
+		d.viewerRelay = au.viewerOut - au.viewerIn;
+		d.viewerToPage = au.rx + off - au.viewerOut;
+		if (au.decoded !== undefined) {
+			d.decode = au.decoded - au.rx;
+			d.draw = r.tPaint - au.decoded;
+		}
+	}
+	return d;
 }
 
 const bytes = (page) => page.evaluate(() => ({ rx: window.__bench.rx, tx: window.__bench.tx,
@@ -111,14 +165,14 @@ function rect(r, size, on, minPx) {
  * page, in picture pixels) has the terminal's box. Each phase: its samples'
  * photon times and the WebSocket bytes received over it.
  */
-async function session(page, sel, scene, size) {
+async function session(page, sel, scene, size, logs) {
 	const res = {};
 	const at = (x, y) => toPage(page, x, y, sel);
 	const t = scene.term;
 	const mid = await at((t.x0 + t.x1) / 2, (t.y0 + t.y1) / 2);
 	async function phase(name, fn) {
 		const b0 = await bytes(page);
-		const ms = [], how = {};
+		const ms = [], how = {}, got = [];
 		let lost = 0;
 		await fn(async (probe, act) => {
 			const v = await photon(page, probe, act);
@@ -127,9 +181,13 @@ async function session(page, sel, scene, size) {
 			} else {
 				ms.push(v.ms);
 				how[v.how] = (how[v.how] || 0) + 1;
+				got.push(v);
 			}
 			await sleep(250); // let the rest of the update land
 		});
+		const l = logs();
+		const parsed = { viewer: stamps(l.viewer, VIEWER_IN), host: stamps(l.host, HOST_IN) };
+		const splits = got.map((v) => split(v, parsed));
 		const b1 = await bytes(page);
 		const s = (b1.t - b0.t) / 1000;
 		// hfe-viewer's page: time in the decoder, and its own latency figures
@@ -139,7 +197,7 @@ async function session(page, sel, scene, size) {
 			hostMs: window.hfeStats ? window.hfeStats.hostMs : null,
 			viewerMs: window.hfeStats ? window.hfeStats.viewerMs : null,
 		}), b0.decoded);
-		res[name] = { ms, lost, how, rxBytes: b1.rx - b0.rx, txBytes: b1.tx - b0.tx,
+		res[name] = { ms, lost, how, splits, rxBytes: b1.rx - b0.rx, txBytes: b1.tx - b0.tx,
 			      rxTextBytes: b1.rxText - b0.rxText, rxMsgs: b1.rxMsgs - b0.rxMsgs,
 			      seconds: s, rxPerS: (b1.rx - b0.rx) / s, ...inside };
 	}
@@ -340,9 +398,13 @@ async function runHost(browser, host) {
 	const hw = path.join(work, host);
 	fs.mkdirSync(hw);
 	const vncSock = path.join(hw, 'vnc.sock');
+	// HFE_LOG=debug: the host's input stamps (the module's go to QEMU's helix_log
+	// trace event)
 	const vm = await bootDesktop({ host, work: hw, gl: MODULE_GL, daemonArgs: DAEMON_ARGS,
 				       consoleLog: path.join(out, `vnc-${host}-console.log`),
-				       extraArgs: ['-vnc', `unix:${vncSock}`] });
+				       env: { HFE_LOG: 'debug' },
+				       extraArgs: ['-vnc', `unix:${vncSock}`,
+						   ...(host === 'module' ? ['-trace', 'helix_log'] : [])] });
 	await waitFor('the VNC socket', () => fs.existsSync(vncSock), 30000);
 	const port = await freePort();
 	const ws = start('websockify', 'websockify', ['--web', NOVNC, '--unix-target', vncSock,
@@ -353,8 +415,9 @@ async function runHost(browser, host) {
 	for (const size of SIZES) {
 		const viewer = start('viewer', process.env.HFE_VIEWER, ['--connect', 'unix:' + vm.ctl,
 			'--scanout', '0', '--http', '127.0.0.1:0', '--control', '--size', size.name,
-			'--replug']);
+			'--replug'], { HFE_LOG: 'debug' });
 		const url = await viewerUrl(viewer);
+		const logs = () => ({ viewer: viewer.stderrText, host: vm.host.stderrText });
 		const hp = await openHfe(browser, url, size);
 		await waitFor(`weston at ${size.name}`, () => vm.westonMode() === size.name, 60000);
 		const sc = await scene(hp);
@@ -362,7 +425,7 @@ async function runHost(browser, host) {
 		const row = { host, size: size.name, scene: sc };
 		await hp.screenshot({ path: path.join(out, `vnc-${host}-${size.name}-hfe.png`) });
 		row.hfeLit = await lit(hp, PAGES.hfe.sel);
-		row.hfe = await session(hp, PAGES.hfe.sel, sc, size);
+		row.hfe = await session(hp, PAGES.hfe.sel, sc, size, logs);
 		await hp.screenshot({ path: path.join(out, `vnc-${host}-${size.name}-hfe-end.png`) });
 		await hp.close();
 		await stop(viewer);
@@ -370,7 +433,7 @@ async function runHost(browser, host) {
 		const np = await openNovnc(browser, port, size);
 		await np.screenshot({ path: path.join(out, `vnc-${host}-${size.name}-novnc.png`) });
 		row.novncLit = await lit(np, PAGES.novnc.sel);
-		row.novnc = await session(np, PAGES.novnc.sel, sc, size);
+		row.novnc = await session(np, PAGES.novnc.sel, sc, size, logs);
 		await np.screenshot({ path: path.join(out, `vnc-${host}-${size.name}-novnc-end.png`) });
 		await np.close();
 		results.push(row);
@@ -399,7 +462,20 @@ function report(row) {
 				     `(${r.decodeMs.length} AUs), host ${f1(r.hostMs)}, ` +
 				     `server->decoded ${f1(r.viewerMs)}` : ''));
 		}
+	console.log('split, p50 ms (bench/README.md): ' + SPLIT.join(', '));
+	for (const ph of ['typing', 'scrolling', 'click', 'window-move', 'mouse'])
+		for (const who of ['hfe', 'novnc']) {
+			const sp = row[who][ph].splits;
+			const cells = SPLIT.map((k) => {
+				const vals = sp.map((d) => d[k]).filter((x) => x !== undefined);
+				return vals.length ? f1(pct(vals, 0.5)) : '–';
+			});
+			console.log(`${ph.padEnd(12)} | ${who.padEnd(5)} | ${cells.join(' | ')}`);
+		}
 }
+
+const SPLIT = ['total', 'firstRx', 'paintRx', 'rxToPaint', 'drawCall', 'probeRead', 'pageToViewer', 'viewerToVm',
+	'vmToDamage', 'damageToViewer', 'viewerRelay', 'viewerToPage', 'decode', 'draw'];
 
 async function main() {
 	const load0 = fs.readFileSync('/proc/loadavg', 'utf8').trim();

@@ -15,6 +15,12 @@
  *    a polling interval; the compositor shows it at its next frame, the same
  *    for both pages.
  *  - hfe-viewer's page only: each access unit's time in the VideoDecoder.
+ *  - The latency split: the time of every message received (the probe keeps
+ *    the first after the event and the last before the paint); on
+ *    hfe-viewer's page also each access unit's header stamps (the host's
+ *    damage, the viewer's receipt and send, on the machine's monotonic clock,
+ *    which the page's clock sync maps to ours: hfeStats.clockOffsetMs), its
+ *    arrival and its decoder output, so the AU that made the paint is known.
  *  - Cursor: a software cursor (weston's pixman renderer draws it into the
  *    picture) is seen by the rectangle; on hfe-viewer's page the cursor
  *    overlay (#cursor) being moved (its style changed to another position)
@@ -30,14 +36,30 @@
 
 	// The page's WebSocket is the browser's own (noVNC checks its prototype's
 	// properties), with a listener added and send wrapped.
+	B.au = new Map(); // hfe-viewer's frame number -> its stamps (ms)
+	B.lastRxAt = null;
 	const NativeWebSocket = window.WebSocket;
 	function CountedWebSocket(...args) {
 		const ws = new NativeWebSocket(...args);
 		ws.addEventListener('message', (e) => {
+			const now = performance.now();
 			B.rx += size(e.data);
 			if (typeof e.data === 'string')
 				B.rxText += e.data.length;
 			B.rxMsgs++;
+			B.lastRxAt = now;
+			const p = B.probe;
+			if (p && p.tEvent !== null && p.tFirstRx === null)
+				p.tFirstRx = now;
+			if (window.hfeStats && e.data instanceof ArrayBuffer && e.data.byteLength >= 32) {
+				// docs/viewer.md: seq, host damage (pts), viewer receipt, viewer send
+				const dv = new DataView(e.data);
+				B.au.set(dv.getUint32(4, true), { damage: Number(dv.getBigInt64(8, true)) / 1e6,
+					viewerIn: Number(dv.getBigInt64(16, true)) / 1e6,
+					viewerOut: Number(dv.getBigInt64(24, true)) / 1e6, rx: now });
+				if (B.au.size > 2000)
+					B.au.delete(B.au.keys().next().value);
+			}
 		});
 		return ws;
 	}
@@ -65,11 +87,17 @@
 		window.VideoDecoder = function (init) {
 			return new NativeDecoder({ ...init, output: (frame) => {
 				const t = queued.get(frame.timestamp);
+				const now = performance.now();
 				if (t !== undefined) {
-					B.decodeMs.push(performance.now() - t);
+					B.decodeMs.push(now - t);
 					queued.delete(frame.timestamp);
 				}
+				const au = B.au.get(frame.timestamp);
+				if (au)
+					au.decoded = now;
+				B.outSeq = frame.timestamp; // the page draws it in this call
 				init.output(frame);
+				B.outSeq = null;
 			} });
 		};
 		window.VideoDecoder.prototype = NativeDecoder.prototype;
@@ -96,7 +124,8 @@
 	// Arms a probe: { x, y, w, h, on (the DOM event type), minPx, cursor (also
 	// watch hfe-viewer's cursor overlay) }.
 	B.arm = (p) => {
-		B.probe = { ...p, tEvent: null, tPaint: null, px: 0, draws: 0, how: '' };
+		B.probe = { ...p, tEvent: null, tPaint: null, px: 0, draws: 0, how: '',
+			tFirstRx: null, tRx: null, seq: null };
 		B.probe.base = grab(p);
 		const el = document.getElementById('cursor');
 		B.probe.cursorBase = el ? el.style.left + ',' + el.style.top : '';
@@ -106,7 +135,9 @@
 	};
 	B.result = () => {
 		const p = B.probe;
-		return p && { tEvent: p.tEvent, tPaint: p.tPaint, px: p.px, draws: p.draws, how: p.how };
+		return p && { tEvent: p.tEvent, tPaint: p.tPaint, px: p.px, draws: p.draws, how: p.how,
+			tFirstRx: p.tFirstRx, tRx: p.tRx, drawMs: p.drawMs, grabMs: p.grabMs, au: p.seq !== null ? B.au.get(p.seq) : null,
+			clockOffsetMs: window.hfeStats ? window.hfeStats.clockOffsetMs : null };
 	};
 
 	for (const type of ['keydown', 'pointerdown', 'wheel', 'pointermove'])
@@ -116,25 +147,31 @@
 				p.tEvent = performance.now();
 		}, { capture: true, passive: true });
 
-	function afterDraw(ctx) {
+	function afterDraw(ctx, drawMs) {
 		const p = B.probe;
 		if (!p || p.tEvent === null || p.tPaint !== null || ctx.canvas !== screen())
 			return;
 		p.draws++;
+		const t = performance.now();
 		const now = grab(p);
 		const n = now ? changed(now, p.base) : 0;
 		if (n >= p.minPx) {
 			p.tPaint = performance.now();
+			p.drawMs = drawMs; // the draw call itself
+			p.grabMs = p.tPaint - t; // the probe's own read of the rectangle
 			p.px = n;
 			p.how = 'picture';
+			p.tRx = B.lastRxAt; // the message that brought it (noVNC draws as it parses)
+			p.seq = B.outSeq === undefined ? null : B.outSeq;
 		}
 	}
 	const proto = CanvasRenderingContext2D.prototype;
 	for (const name of ['drawImage', 'putImageData']) {
 		const native = proto[name];
 		proto[name] = function (...args) {
+			const t = performance.now();
 			const r = native.apply(this, args);
-			afterDraw(this);
+			afterDraw(this, performance.now() - t);
 			return r;
 		};
 	}

@@ -72,21 +72,26 @@ function moduleQemu() {
 /*
  * Boots the desktop guest and waits for weston. o: { host, work, consoleLog,
  * gl ('helix' or 'egl-headless', module only), extraArgs (more QEMU
- * arguments), daemonArgs (more daemon arguments, dbus only) }. Returns { ctl (the host's control socket), qemu,
- * consoleText(), westonMode() }.
+ * arguments), daemonArgs (more daemon arguments, dbus only), env (more
+ * environment for the host: the daemon, or the module's QEMU) }. Returns { ctl
+ * (the host's control socket), qemu, host (the daemon, or QEMU), consoleText(),
+ * westonMode() }.
  */
 export async function bootDesktop(o) {
-	o = { gl: 'helix', extraArgs: [], daemonArgs: [], ...o };
+	o = { gl: 'helix', extraArgs: [], daemonArgs: [], env: {}, ...o };
 	const desktop = desktopImage();
 	console.log(`desktop guest ${desktop}, host path ${o.host}`);
 	const ctl = path.join(o.work, 'ctl.sock'), gsock = path.join(o.work, 'guest.sock');
+	let daemon = null;
 	if (o.host === 'dbus')
-		start('daemon', process.env.HFE_DAEMON, ['--qemu', 'qmp:unix:' +
+		daemon = start('daemon', process.env.HFE_DAEMON, ['--qemu', 'qmp:unix:' +
 			path.join(o.work, 'qmp.sock'), '--console', '0', '--control-listen', 'unix:' + ctl,
-			...o.daemonArgs]);
+			...o.daemonArgs], o.env);
 	let q = { bin: process.env.HFE_E2E_QEMU || 'qemu-system-x86_64', env: {} };
 	if (o.host === 'module')
 		q = moduleQemu();
+	if (o.host === 'module')
+		Object.assign(q.env, o.env);
 	const consoleText = () => fs.existsSync(o.consoleLog)
 		? fs.readFileSync(o.consoleLog, 'utf8') : '';
 	// The mode weston's log last called current ("WxH@R, preferred, current").
@@ -109,7 +114,7 @@ export async function bootDesktop(o) {
 	}, BOOT_MS);
 	console.log(`weston ready ${((Date.now() - t0) / 1000).toFixed(1)} s after QEMU started`);
 	await waitFor('the control socket', () => fs.existsSync(ctl), 30000);
-	return { ctl, qemu, consoleText, westonMode };
+	return { ctl, qemu, host: daemon || qemu, consoleText, westonMode };
 }
 
 // Runs in hfe-viewer's page: where the canvas's dark (terminal) pixels are, how

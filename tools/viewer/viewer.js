@@ -59,6 +59,7 @@
 		hostMs: null,       // damage on the host -> access unit at the viewer server
 		viewerMs: null,     // viewer server -> decoded and drawn on this page
 		clockRttMs: null,   // round trip of the best clock-sync ping
+		clockOffsetMs: null, // the server's CLOCK_MONOTONIC ms - performance.now()
 		firstFrameMs: null, // WebSocket open -> first decoded frame
 		input: false,       // the server forwards our keyboard and pointer
 		inputSent: 0,       // key / ptr messages sent
@@ -271,6 +272,7 @@
 			pongs.shift();
 		clock = pongs.reduce((a, b) => (b.rtt < a.rtt ? b : a));
 		stats.clockRttMs = clock.rtt;
+		stats.clockOffsetMs = clock.offset;
 	}
 
 	function onText(text) {
