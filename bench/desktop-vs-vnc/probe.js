@@ -162,7 +162,10 @@
 			p.px = n;
 			p.how = 'picture';
 			p.tRx = B.lastRxAt; // the message that brought it (noVNC draws as it parses)
-			p.seq = B.outSeq === undefined ? null : B.outSeq;
+			// the frame being drawn: in the decoder's output callback, or
+			// later by hfe-viewer's draw.js
+			p.seq = B.outSeq !== undefined && B.outSeq !== null ? B.outSeq
+				: window.hfeDraw ? window.hfeDraw.drawing : null;
 		}
 	}
 	const proto = CanvasRenderingContext2D.prototype;

@@ -109,6 +109,45 @@ function analyseCanvas() {
 	return { w, h, mean: sum / n, bgMatch: total ? match / total : 0, counter, coarse };
 }
 
+// Runs in the page: draw.js on a canvas of its own. Two I420 frames that
+// differ in one small rectangle; the second must be drawn as a box, and the
+// canvas must then equal a full drawImage of it (conversion rounding aside).
+async function drawBoxes() {
+	const W = 640, H = 360;
+	const frameOf = (changed, ts) => {
+		const buf = new Uint8Array(W * H * 3 / 2);
+		for (let y = 0; y < H; y++)
+			for (let x = 0; x < W; x++)
+				buf[y * W + x] = (x * 3 + y * 5) & 255;
+		buf.fill(90, W * H, W * H + W * H / 4);
+		buf.fill(170, W * H + W * H / 4);
+		if (changed) // a "glyph": 10x14 luma pixels and their chroma
+			for (let y = 101; y < 115; y++) {
+				buf.fill(250, y * W + 203, y * W + 213);
+				buf[W * H + (y >> 1) * (W / 2) + 104] = 30;
+			}
+		return new VideoFrame(buf, { format: 'I420', codedWidth: W, codedHeight: H,
+					     timestamp: ts });
+	};
+	const canvas = () => {
+		const c = document.createElement('canvas');
+		return c.getContext('2d', { alpha: false });
+	};
+	const ctx = canvas(), ref = canvas();
+	const first = await window.hfeDraw.frame(ctx, frameOf(false, 1));
+	const second = await window.hfeDraw.frame(ctx, frameOf(true, 2));
+	const again = await window.hfeDraw.frame(ctx, frameOf(true, 3));
+	await window.hfeDraw.frame(ref, frameOf(true, 4)); // a first frame: drawn whole
+	const a = ctx.getImageData(0, 0, W, H).data, b = ref.getImageData(0, 0, W, H).data;
+	let maxDiff = 0, off = 0;
+	for (let i = 0; i < a.length; i++) {
+		const d = Math.abs(a[i] - b[i]);
+		maxDiff = Math.max(maxDiff, d);
+		off += d > 3;
+	}
+	return { first, second, again, maxDiff, off };
+}
+
 async function snapshot(page, name) {
 	const a = await page.evaluate(analyseCanvas);
 	a.t = Date.now();
@@ -327,6 +366,10 @@ async function main() {
 		check(/fps/.test(shown) && /Mbit\/s/.test(shown) &&
 		      /latency [0-9.]+ ms/.test(shown),
 		      `page shows fps, bitrate and latency: "${shown}"`);
+		const db = await page1.evaluate(drawBoxes);
+		check(db.first === 'full' && db.second === 'box' && db.again === 'unchanged' &&
+		      db.off === 0, 'draw.js converts only the changed box, and the canvas ' +
+		      'equals the whole frame drawn', db);
 
 		// 2. A second page joins mid-GOP (there is no GOP: --gop 0).
 		const ctx2 = await browser.newContext();

@@ -142,6 +142,8 @@ static void on_http(SoupServer *server, SoupServerMessage *msg, const char *path
 		serve_resource(msg, RES_PREFIX "viewer.js", "text/javascript; charset=utf-8");
 	} else if (!strcmp(rest, "/cursor.js")) {
 		serve_resource(msg, RES_PREFIX "cursor.js", "text/javascript; charset=utf-8");
+	} else if (!strcmp(rest, "/draw.js")) {
+		serve_resource(msg, RES_PREFIX "draw.js", "text/javascript; charset=utf-8");
 	} else if (!strcmp(rest, "/stats.json")) {
 		char *j = stats_json(v);
 		soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_TAKE, j,

@@ -164,16 +164,15 @@
 			frame.close();
 			return;
 		}
-		const now = performance.now();
 		const w = frame.displayWidth, h = frame.displayHeight;
-		if (canvas.width !== w || canvas.height !== h) {
-			canvas.width = w;
-			canvas.height = h;
-		}
-		ctx.drawImage(frame, 0, 0, w, h);
 		const seq = frame.timestamp;
-		frame.close();
+		window.hfeDraw.frame(ctx, frame).then(() => drawn(d, seq, w, h)); // draw.js
+	}
 
+	function drawn(d, seq, w, h) {
+		if (d !== decoder)
+			return; // reset meanwhile: resync() acknowledged it
+		const now = performance.now();
 		stats.framesDecoded++;
 		stats.width = w;
 		stats.height = h;
