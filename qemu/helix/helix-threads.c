@@ -13,7 +13,10 @@
  * sandbox, helix_threads_pre_sandbox() (called by vl.c just before the
  * sandbox applies) starts a thread that makes itself a background one; the
  * export's threads are then created by it, on request. Without a sandbox
- * there is no such thread and every thread sets its own priority.
+ * there is no such thread and every thread sets its own priority; nor
+ * after -daemonize, whose fork comes after the sandbox and keeps only the
+ * forking thread (the threads then run at normal priority, and libhfe
+ * says so).
  *
  * Copyright (c) 2025 helix-frame-export contributors
  *
@@ -39,6 +42,12 @@ static QemuMutex helix_threads_one;  /* one job at a time */
 static QemuMutex helix_threads_lock;
 static QemuCond helix_threads_cond;
 static HelixThreadsJob *helix_threads_job; /* under helix_threads_lock */
+
+/* In a forked child (-daemonize) the creator does not exist. */
+static void helix_threads_forked(void)
+{
+    helix_threads_on = false;
+}
 
 static void *helix_threads_run_creator(void *opaque)
 {
@@ -75,6 +84,7 @@ void helix_threads_pre_sandbox(void)
                        helix_threads_run_creator, NULL, QEMU_THREAD_DETACHED);
     /* Its priority is set before the sandbox denies it. */
     qemu_sem_wait(&helix_threads_ready);
+    pthread_atfork(NULL, NULL, helix_threads_forked);
     helix_threads_on = true;
 }
 
