@@ -443,6 +443,14 @@ bool hfe_stream_active(struct hfe_stream *s)
 	return a;
 }
 
+bool hfe_stream_picture_pending(struct hfe_stream *s)
+{
+	pthread_mutex_lock(&s->w.lock);
+	bool pending = s->damaged && s->active && s->consumers > 0;
+	pthread_mutex_unlock(&s->w.lock);
+	return pending;
+}
+
 void hfe_stream_get_stats(struct hfe_stream *s, struct hfe_stream_stats *st)
 {
 	pthread_mutex_lock(&s->w.lock);

@@ -144,6 +144,13 @@ void hfe_stream_au_unref(struct hfe_stream_au *au);
 void hfe_stream_au_release(void *au);
 
 bool hfe_stream_active(struct hfe_stream *s);
+/* Whether pixels the source copied in still wait for the worker to take
+ * them for an encode (it takes the newest at its next slot, or once the
+ * encode in progress is done). A source that pays for each picture (a GL
+ * read-back) makes the next one only once this is false: a picture made
+ * earlier would be overwritten before anything encodes it. False while
+ * nothing would take them (disabled, no consumers). */
+bool hfe_stream_picture_pending(struct hfe_stream *s);
 void hfe_stream_get_stats(struct hfe_stream *s, struct hfe_stream_stats *st);
 
 #ifdef __cplusplus
