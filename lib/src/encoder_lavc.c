@@ -403,6 +403,11 @@ static int configure_x264(AVCodecContext *ctx, const struct hfe_encoder_params *
 	 * explicitly rather than rely on the default.
 	 */
 	ctx->thread_type = FF_THREAD_SLICE;
+	/* HFE_X264_PARAMS: x264's own key=value:... syntax, applied last, for
+	 * experiments (bench/desktop-scroll.c's candidates). */
+	const char *extra = getenv("HFE_X264_PARAMS");
+	if (extra && extra[0] && set_priv(ctx, "x264-params", extra, true, err) < 0)
+		return -1;
 	return 0;
 }
 
