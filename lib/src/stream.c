@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "cursor.h"
+#include "encoder_desktop.h"
 #include "h264_splice.h"
 #include "hfe/image.h"
 #include "hfe/log.h"
@@ -901,7 +902,7 @@ struct hfe_stream *hfe_stream_new(const struct hfe_stream_params *p, struct hfe_
 	}
 	s->p = *p;
 	s->base_bitrate = p->enc.bitrate;
-	s->ops = p->ops ? p->ops : &hfe_encoder_lavc;
+	s->ops = p->ops ? p->ops : &hfe_encoder_lavc_desktop;
 	s->cursor_composite = true;
 	s->cursor_pic = malloc((size_t)(HFE_CURSOR_MAX + 2) * (HFE_CURSOR_MAX + 2) * 4);
 	if (!s->cursor_pic) {
