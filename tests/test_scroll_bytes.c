@@ -6,10 +6,10 @@
  * a real scanout stream and libx264 with one thread (deterministic bytes),
  * every access unit decoded by libavcodec with errors fatal:
  *  - `seq` output in a weston-terminal-sized window at the default 4 Mbit/s:
- *    each step is one access unit, at most 800 B on average (566 B when
+ *    each step is one access unit, at most 800 B on average (362 B when
  *    written), the text still as sharp as the source (>= 45 dB);
  *  - a window of mixed text with a cap of 40 Mbit/s: at most 10 kB a step
- *    (6.4 kB when written), >= 35 dB.
+ *    (5.5 kB when written), >= 35 dB.
  * Each of the old settings alone fails it (checked when it was written):
  * ABR at the stream's bitrate (HFE_X264_PARAMS=bitrate=4000: 1.4 kB;
  * =bitrate=40000: 23 kB), ultrafast's search

@@ -42,7 +42,7 @@
  * its rate control aims at (x264's own default; the bitrate only caps it),
  * and, over ultrafast, a motion search that finds scrolled text. */
 #define DESKTOP_X264 "crf=23"
-#define DESKTOP_X264_SEARCH "me=umh:merange=64:subme=2:partitions=i4x4"
+#define DESKTOP_X264_SEARCH "me=umh:merange=64:subme=2:partitions=p8x8,i4x4"
 /* Fixed pool of input surfaces for hardware-frame encoders. */
 #define HW_POOL_SIZE 16
 
@@ -418,13 +418,15 @@ static int configure_x264(AVCodecContext *ctx, const struct hfe_encoder_params *
 	 * motion search (diamond within 16 px, full-pixel) does not find a
 	 * scrolled text (three 17 px lines: ~50 px) and codes it anew: umh
 	 * within 64 px finds it, and sub-pixel level 2 (which also decides
-	 * skips and modes better) with 4x4 intra codes the rest cheaply. A
-	 * terminal window of `seq` output scrolled by three lines: ~5.6 kB per
-	 * step before, ~0.6 kB after; a maximised terminal of dense text costs
-	 * about 1.5x the CPU time per frame (8x8 partitions would save another
-	 * ~10 % of bytes for 1.4x more). Other presets keep
-	 * their own search (umh is what the slower ones use anyway); CRF applies
-	 * to all. Pull sessions (video from the guest) keep ABR at their bitrate.
+	 * skips and modes better) with 8x8 partitions and 4x4 intra codes the
+	 * rest cheaply. A terminal window of `seq` output scrolled by three
+	 * lines: ~5.5 kB per step before, ~0.4 kB after. The price is CPU: a
+	 * maximised terminal of dense text takes 2x (1280x800) to 2.5x
+	 * (1920x1080) the CPU per frame; without the 8x8 partitions 1.5-1.8x,
+	 * but on the real desktop at 1920x1080 a wheel notch cost 1.6x the
+	 * bytes (bench/README.md). Other presets keep their own search (umh is
+	 * what the slower ones use anyway); CRF applies to all. Pull sessions
+	 * (video from the guest) keep ABR at their bitrate.
 	 *
 	 * Through x264-params rather than the wrapper's crf option, which it
 	 * would restore before every frame (reconfig_encoder) over a crf given

@@ -538,7 +538,7 @@ static void composite_cursor(struct hfe_stream *s, struct box d)
  * Raw macroblocks cost 384 bytes each, while the encoder (quality-based
  * rate, encoder_lavc.c) codes a changed macroblock of text in tens of bytes:
  * a terminal window of numbers scrolled by three lines cost ~8 kB per step
- * as patches and ~0.6 kB through the encoder (bench/desktop-scroll.c). So
+ * as patches and ~0.4 kB through the encoder (bench/desktop-scroll.c). So
  * patches are kept for what costs little either way and is frequent, a
  * blinking text cursor or a clock's digit: at most PATCH_MAX_MBS, and never
  * more than an average frame at the configured bitrate and frame rate.
