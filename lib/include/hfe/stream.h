@@ -26,7 +26,7 @@ extern "C" {
 
 struct hfe_stream_params {
 	struct hfe_encoder_params enc;     /* width/height come from the source */
-	const struct hfe_encoder_ops *ops; /* NULL = hfe_encoder_lavc */
+	const struct hfe_encoder_ops *ops; /* NULL = libavcodec tuned for desktops */
 	uint32_t max_fps;                  /* pacing cap, 1..240 */
 	void (*notify)(void *opaque);      /* an access unit is ready (worker thread) */
 	void *opaque;
