@@ -8,7 +8,8 @@
  * (checked from a helper thread with a deadline, so a regression fails
  * instead of hanging). Last, hfe_set_background_workers: the threads libhfe
  * then starts, the encoder's own included, run at background priority and
- * are named "hfe WHAT".
+ * are named "hfe WHAT", created by the host's thread creator when it set one.
+ * Streams also say whether a picture waits for the worker to take it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -197,6 +198,14 @@ static bool wait_au(struct hfe_stream *s, bool *keyframe)
 	return false;
 }
 
+/* Until the worker has taken the pending picture (it does at its next slot). */
+static bool wait_taken(struct hfe_stream *s)
+{
+	for (int i = 0; i < 1000 && hfe_stream_picture_pending(s); i++)
+		nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
+	return !hfe_stream_picture_pending(s);
+}
+
 static void test_stream(void)
 {
 	struct hfe_stream_params p = { .ops = &gated_ops, .max_fps = 240 };
@@ -226,10 +235,13 @@ static void test_stream(void)
 	fill(50);
 	hfe_stream_update(s, 0, 0, W, H, frame, W * 4, HFE_FMT_XRGB8888);
 	CHECKC(gate_wait_inside(), "the worker encodes");
+	CHECKC(!hfe_stream_picture_pending(s), "the picture being encoded counts as taken");
 	CHECKC(returns_promptly(stream_owner_calls, s), "owner calls during encode");
 	CHECKC(returns_promptly(stream_source_update, s), "source update during encode");
+	CHECKC(hfe_stream_picture_pending(s), "a picture the busy worker has not taken is pending");
 	gate_set(true);
 	CHECKC(wait_au(s, &key), "an access unit after the encode");
+	CHECKC(wait_taken(s), "the pending picture is taken once the encode is done");
 
 	/* A resize while the worker is held: the stale picture is skipped and
 	 * the stream goes on at the new size with an IDR. */
@@ -252,6 +264,12 @@ static void test_stream(void)
 		hfe_stream_au_unref(au);
 	}
 	CHECKC(got_idr, "an IDR at the new size after a resize during encode");
+
+	/* Nobody would take a picture without consumers: none is pending. */
+	hfe_stream_set_consumers(s, 0);
+	fill(80);
+	hfe_stream_update(s, 0, 0, W / 2, H / 2, frame, W * 4, HFE_FMT_XRGB8888);
+	CHECKC(!hfe_stream_picture_pending(s), "no picture is pending without consumers");
 	hfe_stream_free(s);
 }
 
@@ -326,11 +344,21 @@ static unsigned list_threads(pid_t *tids, unsigned max)
 	return n;
 }
 
+/* SCHED_BATCH at nice 10, or lower still (a suite run under nice). */
 static bool is_background(pid_t tid)
 {
 	errno = 0;
 	int nice = getpriority(PRIO_PROCESS, (id_t)tid);
-	return sched_getscheduler(tid) == SCHED_BATCH && nice == 10 && !errno;
+	return sched_getscheduler(tid) == SCHED_BATCH && nice >= 10 && !errno;
+}
+
+/* A host's thread creator (hfe_set_thread_creator): counts the threads. */
+static atomic_int created;
+
+static int counting_create(pthread_t *t, void *(*fn)(void *), void *arg, void *opaque)
+{
+	atomic_fetch_add((atomic_int *)opaque, 1);
+	return pthread_create(t, NULL, fn, arg);
 }
 
 static bool has_name(pid_t tid, const char *name)
@@ -359,6 +387,7 @@ static void test_background_workers(void)
 	int own_nice = getpriority(PRIO_PROCESS, 0); /* 0, or what `nice` started us at */
 
 	hfe_set_background_workers(true);
+	hfe_set_thread_creator(counting_create, &created);
 	struct hfe_stream_params p = { .max_fps = 60 };
 	struct hfe_err err;
 	hfe_encoder_params_default(&p.enc);
@@ -391,6 +420,10 @@ static void test_background_workers(void)
 	CHECKC(named == others, ctx);
 	CHECKC(sched_getscheduler(0) == SCHED_OTHER && getpriority(PRIO_PROCESS, 0) == own_nice,
 	       "the calling thread keeps its policy and nice value");
+	snprintf(ctx, sizeof(ctx), "the host's creator started %d thread(s), want 1 (the "
+		 "stream's worker)", atomic_load(&created));
+	CHECKC(atomic_load(&created) == 1, ctx);
+	hfe_set_thread_creator(NULL, NULL);
 	hfe_stream_free(s);
 }
 

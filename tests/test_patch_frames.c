@@ -185,7 +185,7 @@ static void test_patches(void)
 	check_patch(&r, &pic, changed, "patch 1");
 	check_truth(&pic, 35, "patch 1");
 	tu_yuv_free(&pic);
-	paint_box(&r, 600, 350, 40, 10, 2, changed); /* the cropped bottom-right edge */
+	paint_box(&r, 624, 352, 16, 8, 2, changed); /* the cropped bottom-right edge */
 	CHECKF(next_au(&r, &pic, &key) == 1, "a second small change is a patch frame");
 	check_patch(&r, &pic, changed, "patch 2 (both changes)");
 	check_truth(&pic, 35, "patch 2");

@@ -151,7 +151,7 @@ function split(v, logs) {
 
 const bytes = (page) => page.evaluate(() => ({ rx: window.__bench.rx, tx: window.__bench.tx,
 	rxText: window.__bench.rxText, rxMsgs: window.__bench.rxMsgs, t: performance.now(),
-	decoded: window.__bench.decodeMs.length }));
+	decoded: window.__bench.decodeMs.length, aus: window.__bench.aus.length }));
 
 // The rectangle r (x0 y0 x1 y1) as a probe, clamped to the picture.
 function rect(r, size, on, minPx) {
@@ -192,11 +192,12 @@ async function session(page, sel, scene, size, logs) {
 		const s = (b1.t - b0.t) / 1000;
 		// hfe-viewer's page: time in the decoder, and its own latency figures
 		// (docs/viewer.md: damage -> viewer server, server -> decoded; means)
-		const inside = await page.evaluate((from) => ({
+		const inside = await page.evaluate(([from, fromAu]) => ({
 			decodeMs: window.__bench.decodeMs.slice(from),
+			aus: window.__bench.aus.slice(fromAu),
 			hostMs: window.hfeStats ? window.hfeStats.hostMs : null,
 			viewerMs: window.hfeStats ? window.hfeStats.viewerMs : null,
-		}), b0.decoded);
+		}), [b0.decoded, b0.aus]);
 		res[name] = { ms, lost, how, splits, rxBytes: b1.rx - b0.rx, txBytes: b1.tx - b0.tx,
 			      rxTextBytes: b1.rxText - b0.rxText, rxMsgs: b1.rxMsgs - b0.rxMsgs,
 			      seconds: s, rxPerS: (b1.rx - b0.rx) / s, ...inside };
@@ -460,7 +461,8 @@ function report(row) {
 				    ` | ${r.rxMsgs} messages, ${f1(r.rxTextBytes / 1000)} kB text` +
 				    (who === 'hfe' ? ` | decoder p50 ${f1(pct(r.decodeMs, 0.5))} ms ` +
 				     `(${r.decodeMs.length} AUs), host ${f1(r.hostMs)}, ` +
-				     `server->decoded ${f1(r.viewerMs)}` : ''));
+				     `server->decoded ${f1(r.viewerMs)} | AU bytes ` +
+				     `${r.aus.map(([b, k]) => (k ? 'K' : '') + b).join(' ')}` : ''));
 		}
 	console.log('split, p50 ms (bench/README.md): ' + SPLIT.join(', '));
 	for (const ph of ['typing', 'scrolling', 'click', 'window-move', 'mouse'])

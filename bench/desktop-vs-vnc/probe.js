@@ -14,7 +14,8 @@
  *    probe was armed) stamps the paint. The resolution is the draw call's, not
  *    a polling interval; the compositor shows it at its next frame, the same
  *    for both pages.
- *  - hfe-viewer's page only: each access unit's time in the VideoDecoder.
+ *  - hfe-viewer's page only: each access unit's time in the VideoDecoder, its
+ *    size and whether it is a keyframe.
  *  - The latency split: the time of every message received (the probe keeps
  *    the first after the event and the last before the paint); on
  *    hfe-viewer's page also each access unit's header stamps (the host's
@@ -76,12 +77,14 @@
 	// hfe-viewer's page: how long each access unit spends in the VideoDecoder
 	// (decode() -> its output callback), to tell the decoder from the rest.
 	B.decodeMs = [];
+	B.aus = []; // [bytes, 1 if a keyframe] of each access unit given to the decoder
 	if (window.VideoDecoder) {
 		const NativeDecoder = window.VideoDecoder;
 		const queued = new Map(); // timestamp -> decode() time
 		const nativeDecode = NativeDecoder.prototype.decode;
 		NativeDecoder.prototype.decode = function (chunk) {
 			queued.set(chunk.timestamp, performance.now());
+			B.aus.push([chunk.byteLength, chunk.type === 'key' ? 1 : 0]);
 			return nativeDecode.call(this, chunk);
 		};
 		window.VideoDecoder = function (init) {

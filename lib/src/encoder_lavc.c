@@ -32,11 +32,17 @@
 #include <libavutil/opt.h>
 #include <libavutil/pixfmt.h>
 
+#include "encoder_desktop.h"
 #include "hfe/encoder.h"
 #include "hfe/log.h"
 
 /* x264's "infinite" keyint; also fine as a GOP length for other encoders. */
 #define GOP_INFINITE (1 << 30)
+/* Desktop content (configure_x264): x264's constant rate factor, the quality
+ * its rate control aims at (x264's own default; the bitrate only caps it),
+ * and, over ultrafast, a motion search that finds scrolled text. */
+#define DESKTOP_X264 "crf=23"
+#define DESKTOP_X264_SEARCH "me=umh:merange=64:subme=2:partitions=p8x8,i4x4"
 /* Fixed pool of input surfaces for hardware-frame encoders. */
 #define HW_POOL_SIZE 16
 
@@ -366,7 +372,7 @@ static void apply_rate(AVCodecContext *ctx, uint32_t bitrate, uint32_t fps_num, 
 	ctx->rc_buffer_size = (int)vbv;
 }
 
-static int configure_x264(AVCodecContext *ctx, const struct hfe_encoder_params *p,
+static int configure_x264(AVCodecContext *ctx, const struct hfe_encoder_params *p, bool desktop,
 			  struct hfe_err *err)
 {
 	const char *prof = x264_profile_name(p->profile);
@@ -403,6 +409,45 @@ static int configure_x264(AVCodecContext *ctx, const struct hfe_encoder_params *
 	 * explicitly rather than rely on the default.
 	 */
 	ctx->thread_type = FF_THREAD_SLICE;
+	/*
+	 * Desktop content (scanout streams; bench/desktop-scroll.c,
+	 * bench/README.md "Scrolling: bytes per step"). The bitrate is a cap,
+	 * not a target: with ABR, x264 spends the whole per-frame budget on
+	 * every frame however little changed; CRF spends what the content needs,
+	 * and the VBV set by apply_rate still caps each frame. ultrafast's
+	 * motion search (diamond within 16 px, full-pixel) does not find a
+	 * scrolled text (three 17 px lines: ~50 px) and codes it anew: umh
+	 * within 64 px finds it, and sub-pixel level 2 (which also decides
+	 * skips and modes better) with 8x8 partitions and 4x4 intra codes the
+	 * rest cheaply. A terminal window of `seq` output scrolled by three
+	 * lines: ~5.5 kB per step before, ~0.4 kB after. The price is CPU: a
+	 * maximised terminal of dense text takes 2x (1280x800) to 2.5x
+	 * (1920x1080) the CPU per frame; without the 8x8 partitions 1.5-1.8x,
+	 * but on the real desktop at 1920x1080 a wheel notch cost 1.6x the
+	 * bytes (bench/README.md). Other presets keep their own search (umh is
+	 * what the slower ones use anyway); CRF applies to all. Pull sessions
+	 * (video from the guest) keep ABR at their bitrate.
+	 *
+	 * Through x264-params rather than the wrapper's crf option, which it
+	 * would restore before every frame (reconfig_encoder) over a crf given
+	 * in HFE_X264_PARAMS: x264's own key=value:... syntax, applied last,
+	 * for experiments ("bitrate=4000": ABR at 4 Mbit/s).
+	 */
+	const char *extra = getenv("HFE_X264_PARAMS");
+	bool ultrafast = !p->preset[0] || strcmp(p->preset, "ultrafast") == 0;
+	char params[512];
+	int n = snprintf(params, sizeof(params), "%s%s%s%s",
+			 desktop ? DESKTOP_X264 : "",
+			 desktop && ultrafast ? ":" DESKTOP_X264_SEARCH : "",
+			 desktop && extra && extra[0] ? ":" : "", extra ? extra : "");
+	if (n < 0 || (size_t)n >= sizeof(params)) {
+		SET_ERR(err, HFE_ERR_UNSUPPORTED, "HFE_X264_PARAMS is too long");
+		return -1;
+	}
+	if (!params[0])
+		return 0;
+	if (set_priv(ctx, "x264-params", params, true, err) < 0)
+		return -1;
 	return 0;
 }
 
@@ -465,7 +510,7 @@ static void lavc_log_init(void)
 }
 
 static int lavc_open(struct hfe_encoder **out, const struct hfe_encoder_params *p,
-		     uint32_t input_format_hint, struct hfe_err *err)
+		     uint32_t input_format_hint, bool desktop, struct hfe_err *err)
 {
 	static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 	pthread_once(&log_once, lavc_log_init);
@@ -542,7 +587,7 @@ static int lavc_open(struct hfe_encoder **out, const struct hfe_encoder_params *
 	apply_rate(ctx, bitrate, fps_num, fps_den);
 
 	if (enc->is_x264) {
-		if (configure_x264(ctx, p, err) < 0)
+		if (configure_x264(ctx, p, desktop, err) < 0)
 			goto fail;
 	} else {
 		configure_other(ctx, p);
@@ -909,14 +954,25 @@ static void lavc_close(struct hfe_encoder *enc)
 	free(enc);
 }
 
-const struct hfe_encoder_ops hfe_encoder_lavc = {
-	.backend = "lavc",
-	.open = lavc_open,
-	.input_format = lavc_input_format,
-	.encode = lavc_encode,
-	.drain = lavc_drain,
-	.receive = lavc_receive,
-	.set_bitrate = lavc_set_bitrate,
-	.name = lavc_name,
-	.close = lavc_close,
-};
+static int lavc_open_video(struct hfe_encoder **out, const struct hfe_encoder_params *p,
+			   uint32_t input_format_hint, struct hfe_err *err)
+{
+	return lavc_open(out, p, input_format_hint, false, err);
+}
+
+static int lavc_open_desktop(struct hfe_encoder **out, const struct hfe_encoder_params *p,
+			     uint32_t input_format_hint, struct hfe_err *err)
+{
+	return lavc_open(out, p, input_format_hint, true, err);
+}
+
+/* Both tables: the same backend, opened with or without the desktop tuning. */
+#define LAVC_OPS(open_fn)                                                                          \
+	{                                                                                          \
+		.backend = "lavc", .open = open_fn, .input_format = lavc_input_format,             \
+		.encode = lavc_encode, .drain = lavc_drain, .receive = lavc_receive,               \
+		.set_bitrate = lavc_set_bitrate, .name = lavc_name, .close = lavc_close,           \
+	}
+
+const struct hfe_encoder_ops hfe_encoder_lavc = LAVC_OPS(lavc_open_video);
+const struct hfe_encoder_ops hfe_encoder_lavc_desktop = LAVC_OPS(lavc_open_desktop);

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "cursor.h"
+#include "encoder_desktop.h"
 #include "h264_splice.h"
 #include "hfe/image.h"
 #include "hfe/log.h"
@@ -443,6 +444,14 @@ bool hfe_stream_active(struct hfe_stream *s)
 	return a;
 }
 
+bool hfe_stream_picture_pending(struct hfe_stream *s)
+{
+	pthread_mutex_lock(&s->w.lock);
+	bool pending = s->damaged && s->active && s->consumers > 0;
+	pthread_mutex_unlock(&s->w.lock);
+	return pending;
+}
+
 void hfe_stream_get_stats(struct hfe_stream *s, struct hfe_stream_stats *st)
 {
 	pthread_mutex_lock(&s->w.lock);
@@ -529,22 +538,28 @@ static void composite_cursor(struct hfe_stream *s, struct box d)
 }
 
 /*
- * Patch frames: a change no bigger than what an average frame may cost at
- * the configured bitrate and frame rate (raw macroblocks are 384 bytes each)
- * goes out as a patch frame instead of an encoder run. Changes accumulate
- * until the encoder's next frame (patches are non-reference: each carries
- * every change since that frame), so steady changes soon pass the limit and
- * go to the encoder, which keeps the stream near its bitrate.
+ * Patch frames: a change of a few macroblocks goes out as a patch frame
+ * instead of an encoder run. Changes accumulate until the encoder's next
+ * frame (patches are non-reference: each carries every change since that
+ * frame), so steady changes soon pass the limit and go to the encoder.
+ *
+ * Raw macroblocks cost 384 bytes each, while the encoder (quality-based
+ * rate, encoder_lavc.c) codes a changed macroblock of text in tens of bytes:
+ * a terminal window of numbers scrolled by three lines cost ~8 kB per step
+ * as patches and ~0.4 kB through the encoder (bench/desktop-scroll.c). So
+ * patches are kept for what costs little either way and is frequent, a
+ * blinking text cursor or a clock's digit: at most PATCH_MAX_MBS, and never
+ * more than an average frame at the configured bitrate and frame rate.
  */
+#define PATCH_MAX_MBS 4
 static void patch_budget(struct hfe_stream *s)
 {
-	uint32_t mbs = s->mb_w * s->mb_h;
 	uint64_t bitrate = s->p.enc.bitrate ? s->p.enc.bitrate : 4000000u;
 	uint64_t fps_num = s->p.enc.fps_num ? s->p.enc.fps_num : 30;
 	uint64_t fps_den = s->p.enc.fps_den ? s->p.enc.fps_den : 1;
 	uint64_t per_frame = bitrate * fps_den / 8 / fps_num / 384;
-	uint32_t cap = mbs / 4 > 16 ? mbs / 4 : 16;
-	s->patch_max_mbs = per_frame < 16 ? 16 : per_frame > cap ? cap : (uint32_t)per_frame;
+	s->patch_max_mbs = per_frame < 1 ? 1 : per_frame > PATCH_MAX_MBS ? PATCH_MAX_MBS
+									: (uint32_t)per_frame;
 }
 
 static void setup_patches(struct hfe_stream *s, uint32_t w, uint32_t h)
@@ -901,7 +916,7 @@ struct hfe_stream *hfe_stream_new(const struct hfe_stream_params *p, struct hfe_
 	}
 	s->p = *p;
 	s->base_bitrate = p->enc.bitrate;
-	s->ops = p->ops ? p->ops : &hfe_encoder_lavc;
+	s->ops = p->ops ? p->ops : &hfe_encoder_lavc_desktop;
 	s->cursor_composite = true;
 	s->cursor_pic = malloc((size_t)(HFE_CURSOR_MAX + 2) * (HFE_CURSOR_MAX + 2) * 4);
 	if (!s->cursor_pic) {

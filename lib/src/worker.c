@@ -16,8 +16,19 @@
 #include "hfe/log.h"
 
 static atomic_bool background;
+static pthread_mutex_t creator_lock = PTHREAD_MUTEX_INITIALIZER;
+static hfe_thread_create_fn creator; /* under creator_lock */
+static void *creator_opaque;
 
 void hfe_set_background_workers(bool on) { atomic_store(&background, on); }
+
+void hfe_set_thread_creator(hfe_thread_create_fn create, void *opaque)
+{
+	pthread_mutex_lock(&creator_lock);
+	creator = create;
+	creator_opaque = opaque;
+	pthread_mutex_unlock(&creator_lock);
+}
 
 struct start {
 	void *(*fn)(void *);
@@ -25,24 +36,39 @@ struct start {
 	char name[16]; /* Linux's limit for a thread's name, NUL included */
 };
 
-/* Where a seccomp filter refuses both calls (QEMU's -sandbox
- * resourcecontrol=deny), the threads stay at normal priority: one info line
- * says so, and their names let whoever starts QEMU set it from outside. */
+bool hfe_thread_set_background(void)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+	id_t tid = (id_t)syscall(SYS_gettid);
+
+	errno = 0;
+	int nice = getpriority(PRIO_PROCESS, tid);
+	bool batch = sched_getscheduler(0) == SCHED_BATCH;
+	bool niced = errno == 0 && nice >= 10;
+	/* Each on its own: the policy alone already helps. Never towards a
+	 * higher priority (a nice value above 10 stays). */
+	int rc = batch ? 0 : pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	if (!niced && setpriority(PRIO_PROCESS, tid, 10) < 0)
+		return false;
+	errno = rc;
+	return rc == 0;
+}
+
+/* Where a seccomp filter refuses the calls (QEMU's -sandbox
+ * resourcecontrol=deny) and the thread did not inherit the priority from its
+ * creator, it stays at normal priority: one info line says so, and the
+ * threads' names let whoever starts QEMU set it from outside. */
 static void background_priority(void)
 {
 	static atomic_flag noted = ATOMIC_FLAG_INIT;
-	struct sched_param sp = { .sched_priority = 0 };
 
-	if (!atomic_load(&background))
+	if (!atomic_load(&background) || hfe_thread_set_background())
 		return;
-	/* Best effort, each on its own: the policy alone already helps. */
-	int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0 && rc != 0 &&
-	    !atomic_flag_test_and_set(&noted))
+	if (!atomic_flag_test_and_set(&noted))
 		hfe_info("background threads run at normal priority: SCHED_BATCH and nice 10 "
 			 "were refused (%s; QEMU's -sandbox resourcecontrol=deny does that): "
 			 "set them from outside on the threads named \"hfe *\"",
-			 strerror(rc));
+			 strerror(errno));
 }
 
 /* Threads inherit a Linux thread's policy and nice value, so the encoder's
@@ -81,7 +107,12 @@ int hfe_worker_start(struct hfe_worker *w, void *(*fn)(void *), void *arg, const
 	if (st) {
 		*st = (struct start){ fn, arg, "" };
 		snprintf(st->name, sizeof(st->name), "hfe %s", what);
-		rc = pthread_create(&w->thread, NULL, start_thread, st);
+		pthread_mutex_lock(&creator_lock);
+		hfe_thread_create_fn create = creator;
+		void *opaque = creator_opaque;
+		pthread_mutex_unlock(&creator_lock);
+		rc = create ? create(&w->thread, start_thread, st, opaque)
+			    : pthread_create(&w->thread, NULL, start_thread, st);
 		if (rc != 0)
 			free(st);
 	}

@@ -91,9 +91,8 @@ static void helix_scanout_copy(HelixScanout *so, int x, int y, int w, int h)
     helix_feed_op(so->hfe, HELIX_OP_COPY, so, surf->image, x, y, w, h);
 }
 
-/* Give the stream the surface's size; true if it had another one (the
- * next access unit is then an IDR). */
-static bool helix_scanout_fit(HelixScanout *so)
+/* The next access unit is an IDR when the size changed. */
+bool helix_scanout_fit(HelixScanout *so)
 {
     uint32_t w = surface_width(so->surface), h = surface_height(so->surface);
 

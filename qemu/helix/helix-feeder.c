@@ -114,7 +114,7 @@ void helix_feed_gl_read(HelixFrameExport *s, HelixScanout *so,
 }
 
 /* Copy (or convert) a rectangle of img into the stream. */
-static void helix_feeder_copy(HelixFrameExport *s, HelixOp *op)
+void helix_feeder_copy(HelixFrameExport *s, HelixOp *op)
 {
     HelixScanout *so = op->so;
     pixman_image_t *img = op->img;
@@ -177,18 +177,13 @@ static void *helix_feeder(void *opaque)
 {
     HelixFrameExport *s = opaque;
 
-#ifdef CONFIG_LINUX
-    {
-        /*
-         * Batch scheduling: waking the feeder must not preempt the main
-         * loop that woke it (on a busy host the copy would then run in
-         * the main loop's time slice after all).
-         */
-        struct sched_param sp = { .sched_priority = 0 };
-
-        pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-    }
-#endif
+    /*
+     * A background thread, as libhfe's: waking the feeder must not preempt
+     * the main loop that woke it (on a busy host the copy would then run in
+     * the main loop's time slice after all). Under QEMU's sandbox it has
+     * that priority from the thread that created it (helix-threads.c).
+     */
+    hfe_thread_set_background();
     qemu_mutex_lock(&s->feed_lock);
     for (;;) {
         HelixOp *op;
@@ -241,10 +236,17 @@ static void *helix_feeder(void *opaque)
     return NULL;
 }
 
-void helix_feeder_start(HelixFrameExport *s)
+static void helix_feeder_create(void *opaque)
 {
+    HelixFrameExport *s = opaque;
+
     qemu_thread_create(&s->feeder, "helix-feeder", helix_feeder, s,
                        QEMU_THREAD_JOINABLE);
+}
+
+void helix_feeder_start(HelixFrameExport *s)
+{
+    helix_threads_run(helix_feeder_create, s);
     s->feeder_started = true;
 }
 

@@ -71,6 +71,8 @@ typedef struct HelixGlRead {
     GLuint tex;
     bool y_0_top;
     int tex_h, sx, sy;
+    bool show;                /* then copy this rectangle into the stream */
+    int cx, cy, cw, ch;
 } HelixGlRead;
 
 /* The feeder thread's GL context, sharing the consoles' textures. */
@@ -225,8 +227,9 @@ static HelixGlReader *helix_gl_reader(HelixFrameExport *s)
 
 /*
  * Queue the read-back of g->dirty: a fence behind what the guest rendered
- * so far, then the feeder reads the rectangle into our surface and (through
- * helix_scanout_show, queued after it) copies it into the stream.
+ * so far, then the feeder reads the rectangle into our surface and copies
+ * it into the stream (all of the surface after a resize, queued before).
+ * The read-back counts as queued until that copy is done.
  */
 static void helix_gl_readback_start(HelixScanout *so)
 {
@@ -241,16 +244,24 @@ static void helix_gl_readback_start(HelixScanout *so)
     g->dirty = (HelixBox){ 0 };
     rd = g_new(HelixGlRead, 1);
     *rd = (HelixGlRead){ .g = g, .tex = g->tex, .y_0_top = g->y_0_top,
-                         .tex_h = g->tex_h, .sx = g->sx, .sy = g->sy };
+                         .tex_h = g->tex_h, .sx = g->sx, .sy = g->sy,
+                         .show = so->surface == g->surface,
+                         .cx = r.x0, .cy = r.y0, .cw = w, .ch = h };
+    if (rd->show && helix_scanout_fit(so)) {
+        rd->cx = rd->cy = 0;
+        rd->cw = g->sw;
+        rd->ch = g->sh;
+    }
+    if (rd->show) {
+        so->hfe->updates++;
+        so->hfe->update_bytes += (uint64_t)rd->cw * rd->ch * 4;
+    }
     trace_helix_gl_readback(so->id, r.x0, r.y0, w, h);
     helix_gl_current();
     rd->fence = glFenceSync(GL_SYNC_GPU_COMMANDS_COMPLETE, 0);
     glFlush();
     qatomic_inc(&g->queued);
     helix_feed_gl_read(so->hfe, so, g->surface->image, r.x0, r.y0, w, h, rd);
-    if (so->surface == g->surface) {
-        helix_scanout_show(so, r.x0, r.y0, w, h);
-    }
 }
 
 /* Add a rectangle (scanout coordinates) to what is to be read back. */
@@ -288,10 +299,13 @@ static void helix_gl_poll(void *opaque)
         goto out;
     }
     now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
-    if (qatomic_read(&g->queued) || now < g->next_ms) {
+    if (qatomic_read(&g->queued) || now < g->next_ms ||
+        hfe_stream_picture_pending(so->stream)) {
         /*
-         * One at a time per scanout, and no more often than the stream
-         * encodes (a guest may flush far faster): damage merges meanwhile.
+         * One at a time per scanout, no more often than max-fps, and only
+         * once the stream has taken the last one for an encode (a guest
+         * may flush far faster than the encoder runs: a picture read back
+         * earlier would be overwritten unseen). Damage merges meanwhile.
          */
         timer_mod(g->poll, MAX(now + HELIX_GL_POLL_MS, g->next_ms));
         goto out;
@@ -510,6 +524,19 @@ bool helix_gl_read(HelixFrameExport *s, HelixOp *op)
                            GL_TEXTURE_2D, 0, 0);
     glBindFramebuffer(GL_READ_FRAMEBUFFER, 0);
 out:
+    if (rd->show) {
+        /* Even if the read failed: a resized stream needs its pixels. */
+        op->x = rd->cx;
+        op->y = rd->cy;
+        op->w = rd->cw;
+        op->h = rd->ch;
+        helix_feeder_copy(s, op);
+    }
+    if (ok) {
+        qemu_mutex_lock(&s->feed_lock);
+        op->so->readbacks++;
+        qemu_mutex_unlock(&s->feed_lock);
+    }
     qatomic_dec(&rd->g->queued);
     g_free(rd);
     op->gl = NULL;

@@ -198,6 +198,9 @@ static HelixFrameExportStats *helix_stats_collect(HelixFrameExport *s)
         o->keyframes = ss.keyframes;
         o->bytes = ss.bytes_out;
         o->encode_us_max = ss.encode_us_max;
+        qemu_mutex_lock(&s->feed_lock);
+        o->readbacks = so->readbacks;
+        qemu_mutex_unlock(&s->feed_lock);
         QAPI_LIST_APPEND(sot, o);
     }
     return st;

@@ -214,6 +214,7 @@ static void helix_complete(UserCreatable *uc, Error **errp)
     hfe_log_set_sink(helix_log_sink, NULL);
     /* The VM's main loop comes first: encoders yield the CPU to it. */
     hfe_set_background_workers(true);
+    hfe_set_thread_creator(helix_thread_create, NULL);
 
     if (!helix_host_start(s, errp)) {
         return;

@@ -98,6 +98,7 @@ typedef struct HelixScanout {
     pixman_image_t *scratch; /* feeder: conversion of other formats */
     bool converting_noted;
     HelixGl *gl;            /* under -display helix, once it scans out GL */
+    uint64_t readbacks;     /* GL read-backs done (feeder, under feed_lock) */
 } HelixScanout;
 
 /* Work for the feeder thread (helix-feeder.c). */
@@ -216,6 +217,9 @@ bool helix_gfx_check_format(DisplayChangeListener *dcl,
 /* Give the stream a rectangle of the scanout's surface (all of it, with a
  * resize, when the stream has another size). */
 void helix_scanout_show(HelixScanout *so, int x, int y, int w, int h);
+/* Give the stream the surface's size; true if it had another one (the
+ * stream then needs all of the surface). */
+bool helix_scanout_fit(HelixScanout *so);
 
 /* helix-gl.c: -display helix (OpenGL consoles read back by the module) */
 #if defined(CONFIG_OPENGL) && defined(CONFIG_GBM)
@@ -240,12 +244,21 @@ void helix_gl_reader_free(HelixFrameExport *s);
 /* helix-feeder.c: the thread that copies pixels into the streams */
 void helix_feeder_start(HelixFrameExport *s);
 void helix_feeder_stop(HelixFrameExport *s);
+/* Feeder thread: copy (or convert) op's rectangle of op->img into the
+ * stream. */
+void helix_feeder_copy(HelixFrameExport *s, HelixOp *op);
 void helix_feed_op(HelixFrameExport *s, HelixScanoutOpKind kind,
                    HelixScanout *so, pixman_image_t *img,
                    int x, int y, int w, int h);
 void helix_feed_gl_read(HelixFrameExport *s, HelixScanout *so,
                         pixman_image_t *img, int x, int y, int w, int h,
                         struct HelixGlRead *rd);
+
+/* helix-threads.c: the export's threads, created at background priority
+ * (by a thread that set it before QEMU's sandbox, when there is one) */
+void helix_threads_run(void (*fn)(void *), void *arg);
+int helix_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg,
+                        void *opaque);
 
 /* helix-resource.c: virtio-gpu resources lent to the encoder */
 GPtrArray *helix_gpus(HelixFrameExport *s);

@@ -67,6 +67,55 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+void e2e_check_pictures(const char *what, const struct e2e_rec *const *aus, int n, int want,
+			uint32_t w, uint32_t h, double min_psnr, e2e_reference_fn reference,
+			void *ctx)
+{
+	struct tu_decoder *dec = tu_decoder_new();
+	uint8_t *rgb = malloc((size_t)w * h * 3);
+	double worst = INFINITY;
+	int pics = 0, errors = 0, bad = 0;
+	struct tu_nals nals;
+
+	REQUIRE(dec && rgb);
+	CHECKF(n == want, "%s: %d AUs for %d frames", what, n, want);
+	if (n > 0)
+		CHECKF(tu_nal_parse(aus[0]->data, aus[0]->h.len, &nals) > 0 && nals.has_sps &&
+			       nals.has_pps && nals.has_idr,
+		       "%s: the first AU is not an IDR with SPS/PPS", what);
+	for (int i = 0; i < n && i < want; i++) {
+		struct tu_yuv pic, ref;
+		double v[3];
+		int r = tu_decoder_decode(dec, aus[i]->data, aus[i]->h.len, &pic, NULL);
+
+		if (r < 0)
+			errors++;
+		if (r <= 0)
+			continue;
+		pics++;
+		reference(rgb, w, h, i, ctx);
+		tu_ref_rgb_to_yuv(rgb, w, h, &ref);
+		if (tu_psnr_yuv(&pic, &ref, v) < 0) {
+			bad++;
+		} else {
+			double m = fmin(v[0], fmin(v[1], v[2]));
+
+			worst = fmin(worst, m);
+			CHECKF(m >= min_psnr, "%s: frame %d: PSNR Y %.1f U %.1f V %.1f dB", what,
+			       i, v[0], v[1], v[2]);
+		}
+		tu_yuv_free(&ref);
+		tu_yuv_free(&pic);
+	}
+	CHECKF(errors == 0, "%s: %d AUs failed to decode", what, errors);
+	CHECKF(pics == n, "%s: %d pictures from %d AUs", what, pics, n);
+	CHECKF(bad == 0, "%s: %d pictures are not %ux%u", what, bad, w, h);
+	printf("%s: %d AUs, %d pictures %ux%u, worst PSNR %.1f dB (min of Y/U/V)\n", what, n,
+	       pics, w, h, worst);
+	free(rgb);
+	tu_decoder_free(dec);
+}
+
 double e2e_pctl(double *v, size_t n, double p)
 {
 	if (!n)

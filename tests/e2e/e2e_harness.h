@@ -198,6 +198,18 @@ uint64_t e2e_now_ns(void);
  * directory (failures, HFE_E2E_KEEP=1) or remove it, free it, and return
  * tu_finish(name). */
 int e2e_test_finish(const char *name, char *workdir, uint64_t t0_ns);
+/* Reference picture i of a run, drawn as packed RGB (w x h). */
+typedef void (*e2e_reference_fn)(uint8_t *rgb, uint32_t w, uint32_t h, int i, void *ctx);
+
+/*
+ * Decode a run's access units with errors fatal and compare picture i with
+ * reference i: exactly `want` AUs, the first an IDR with SPS/PPS, one w x h
+ * picture per AU, each at >= min_psnr dB (the lowest of Y, U and V). Every
+ * miss is a failed CHECK; prints one summary line headed `what`.
+ */
+void e2e_check_pictures(const char *what, const struct e2e_rec *const *aus, int n, int want,
+			uint32_t w, uint32_t h, double min_psnr, e2e_reference_fn reference,
+			void *ctx);
 /* The nearest-rank percentile p (0..1) of n values (sorted in place); NAN
  * if n is 0. */
 double e2e_pctl(double *v, size_t n, double p);

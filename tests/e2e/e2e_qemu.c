@@ -6,10 +6,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <signal.h>
@@ -202,32 +204,22 @@ int e2e_kmscube_fps(const struct e2e_vm *vm, unsigned *frames, double *secs, dou
 	return n;
 }
 
-struct e2e_cpu e2e_proc_cpu(pid_t pid)
+/* fn(tid, comm, opaque) for each thread of pid. */
+static void each_thread(pid_t pid, void (*fn)(pid_t tid, const char *comm, void *opaque),
+			void *opaque)
 {
-	struct e2e_cpu c = { 0 };
 	char path[64];
 	struct dirent *e;
 	DIR *d;
 
-	if (pid <= 0)
-		return c;
-	/* Per thread: schedstat's run time (ns); vCPU threads by name. */
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	d = opendir(path);
 	while (d && (e = readdir(d))) {
 		char p[64 + 300], comm[64] = "";
-		unsigned long long run;
 		FILE *f;
 
 		if (e->d_name[0] == '.')
 			continue;
-		snprintf(p, sizeof(p), "/proc/%d/task/%.255s/schedstat", (int)pid, e->d_name);
-		f = fopen(p, "r");
-		if (!f)
-			continue;
-		if (fscanf(f, "%llu", &run) != 1)
-			run = 0;
-		fclose(f);
 		snprintf(p, sizeof(p), "/proc/%d/task/%.255s/comm", (int)pid, e->d_name);
 		f = fopen(p, "r");
 		if (f) {
@@ -235,20 +227,89 @@ struct e2e_cpu e2e_proc_cpu(pid_t pid)
 				comm[0] = '\0';
 			fclose(f);
 		}
-		if (!strncmp(comm, "CPU ", 4))
-			c.vcpu_ms += (double)run / 1e6;
-		else if (!strncmp(comm, "hfe ", 4) || !strncmp(comm, "helix-", 6))
-			c.export_ms += (double)run / 1e6;
-		else if (!strncmp(comm, "llvmpipe-", 9))
-			c.gl_ms += (double)run / 1e6;
-		if (atoi(e->d_name) == (int)pid)
-			c.main_ms = (double)run / 1e6;
+		comm[strcspn(comm, "\n")] = '\0';
+		fn((pid_t)atoi(e->d_name), comm, opaque);
 	}
 	if (d)
 		closedir(d);
+}
+
+static bool export_thread(const char *comm)
+{
+	return !strncmp(comm, "hfe ", 4) || !strncmp(comm, "helix-", 6);
+}
+
+struct cpu_walk {
+	pid_t pid;
+	struct e2e_cpu c;
+};
+
+/* Per thread: schedstat's run time (ns); vCPU threads by name. */
+static void add_thread_cpu(pid_t tid, const char *comm, void *opaque)
+{
+	struct cpu_walk *w = opaque;
+	char p[96];
+	unsigned long long run;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/schedstat", (int)w->pid, (int)tid);
+	f = fopen(p, "r");
+	if (!f)
+		return;
+	if (fscanf(f, "%llu", &run) != 1)
+		run = 0;
+	fclose(f);
+	if (!strncmp(comm, "CPU ", 4))
+		w->c.vcpu_ms += (double)run / 1e6;
+	else if (export_thread(comm))
+		w->c.export_ms += (double)run / 1e6;
+	else if (!strncmp(comm, "llvmpipe-", 9))
+		w->c.gl_ms += (double)run / 1e6;
+	if (tid == w->pid)
+		w->c.main_ms = (double)run / 1e6;
+}
+
+struct e2e_cpu e2e_proc_cpu(pid_t pid)
+{
+	struct cpu_walk w = { .pid = pid };
+
+	if (pid <= 0)
+		return w.c;
+	each_thread(pid, add_thread_cpu, &w);
 	/* All threads from /proc/PID/stat: it keeps the time of exited threads. */
-	c.all_ms = tu_proc_cpu_ms(pid, 0);
-	return c;
+	w.c.all_ms = tu_proc_cpu_ms(pid, 0);
+	return w.c;
+}
+
+struct prio_walk {
+	unsigned n, background;
+	char normal[64]; /* the first export thread that is not a background one */
+};
+
+static void count_background(pid_t tid, const char *comm, void *opaque)
+{
+	struct prio_walk *w = opaque;
+
+	if (!export_thread(comm))
+		return;
+	w->n++;
+	errno = 0;
+	int nice = getpriority(PRIO_PROCESS, (id_t)tid);
+	if (sched_getscheduler(tid) == SCHED_BATCH && nice >= 10 && !errno)
+		w->background++;
+	else if (!w->normal[0])
+		snprintf(w->normal, sizeof(w->normal), "%s (%d)", comm, (int)tid);
+}
+
+unsigned e2e_export_threads(pid_t pid, unsigned *background, char *normal, size_t len)
+{
+	struct prio_walk w = { 0 };
+
+	if (pid > 0)
+		each_thread(pid, count_background, &w);
+	*background = w.background;
+	snprintf(normal, len, "%s", w.normal);
+	return w.n;
 }
 
 /* Append to a growing array of record pointers. */

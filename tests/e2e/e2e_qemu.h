@@ -118,6 +118,10 @@ struct e2e_cpu {
 	double gl_ms;     /* Mesa's llvmpipe rasterizer threads ("llvmpipe-N") */
 };
 struct e2e_cpu e2e_proc_cpu(pid_t pid);
+/* The export's threads of a QEMU process ("hfe *", "helix-*"): how many,
+ * how many of them are background ones (SCHED_BATCH at nice 10 or lower),
+ * and in `normal` the first that is not (empty if none). */
+unsigned e2e_export_threads(pid_t pid, unsigned *background, char *normal, size_t len);
 
 /* What a guest run wrote to its out port, up to END. The records stay
  * valid until e2e_vm_free. */

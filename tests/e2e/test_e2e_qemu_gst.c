@@ -76,59 +76,16 @@ static uint8_t *render_reference(const char *workdir)
 	return buf;
 }
 
-static void check_aus(const struct e2e_rec *const *aus, int n, const uint8_t *ref)
+/* Reference frame i: the BGRX frames render_reference() made, as RGB. */
+static void reference_rgb(uint8_t *rgb, uint32_t w, uint32_t h, int i, void *ctx)
 {
-	struct tu_decoder *dec = tu_decoder_new();
-	uint8_t *rgb = malloc((size_t)W * H * 3);
-	double worst = 1e9;
-	int pics = 0, errors = 0, bad = 0;
-	struct tu_nals nals;
+	const uint8_t *bgrx = (const uint8_t *)ctx + (size_t)i * w * h * 4;
 
-	REQUIRE(dec && rgb);
-	CHECKF(n == FRAMES, "%d AUs for %d frames", n, FRAMES);
-	if (n > 0)
-		CHECKF(tu_nal_parse(aus[0]->data, aus[0]->h.len, &nals) > 0 && nals.has_sps &&
-			       nals.has_pps && nals.has_idr,
-		       "the first AU is not an IDR with SPS/PPS");
-	for (int i = 0; i < n && i < FRAMES; i++) {
-		struct tu_yuv pic, want;
-		const uint8_t *bgrx = ref + (size_t)i * W * H * 4;
-		double v[3];
-		int r = tu_decoder_decode(dec, aus[i]->data, aus[i]->h.len, &pic, NULL);
-
-		if (r < 0) {
-			errors++;
-			continue;
-		}
-		if (r == 0)
-			continue;
-		pics++;
-		for (size_t p = 0; p < (size_t)W * H; p++) {
-			rgb[3 * p] = bgrx[4 * p + 2];
-			rgb[3 * p + 1] = bgrx[4 * p + 1];
-			rgb[3 * p + 2] = bgrx[4 * p];
-		}
-		tu_ref_rgb_to_yuv(rgb, W, H, &want);
-		if (tu_psnr_yuv(&pic, &want, v) < 0) {
-			bad++;
-		} else {
-			double m = v[0] < v[1] ? v[0] : v[1];
-
-			m = m < v[2] ? m : v[2];
-			worst = m < worst ? m : worst;
-			CHECKF(m >= MIN_PSNR, "frame %d: PSNR Y %.1f U %.1f V %.1f dB", i, v[0],
-			       v[1], v[2]);
-		}
-		tu_yuv_free(&want);
-		tu_yuv_free(&pic);
+	for (size_t p = 0; p < (size_t)w * h; p++) {
+		rgb[3 * p] = bgrx[4 * p + 2];
+		rgb[3 * p + 1] = bgrx[4 * p + 1];
+		rgb[3 * p + 2] = bgrx[4 * p];
 	}
-	CHECKF(errors == 0, "%d AUs failed to decode", errors);
-	CHECKF(pics == n, "%d pictures from %d AUs", pics, n);
-	CHECKF(bad == 0, "%d pictures are not %ux%u", bad, W, H);
-	printf("vsockenc in the guest: %d AUs, %d pictures %ux%u, worst PSNR %.1f dB\n", n, pics, W,
-	       H, worst);
-	free(rgb);
-	tu_decoder_free(dec);
 }
 
 int main(void)
@@ -200,7 +157,8 @@ int main(void)
 		printf("guest: %s\n", gstline);
 	e2e_records_collect(vm, &recs, 30000);
 	e2e_records_check_end(&recs);
-	check_aus(recs.aus, recs.n_aus, ref);
+	e2e_check_pictures("vsockenc in the guest", recs.aus, recs.n_aus, FRAMES, W, H, MIN_PSNR,
+			   reference_rgb, ref);
 	st = e2e_vm_wait_exit(vm, 30000);
 	CHECKF(st == 0, "QEMU did not exit cleanly (status 0x%x)", st);
 	if (tu_failures)

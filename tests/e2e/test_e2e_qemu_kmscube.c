@@ -21,6 +21,9 @@
  *    libavcodec, errors fatal;
  *  - while kmscube runs the pictures are its mode's size and they change
  *    (the cube spins): consecutive decoded pictures differ, counted;
+ *  - under -display helix, the module reads back about one picture per AU
+ *    (its stats: readbacks <= frames + READBACK_SLACK);
+ *  - the export's threads run as SCHED_BATCH at nice 10 in the sandbox;
  *  - QEMU runs in the sandbox (Seccomp: 2), survives, and exits with status
  *    0 when the guest powers off.
  * kmscube's own frame rate and the module's main-loop figures are printed.
@@ -53,6 +56,8 @@
 #define MOVED_SHARE 0.0002
 /* Consecutive differing pictures wanted, in all and in one unbroken run. */
 #define MIN_CHANGES 30
+/* GL read-backs beyond the AUs encoded (see check_stats). */
+#define READBACK_SLACK 5
 
 static bool pictures_differ(const struct tu_yuv *a, const struct tu_yuv *b)
 {
@@ -136,8 +141,12 @@ static void check_stream(const struct bridge_watch *w, uint64_t t0, uint64_t t1)
 }
 
 /* The module's main-loop figures: its longest callback, and each callback's
- * count and mean (gl-readback is the helix display's read-back). */
-static void print_stats(const char *qmp)
+ * count and mean (gl-readback is the helix display's read-back). Under
+ * -display helix a GL read-back waits until the stream has taken the last
+ * one: about one per access unit (the scanout's "frames"), never the
+ * guest's every flush; READBACK_SLACK allows those in flight and the first
+ * ones (the whole texture when kmscube sets its mode). */
+static void check_stats(const char *qmp, const char *display)
 {
 	static char stats[1 << 16];
 	char err[256];
@@ -147,10 +156,33 @@ static void print_stats(const char *qmp)
 		CHECKF(0, "qom-get stats: %s", err);
 		return;
 	}
+	double readbacks = e2e_qemu_json_num(stats, "readbacks", -1);
+	double frames = e2e_qemu_json_num(stats, "frames", -1);
+
 	printf("module: longest main-loop callback %.0f us wall, %.0f us CPU; updates %.0f; "
-	       "stats %s\n", e2e_qemu_json_num(stats, "max-stall-us", -1),
+	       "%.0f GL read-backs for %.0f AUs; stats %s\n",
+	       e2e_qemu_json_num(stats, "max-stall-us", -1),
 	       e2e_qemu_json_num(stats, "max-stall-cpu-us", -1),
-	       e2e_qemu_json_num(stats, "updates", -1), stats);
+	       e2e_qemu_json_num(stats, "updates", -1), readbacks, frames, stats);
+	if (strcmp(display, "helix"))
+		return;
+	CHECKF(frames > 0 && readbacks > 0, "no GL read-backs (%.0f) or AUs (%.0f) while kmscube "
+	       "runs", readbacks, frames);
+	CHECKF(readbacks <= frames + READBACK_SLACK, "%.0f GL read-backs for %.0f AUs: pictures "
+	       "were read back that no encode took", readbacks, frames);
+}
+
+/* In the sandbox (resourcecontrol=deny, as libvirt starts QEMU) the export's
+ * threads still run at background priority: a thread that set it before the
+ * sandbox applied creates them (qemu/helix/helix-threads.c). */
+static void check_priority(pid_t pid)
+{
+	char normal[64];
+	unsigned background, n = e2e_export_threads(pid, &background, normal, sizeof(normal));
+
+	printf("export threads: %u, %u of them SCHED_BATCH at nice >= 10\n", n, background);
+	CHECKF(n >= 2 && background == n, "%u of the %u export threads run at background "
+	       "priority in the sandbox (%s does not)", background, n, normal);
 }
 
 int main(int argc, char **argv)
@@ -219,7 +251,8 @@ int main(int argc, char **argv)
 
 		for (int i = 0; i < 300 && e2e_kmscube_fps(vm, &fr, &s, &fps) == 0; i++)
 			usleep(100000);
-		print_stats(e2e_vm_qmp_path(vm));
+		check_stats(e2e_vm_qmp_path(vm), display);
+		check_priority(e2e_vm_pid(vm));
 		if (e2e_vm_wait_line(vm, "run exit=", line, sizeof(line), 240000) == 1) {
 			run1 = e2e_now_ns();
 			CHECKF(e2e_kv_num(line, "exit", -1) == 0, "kmscube failed: %s", line);

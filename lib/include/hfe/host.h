@@ -12,6 +12,7 @@
 #ifndef HFE_HOST_H
 #define HFE_HOST_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -143,6 +144,23 @@ uint64_t hfe_now_ms(void);
  * SCHED_BATCH at nice 10, so that on a busy machine they do not take the
  * CPU from that loop. Off by default. */
 void hfe_set_background_workers(bool on);
+
+/* Make the calling thread a background one: SCHED_BATCH at nice 10 (what
+ * hfe_set_background_workers gives libhfe's threads). true if it is one now
+ * (already, e.g. inherited, or after the calls); false where the calls are
+ * refused (a seccomp filter: QEMU's -sandbox resourcecontrol=deny), errno
+ * says why. */
+bool hfe_thread_set_background(void);
+
+/* Where threads cannot lower their own priority once they run, the host can
+ * create them from a thread that made itself a background one before the
+ * filter applied: a Linux thread inherits its creator's policy and nice
+ * value. create(thread, fn, arg, opaque) then starts every thread libhfe
+ * starts from now on, as pthread_create(thread, NULL, fn, arg) would, and
+ * returns what it returned. NULL: pthread_create on the calling thread. */
+typedef int (*hfe_thread_create_fn)(pthread_t *thread, void *(*fn)(void *), void *arg,
+				    void *opaque);
+void hfe_set_thread_creator(hfe_thread_create_fn create, void *opaque);
 
 #ifdef __cplusplus
 }

@@ -26,7 +26,7 @@ extern "C" {
 
 struct hfe_stream_params {
 	struct hfe_encoder_params enc;     /* width/height come from the source */
-	const struct hfe_encoder_ops *ops; /* NULL = hfe_encoder_lavc */
+	const struct hfe_encoder_ops *ops; /* NULL = libavcodec tuned for desktops */
 	uint32_t max_fps;                  /* pacing cap, 1..240 */
 	void (*notify)(void *opaque);      /* an access unit is ready (worker thread) */
 	void *opaque;
@@ -144,6 +144,13 @@ void hfe_stream_au_unref(struct hfe_stream_au *au);
 void hfe_stream_au_release(void *au);
 
 bool hfe_stream_active(struct hfe_stream *s);
+/* Whether pixels the source copied in still wait for the worker to take
+ * them for an encode (it takes the newest at its next slot, or once the
+ * encode in progress is done). A source that pays for each picture (a GL
+ * read-back) makes the next one only once this is false: a picture made
+ * earlier would be overwritten before anything encodes it. False while
+ * nothing would take them (disabled, no consumers). */
+bool hfe_stream_picture_pending(struct hfe_stream *s);
 void hfe_stream_get_stats(struct hfe_stream *s, struct hfe_stream_stats *st);
 
 #ifdef __cplusplus
