@@ -61,7 +61,9 @@ static int next_au(struct run *r, struct tu_yuv *pic, bool *key)
 	int rc = tu_decoder_decode(r->dec, au->data, au->size, pic, &nals);
 	*key = au->keyframe;
 	r->last_size = au->size;
-	bool patch = nals.count == 1 && nals.type[0] == TU_NAL_SLICE && !(nals.data[0][0] & 0x60);
+	bool patch = nals.count > 0; /* non-reference slices only (one, or one per changed run) */
+	for (int i = 0; i < nals.count; i++)
+		patch &= nals.type[i] == TU_NAL_SLICE && !(nals.data[i][0] & 0x60);
 	hfe_stream_au_unref(au);
 	if (rc != 1)
 		return -1;
@@ -354,14 +356,15 @@ static size_t expect_patch(struct run *r, const uint8_t *changed, double min_db,
 	return r->last_size;
 }
 
-/* Typed characters as patches of intra macroblocks (constrained_intra_pred
- * in x264's PPS, which this project's configuration sets) against raw ones
- * (the same stream without it). Returns the bytes of a 2x2 macroblock
+/* Typed characters as patches of intra macroblocks, with x264's PPS as
+ * configured (no constrained_intra_pred_flag: a slice per run of changed
+ * macroblocks) or with constrained-intra=1 (one slice, intra macroblocks
+ * predict from those above too). Returns the bytes of a 2x2 macroblock
  * glyph patch. */
 static size_t glyph_patch_bytes(bool constrained_intra)
 {
-	if (!constrained_intra)
-		setenv("HFE_X264_PARAMS", "constrained-intra=0", 1);
+	if (constrained_intra)
+		setenv("HFE_X264_PARAMS", "constrained-intra=1", 1);
 	struct run r = { .s = new_stream(66), .dec = tu_decoder_new() };
 	REQUIRE(r.dec != NULL);
 	uint8_t changed[MBW * MBH] = { 0 };
@@ -378,30 +381,29 @@ static size_t glyph_patch_bytes(bool constrained_intra)
 	size_t glyph = expect_patch(&r, changed, 40.0, "glyph, 2x2 macroblocks");
 	paint_glyph(&r, 160, 96, 32, 1, changed); /* the character typed over */
 	expect_patch(&r, changed, 40.0, "second glyph");
-	if (constrained_intra) {
-		/* Picture corners (no neighbours; the bottom right is cropped). */
-		fresh_reference(&r, 2, changed);
-		paint_glyph(&r, 0, 0, 32, 2, changed);
-		expect_patch(&r, changed, 40.0, "glyph at the top left corner");
-		fresh_reference(&r, 3, changed);
-		paint_glyph(&r, 624, 344, 32, 3, changed);
-		expect_patch(&r, changed, 40.0, "glyph at the bottom right corner");
-		/* The last macroblock of a row, then the first of the next: not
-		 * neighbours, though adjacent in decoding order. */
-		fresh_reference(&r, 4, changed);
-		paint_noise(&r, 624, 160, 16, 16, 1, changed);
-		paint_noise(&r, 0, 176, 16, 16, 2, changed);
-		expect_patch(&r, changed, 38.0, "row end and next row start");
-		/* Noise over 2x2 macroblocks: dense coefficients, large levels;
-		 * then glyphs beside it (nC from noisy neighbours). */
-		fresh_reference(&r, 5, changed);
-		paint_noise(&r, 320, 160, 32, 16, 3, changed);
-		expect_patch(&r, changed, 38.0, "noise");
-		paint_glyph(&r, 320, 176, 16, 4, changed);
-		expect_patch(&r, changed, 38.0, "glyph under noise");
-	}
-	printf("glyph patch (2x2 macroblocks), %s: %zu bytes\n",
-	       constrained_intra ? "intra" : "raw (I_PCM)", glyph);
+	/* Picture corners (no neighbours; the bottom right is cropped). */
+	fresh_reference(&r, 2, changed);
+	paint_glyph(&r, 0, 0, 32, 2, changed);
+	expect_patch(&r, changed, 40.0, "glyph at the top left corner");
+	fresh_reference(&r, 3, changed);
+	paint_glyph(&r, 624, 344, 32, 3, changed);
+	expect_patch(&r, changed, 40.0, "glyph at the bottom right corner");
+	/* The last macroblock of a row, then the first of the next: not
+	 * neighbours, though adjacent in decoding order. */
+	fresh_reference(&r, 4, changed);
+	paint_noise(&r, 624, 160, 16, 16, 1, changed);
+	paint_noise(&r, 0, 176, 16, 16, 2, changed);
+	expect_patch(&r, changed, 38.0, "row end and next row start");
+	/* Noise over 2x1 macroblocks: dense coefficients, large levels; then
+	 * glyphs under it (nC and prediction from noisy neighbours). */
+	fresh_reference(&r, 5, changed);
+	paint_noise(&r, 320, 160, 32, 16, 3, changed);
+	expect_patch(&r, changed, 38.0, "noise");
+	paint_glyph(&r, 320, 176, 16, 4, changed);
+	expect_patch(&r, changed, 38.0, "glyph under noise");
+	printf("glyph patch (2x2 macroblocks), %s: %zu bytes (raw: %d bytes of samples)\n",
+	       constrained_intra ? "constrained intra, one slice" : "a slice per changed run",
+	       glyph, 4 * 384);
 	hfe_stream_free(r.s);
 	tu_decoder_free(r.dec);
 	tu_yuv_free(&r.last_ref);
@@ -410,10 +412,10 @@ static size_t glyph_patch_bytes(bool constrained_intra)
 
 static void test_intra_patches(void)
 {
-	size_t pcm = glyph_patch_bytes(false), intra = glyph_patch_bytes(true);
-	CHECKF(pcm >= 4 * 384, "raw macroblocks: %zu bytes for four", pcm);
-	CHECKF(intra * 4 <= pcm, "intra glyph patch: %zu bytes, raw %zu (want 4x smaller)", intra,
-	       pcm);
+	size_t slices = glyph_patch_bytes(false), constrained = glyph_patch_bytes(true);
+	CHECKF(slices * 4 <= 4 * 384 && constrained * 4 <= 4 * 384,
+	       "glyph patches of %zu / %zu bytes, raw macroblocks %d (want 4x smaller)", slices,
+	       constrained, 4 * 384);
 }
 
 /* High profile: CABAC, which patch frames do not speak. */

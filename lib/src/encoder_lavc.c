@@ -42,11 +42,6 @@
  * its rate control aims at (x264's own default; the bitrate only caps it),
  * and, over ultrafast, a motion search that finds scrolled text. */
 #define DESKTOP_X264 "crf=23"
-/* constrained_intra_pred_flag in the PPS: x264's intra macroblocks then
- * predict only from intra neighbours, and so can patch frames' intra
- * macroblocks (lib/src/h264_intra.h), which would otherwise need the
- * decoded samples of skipped neighbours. */
-#define CONSTRAINED_INTRA_X264 "constrained-intra=1"
 #define DESKTOP_X264_SEARCH "me=umh:merange=64:subme=2:partitions=p8x8,i4x4"
 /* Fixed pool of input surfaces for hardware-frame encoders. */
 #define HW_POOL_SIZE 16
@@ -441,15 +436,16 @@ static int configure_x264(AVCodecContext *ctx, const struct hfe_encoder_params *
 	const char *extra = getenv("HFE_X264_PARAMS");
 	bool ultrafast = !p->preset[0] || strcmp(p->preset, "ultrafast") == 0;
 	char params[512];
-	int n = snprintf(params, sizeof(params), "%s%s%s%s%s",
-			 CONSTRAINED_INTRA_X264,
-			 desktop ? ":" DESKTOP_X264 : "",
+	int n = snprintf(params, sizeof(params), "%s%s%s%s",
+			 desktop ? DESKTOP_X264 : "",
 			 desktop && ultrafast ? ":" DESKTOP_X264_SEARCH : "",
-			 extra && extra[0] ? ":" : "", extra ? extra : "");
+			 desktop && extra && extra[0] ? ":" : "", extra ? extra : "");
 	if (n < 0 || (size_t)n >= sizeof(params)) {
 		SET_ERR(err, HFE_ERR_UNSUPPORTED, "HFE_X264_PARAMS is too long");
 		return -1;
 	}
+	if (!params[0])
+		return 0;
 	if (set_priv(ctx, "x264-params", params, true, err) < 0)
 		return -1;
 	return 0;

@@ -7,8 +7,9 @@
  *
  * Intra prediction reads the neighbouring macroblocks' decoded samples.
  * In a patch frame the neighbours are P_Skip copies of the encoder's lossy
- * picture, which we do not have; so this is used only when the PPS sets
- * constrained_intra_pred_flag, under which inter neighbours are not
+ * picture, which we do not have; so the caller keeps them out: by slices
+ * (a neighbour in another slice is not available) or, when the PPS sets
+ * constrained_intra_pred_flag, because inter neighbours are then not
  * available for intra prediction. The remaining neighbours are our own
  * intra macroblocks, whose reconstruction is computed here exactly as the
  * decoder does (ITU-T H.264 8.3.1.2.3, 8.3.4, 8.5), and the picture edge.
@@ -44,8 +45,8 @@ void h264_intra_mb_skipped(struct h264_intra_mb *mb);
 
 /* Write macroblock_layer() of macroblock `src` (16x16 luma, then 8x8 Cb and
  * 8x8 Cr) as I_NxN in a P slice, whose QP is p->qp (mb_qp_delta 0). left
- * and top are the neighbours (NULL outside the picture); *out receives this
- * macroblock's state. */
+ * and top are the neighbours (NULL when not available: outside the picture
+ * or the slice); *out receives this macroblock's state. */
 void h264_intra_write_mb(struct bw *w, const struct h264_intra_params *p, const uint8_t src[384],
 			 const struct h264_intra_mb *left, const struct h264_intra_mb *top,
 			 struct h264_intra_mb *out);

@@ -71,6 +71,7 @@ struct h264_splicer {
 	int32_t pic_init_qp;
 	bool deblock_ctl;
 	bool intra_ok; /* changed macroblocks may be intra coded (h264_intra.h) */
+	bool constrained_intra; /* the PPS's constrained_intra_pred_flag */
 	struct h264_intra_params intra;
 
 	/* stream state */
@@ -166,9 +167,11 @@ static void read_pps(struct h264_splicer *sp, struct hfe_h264_bits *r)
 	}
 	sp->pps_ok = !r->err && sps_id == sp->sps_id && !cabac && !bottom_field_poc &&
 		     !slice_groups && !weighted && !redundant;
-	/* Intra patch macroblocks need inter neighbours kept out of their
-	 * prediction and the deblocking filter off (h264_intra.h). */
-	sp->intra_ok = sp->pps_ok && constrained_intra && sp->deblock_ctl && !scaling_matrix &&
+	/* Intra patch macroblocks need the deblocking filter off and inter
+	 * neighbours kept out of their prediction (h264_intra.h), by
+	 * constrained_intra_pred_flag or by slices (starts_slice). */
+	sp->constrained_intra = constrained_intra;
+	sp->intra_ok = sp->pps_ok && sp->deblock_ctl && !scaling_matrix &&
 		       chroma_qp_offset >= -12 && chroma_qp_offset <= 12 &&
 		       second_chroma_qp_offset >= -12 && second_chroma_qp_offset <= 12;
 	sp->intra = (struct h264_intra_params){
@@ -344,6 +347,39 @@ static bool grow_rows(struct h264_splicer *sp)
 	return true;
 }
 
+/* slice_header() of a P slice of the non-reference picture `poc`. */
+static void patch_slice_header(const struct h264_splicer *sp, struct bw *body, uint32_t first_mb,
+			       uint32_t poc, int32_t qp)
+{
+	bw_ue(body, first_mb);          /* first_mb_in_slice */
+	bw_ue(body, 5);                 /* slice_type: P, all slices */
+	bw_ue(body, sp->pps_id);
+	bw_bits(body, sp->frame_num_bits, (sp->last_ref_frame_num + 1) & ((1u << sp->frame_num_bits) - 1));
+	bw_bits(body, POC_LSB_BITS, poc & ((1u << POC_LSB_BITS) - 1));
+	bw_bits(body, 1, 1);            /* num_ref_idx_active_override_flag */
+	bw_ue(body, 0);                 /* num_ref_idx_l0_active_minus1: the last reference */
+	bw_bits(body, 1, 0);            /* ref_pic_list_modification_flag_l0 */
+	bw_se(body, qp - sp->pic_init_qp); /* slice_qp_delta */
+	if (sp->deblock_ctl)
+		bw_ue(body, 1); /* disable_deblocking_filter_idc */
+}
+
+/*
+ * Without constrained intra prediction an intra macroblock would predict
+ * from skipped neighbours too. Neighbours in another slice are never
+ * available, so then each run of changed macroblocks within a row starts a
+ * slice of its own: inside it, a macroblock sees only the changed ones to
+ * its left (the row above is in earlier slices).
+ */
+static bool starts_slice(const struct h264_splicer *sp, const uint8_t *changed, uint32_t i)
+{
+	if (i == 0)
+		return true;
+	if (!sp->intra_ok || sp->constrained_intra || !changed[i])
+		return false;
+	return i % sp->mb_w == 0 || !changed[i - 1];
+}
+
 int h264_splice_patch(struct h264_splicer *sp, const struct hfe_image *pic, const uint8_t *changed,
 		      struct hfe_packet *pkt)
 {
@@ -355,28 +391,25 @@ int h264_splice_patch(struct h264_splicer *sp, const struct hfe_image *pic, cons
 	bool intra = sp->intra_ok;
 	if (intra && !grow_rows(sp))
 		return -1;
-
-	struct bw body = { 0 };
-	/* slice_header(): a P slice of a non-reference picture */
-	bw_ue(&body, 0);                /* first_mb_in_slice */
-	bw_ue(&body, 5);                /* slice_type: P, all slices */
-	bw_ue(&body, sp->pps_id);
-	bw_bits(&body, sp->frame_num_bits, (sp->last_ref_frame_num + 1) & ((1u << sp->frame_num_bits) - 1));
-	bw_bits(&body, POC_LSB_BITS, poc & ((1u << POC_LSB_BITS) - 1));
-	bw_bits(&body, 1, 1);           /* num_ref_idx_active_override_flag */
-	bw_ue(&body, 0);                /* num_ref_idx_l0_active_minus1: the last reference */
-	bw_bits(&body, 1, 0);           /* ref_pic_list_modification_flag_l0 */
 	/* Raw macroblocks at QP 0: with it no edge is filtered even where
 	 * deblocking cannot be switched off, so skipped areas stay exact
 	 * copies. Intra ones need it off (intra_ok) and get their own QP. */
-	bw_se(&body, (intra ? sp->intra.qp : 0) - sp->pic_init_qp); /* slice_qp_delta */
-	if (sp->deblock_ctl)
-		bw_ue(&body, 1); /* disable_deblocking_filter_idc */
+	int32_t qp = intra ? sp->intra.qp : 0;
 
-	/* slice_data(): skip runs between changed macroblocks */
+	struct bw out = { 0 }, body = { 0 };
 	uint32_t run = 0;
 	uint8_t samples[384];
 	for (uint32_t i = 0; i < mbs; i++) {
+		if (starts_slice(sp, changed, i)) {
+			if (i) { /* the slice before ends here */
+				if (run)
+					bw_ue(&body, run);
+				put_body(&out, HFE_H264_NAL_SLICE, &body); /* nal_ref_idc 0 */
+				body = (struct bw){ 0 };
+				run = 0;
+			}
+			patch_slice_header(sp, &body, i, poc, qp);
+		}
 		uint32_t mx = i % sp->mb_w, my = i / sp->mb_w;
 		struct h264_intra_mb *cur = intra ? &sp->rows[(my & 1) * sp->mb_w + mx] : NULL;
 		if (!changed[i]) {
@@ -389,8 +422,11 @@ int h264_splice_patch(struct h264_splicer *sp, const struct hfe_image *pic, cons
 		run = 0;
 		pcm_samples(pic, mx, my, samples);
 		if (intra) {
-			const struct h264_intra_mb *top = my ? &sp->rows[((my + 1) & 1) * sp->mb_w + mx] : NULL;
-			h264_intra_write_mb(&body, &sp->intra, samples, mx ? cur - 1 : NULL, top, cur);
+			const struct h264_intra_mb *top =
+				my && sp->constrained_intra ? &sp->rows[((my + 1) & 1) * sp->mb_w + mx] : NULL;
+			const struct h264_intra_mb *left =
+				mx && (sp->constrained_intra || changed[i - 1]) ? cur - 1 : NULL;
+			h264_intra_write_mb(&body, &sp->intra, samples, left, top, cur);
 			continue;
 		}
 		bw_ue(&body, MB_TYPE_P_I_PCM);
@@ -399,9 +435,8 @@ int h264_splice_patch(struct h264_splicer *sp, const struct hfe_image *pic, cons
 	}
 	if (run)
 		bw_ue(&body, run);
+	put_body(&out, HFE_H264_NAL_SLICE, &body);
 
-	struct bw out = { 0 };
-	put_body(&out, HFE_H264_NAL_SLICE, &body); /* nal_ref_idc 0 */
 	int rc = packet_from(&out, pkt, -1, false);
 	free(out.buf);
 	if (rc == 0)
