@@ -334,6 +334,32 @@ static void paint_noise(struct run *r, uint32_t x, uint32_t y, uint32_t w, uint3
 	report_box(r, x, y, w, h, changed);
 }
 
+/* A flat colour with `dots` random impulses of up to +-amp per channel:
+ * few coefficients at scattered positions, so the total_zeros and
+ * run_before codes of every count are written. */
+static void paint_dots(struct run *r, uint32_t x, uint32_t y, unsigned dots, unsigned amp,
+		       uint32_t seed, uint8_t *changed)
+{
+	uint32_t state = seed;
+	for (uint32_t j = y; j < y + 32; j++)
+		for (uint32_t i = x; i < x + 32; i++) {
+			uint8_t *p = rgb + ((size_t)j * W + i) * 3;
+			p[0] = 120;
+			p[1] = 130;
+			p[2] = 140;
+		}
+	for (unsigned d = 0; d < dots; d++) {
+		state = state * 1103515245u + 12345u;
+		uint32_t i = x + (state >> 8) % 32, j = y + (state >> 20) % 32;
+		uint8_t *p = rgb + ((size_t)j * W + i) * 3;
+		for (int c = 0; c < 3; c++) {
+			state = state * 1103515245u + 12345u;
+			p[c] = (uint8_t)((int)p[c] + (int)((state >> 16) % (2 * amp + 1)) - (int)amp);
+		}
+	}
+	report_box(r, x, y, 32, 32, changed);
+}
+
 /* Start over from an encoder frame of the whole picture. */
 static void fresh_reference(struct run *r, unsigned n, uint8_t *changed)
 {
@@ -401,6 +427,15 @@ static size_t glyph_patch_bytes(bool constrained_intra)
 	expect_patch(&r, changed, 38.0, "noise");
 	paint_glyph(&r, 320, 176, 16, 4, changed);
 	expect_patch(&r, changed, 38.0, "glyph under noise");
+	/* Scattered impulses, from a few to many, small to large. */
+	for (unsigned k = 0; k < 64; k++) {
+		fresh_reference(&r, 6 + k, changed);
+		paint_dots(&r, 64 + 32 * (k % 16), 224 - 64 * (k / 16), 1 + (k * k * 7) % 300,
+			   4 + (k * 37) % 124, k, changed);
+		char what[32];
+		snprintf(what, sizeof(what), "impulses %u", k);
+		expect_patch(&r, changed, 38.0, what);
+	}
 	printf("glyph patch (2x2 macroblocks), %s: %zu bytes (raw: %d bytes of samples)\n",
 	       constrained_intra ? "constrained intra, one slice" : "a slice per changed run",
 	       glyph, 4 * 384);
