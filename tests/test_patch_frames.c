@@ -418,6 +418,7 @@ static size_t glyph_patch_bytes(bool constrained_intra)
 	 * neighbours, though adjacent in decoding order. */
 	fresh_reference(&r, 4, changed);
 	paint_noise(&r, 624, 160, 16, 16, 1, changed);
+	expect_patch(&r, changed, 38.0, "row end"); /* one update, one access unit */
 	paint_noise(&r, 0, 176, 16, 16, 2, changed);
 	expect_patch(&r, changed, 38.0, "row end and next row start");
 	/* Noise over 2x1 macroblocks: dense coefficients, large levels; then
