@@ -10,77 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h264_bitwriter.h"
+#include "h264_intra.h"
 #include "hfe/h264.h"
 
 #define POC_LSB_BITS 16 /* log2_max_pic_order_cnt_lsb written into the SPS */
 #define MB_TYPE_P_I_PCM 30 /* I_PCM (25) after the 5 P macroblock types */
-
-/* ---- bits out ---- */
-
-struct bw {
-	uint8_t *buf;
-	size_t cap, len;
-	uint64_t acc;  /* pending bits, the newest in the low end */
-	unsigned nacc; /* how many (< 8 between calls) */
-	bool oom;
-};
-
-static void bw_byte(struct bw *w, uint8_t b)
-{
-	if (w->len == w->cap) {
-		size_t cap = w->cap ? w->cap * 2 : 256;
-		uint8_t *n = realloc(w->buf, cap);
-		if (!n) {
-			w->oom = true;
-			return;
-		}
-		w->buf = n;
-		w->cap = cap;
-	}
-	w->buf[w->len++] = b;
-}
-
-static void bw_bits(struct bw *w, unsigned n, uint32_t v)
-{
-	while (n) {
-		unsigned k = n > 24 ? 24 : n;
-		n -= k;
-		w->acc = (w->acc << k) | ((v >> n) & ((1u << k) - 1));
-		w->nacc += k;
-		while (w->nacc >= 8) {
-			w->nacc -= 8;
-			bw_byte(w, (uint8_t)(w->acc >> w->nacc));
-		}
-	}
-}
-
-static void bw_ue(struct bw *w, uint32_t v)
-{
-	uint64_t x = (uint64_t)v + 1;
-	unsigned len = 64 - (unsigned)__builtin_clzll(x);
-	bw_bits(w, len - 1, 0);
-	bw_bits(w, len, (uint32_t)x);
-}
-
-static void bw_se(struct bw *w, int32_t v)
-{
-	bw_ue(w, v > 0 ? 2u * (uint32_t)v - 1 : 2u * (uint32_t)-v);
-}
-
-static void bw_align_zero(struct bw *w) { bw_bits(w, (8 - w->nacc) % 8, 0); }
-
-static void bw_trailing(struct bw *w)
-{
-	bw_bits(w, 1, 1);
-	bw_align_zero(w);
-}
-
-/* Whole bytes at a byte-aligned position. */
-static void bw_bytes(struct bw *w, const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		bw_byte(w, p[i]);
-}
+/* QP of intra patch macroblocks: text comes out at >= 40 dB
+ * (tests/test_patch_frames.c) for a fraction of I_PCM's bytes. */
+#define INTRA_QP 18
 
 /* ---- bits in: hfe/h264.h ---- */
 
@@ -132,6 +70,9 @@ struct h264_splicer {
 	uint32_t mb_w, mb_h;
 	int32_t pic_init_qp;
 	bool deblock_ctl;
+	bool intra_ok; /* changed macroblocks may be intra coded (h264_intra.h) */
+	bool constrained_intra; /* the PPS's constrained_intra_pred_flag */
+	struct h264_intra_params intra;
 
 	/* stream state */
 	bool idr_seen;          /* since the current SPS: patches may follow */
@@ -140,6 +81,8 @@ struct h264_splicer {
 
 	uint8_t *rbsp; /* scratch */
 	size_t rbsp_cap;
+	struct h264_intra_mb *rows; /* two rows of macroblock state for intra patches */
+	uint32_t rows_w;
 };
 
 struct h264_splicer *h264_splicer_new(void) { return calloc(1, sizeof(struct h264_splicer)); }
@@ -149,6 +92,7 @@ void h264_splicer_free(struct h264_splicer *sp)
 	if (!sp)
 		return;
 	free(sp->rbsp);
+	free(sp->rows);
 	free(sp);
 }
 
@@ -209,12 +153,32 @@ static void read_pps(struct h264_splicer *sp, struct hfe_h264_bits *r)
 	hfe_h264_u(r, 2); /* weighted_bipred_idc */
 	sp->pic_init_qp = 26 + hfe_h264_se(r);
 	hfe_h264_se(r);   /* pic_init_qs_minus26 */
-	hfe_h264_se(r);   /* chroma_qp_index_offset */
+	int32_t chroma_qp_offset = hfe_h264_se(r);
 	sp->deblock_ctl = hfe_h264_u(r, 1);
-	hfe_h264_u(r, 1); /* constrained_intra_pred_flag */
+	bool constrained_intra = hfe_h264_u(r, 1);
 	bool redundant = hfe_h264_u(r, 1);
+	bool transform_8x8 = false, scaling_matrix = false;
+	int32_t second_chroma_qp_offset = chroma_qp_offset;
+	if (hfe_h264_more_rbsp_data(r)) {
+		transform_8x8 = hfe_h264_u(r, 1);
+		scaling_matrix = hfe_h264_u(r, 1);
+		if (!scaling_matrix) /* else its lists follow: not read, no intra */
+			second_chroma_qp_offset = hfe_h264_se(r);
+	}
 	sp->pps_ok = !r->err && sps_id == sp->sps_id && !cabac && !bottom_field_poc &&
 		     !slice_groups && !weighted && !redundant;
+	/* Intra patch macroblocks need the deblocking filter off and inter
+	 * neighbours kept out of their prediction (h264_intra.h), by
+	 * constrained_intra_pred_flag or by slices (starts_slice). */
+	sp->constrained_intra = constrained_intra;
+	sp->intra_ok = sp->pps_ok && sp->deblock_ctl && !scaling_matrix &&
+		       chroma_qp_offset >= -12 && chroma_qp_offset <= 12 &&
+		       second_chroma_qp_offset >= -12 && second_chroma_qp_offset <= 12;
+	sp->intra = (struct h264_intra_params){
+		.qp = INTRA_QP,
+		.chroma_qp_offset = { chroma_qp_offset, second_chroma_qp_offset },
+		.transform_8x8_mode = transform_8x8,
+	};
 }
 
 /* Slice: pic_order_cnt_lsb in, frame_num noted. */
@@ -371,6 +335,51 @@ static void pcm_samples(const struct hfe_image *pic, uint32_t mx, uint32_t my, u
 	}
 }
 
+static bool grow_rows(struct h264_splicer *sp)
+{
+	if (sp->rows_w >= sp->mb_w)
+		return true;
+	struct h264_intra_mb *r = realloc(sp->rows, 2 * sp->mb_w * sizeof(*r));
+	if (!r)
+		return false;
+	sp->rows = r;
+	sp->rows_w = sp->mb_w;
+	return true;
+}
+
+/* slice_header() of a P slice of the non-reference picture `poc`. */
+static void patch_slice_header(const struct h264_splicer *sp, struct bw *body, uint32_t first_mb,
+			       uint32_t poc, int32_t qp)
+{
+	bw_ue(body, first_mb);          /* first_mb_in_slice */
+	bw_ue(body, 5);                 /* slice_type: P, all slices */
+	bw_ue(body, sp->pps_id);
+	bw_bits(body, sp->frame_num_bits, (sp->last_ref_frame_num + 1) & ((1u << sp->frame_num_bits) - 1));
+	bw_bits(body, POC_LSB_BITS, poc & ((1u << POC_LSB_BITS) - 1));
+	bw_bits(body, 1, 1);            /* num_ref_idx_active_override_flag */
+	bw_ue(body, 0);                 /* num_ref_idx_l0_active_minus1: the last reference */
+	bw_bits(body, 1, 0);            /* ref_pic_list_modification_flag_l0 */
+	bw_se(body, qp - sp->pic_init_qp); /* slice_qp_delta */
+	if (sp->deblock_ctl)
+		bw_ue(body, 1); /* disable_deblocking_filter_idc */
+}
+
+/*
+ * Without constrained intra prediction an intra macroblock would predict
+ * from skipped neighbours too. Neighbours in another slice are never
+ * available, so then each run of changed macroblocks within a row starts a
+ * slice of its own: inside it, a macroblock sees only the changed ones to
+ * its left (the row above is in earlier slices).
+ */
+static bool starts_slice(const struct h264_splicer *sp, const uint8_t *changed, uint32_t i)
+{
+	if (i == 0)
+		return true;
+	if (!sp->intra_ok || sp->constrained_intra || !changed[i])
+		return false;
+	return i % sp->mb_w == 0 || !changed[i - 1];
+}
+
 int h264_splice_patch(struct h264_splicer *sp, const struct hfe_image *pic, const uint8_t *changed,
 		      struct hfe_packet *pkt)
 {
@@ -379,43 +388,55 @@ int h264_splice_patch(struct h264_splicer *sp, const struct hfe_image *pic, cons
 		return -1;
 	uint32_t mbs = sp->mb_w * sp->mb_h;
 	uint32_t poc = sp->poc + 2;
+	bool intra = sp->intra_ok;
+	if (intra && !grow_rows(sp))
+		return -1;
+	/* Raw macroblocks at QP 0: with it no edge is filtered even where
+	 * deblocking cannot be switched off, so skipped areas stay exact
+	 * copies. Intra ones need it off (intra_ok) and get their own QP. */
+	int32_t qp = intra ? sp->intra.qp : 0;
 
-	struct bw body = { 0 };
-	/* slice_header(): a P slice of a non-reference picture */
-	bw_ue(&body, 0);                /* first_mb_in_slice */
-	bw_ue(&body, 5);                /* slice_type: P, all slices */
-	bw_ue(&body, sp->pps_id);
-	bw_bits(&body, sp->frame_num_bits, (sp->last_ref_frame_num + 1) & ((1u << sp->frame_num_bits) - 1));
-	bw_bits(&body, POC_LSB_BITS, poc & ((1u << POC_LSB_BITS) - 1));
-	bw_bits(&body, 1, 1);           /* num_ref_idx_active_override_flag */
-	bw_ue(&body, 0);                /* num_ref_idx_l0_active_minus1: the last reference */
-	bw_bits(&body, 1, 0);           /* ref_pic_list_modification_flag_l0 */
-	/* QP 0: with it no edge is filtered even where deblocking cannot be
-	 * switched off, so skipped areas stay exact copies. */
-	bw_se(&body, -sp->pic_init_qp); /* slice_qp_delta */
-	if (sp->deblock_ctl)
-		bw_ue(&body, 1); /* disable_deblocking_filter_idc */
-
-	/* slice_data(): skip runs between raw macroblocks */
+	struct bw out = { 0 }, body = { 0 };
 	uint32_t run = 0;
 	uint8_t samples[384];
 	for (uint32_t i = 0; i < mbs; i++) {
+		if (starts_slice(sp, changed, i)) {
+			if (i) { /* the slice before ends here */
+				if (run)
+					bw_ue(&body, run);
+				put_body(&out, HFE_H264_NAL_SLICE, &body); /* nal_ref_idc 0 */
+				body = (struct bw){ 0 };
+				run = 0;
+			}
+			patch_slice_header(sp, &body, i, poc, qp);
+		}
+		uint32_t mx = i % sp->mb_w, my = i / sp->mb_w;
+		struct h264_intra_mb *cur = intra ? &sp->rows[(my & 1) * sp->mb_w + mx] : NULL;
 		if (!changed[i]) {
+			if (cur)
+				h264_intra_mb_skipped(cur);
 			run++;
 			continue;
 		}
 		bw_ue(&body, run);
 		run = 0;
+		pcm_samples(pic, mx, my, samples);
+		if (intra) {
+			const struct h264_intra_mb *top =
+				my && sp->constrained_intra ? &sp->rows[((my + 1) & 1) * sp->mb_w + mx] : NULL;
+			const struct h264_intra_mb *left =
+				mx && (sp->constrained_intra || changed[i - 1]) ? cur - 1 : NULL;
+			h264_intra_write_mb(&body, &sp->intra, samples, left, top, cur);
+			continue;
+		}
 		bw_ue(&body, MB_TYPE_P_I_PCM);
 		bw_align_zero(&body); /* pcm_alignment_zero_bit */
-		pcm_samples(pic, i % sp->mb_w, i / sp->mb_w, samples);
 		bw_bytes(&body, samples, sizeof(samples));
 	}
 	if (run)
 		bw_ue(&body, run);
+	put_body(&out, HFE_H264_NAL_SLICE, &body);
 
-	struct bw out = { 0 };
-	put_body(&out, HFE_H264_NAL_SLICE, &body); /* nal_ref_idc 0 */
 	int rc = packet_from(&out, pkt, -1, false);
 	free(out.buf);
 	if (rc == 0)

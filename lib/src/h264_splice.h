@@ -7,8 +7,10 @@
  * character or the whole screen changed (x264's per-frame work scales with
  * the picture, not the change). For a small change the stream instead sends
  * a patch frame built here in microseconds: a P picture whose changed
- * macroblocks are I_PCM (raw samples, lossless) and whose other macroblocks
- * are P_Skip (copied from the reference). Patch frames are non-reference
+ * macroblocks are intra coded (h264_intra.h; a typed character, 2x2
+ * macroblocks, ~0.27 kB), or I_PCM (raw samples, 384 bytes each) where the
+ * PPS does not let us switch the deblocking filter off, and whose other
+ * macroblocks are P_Skip (copied from the reference). Patch frames are non-reference
  * pictures, so the decoder's reference stays the encoder's last frame, which
  * is exactly what the encoder predicts its next frame from: the two never
  * drift apart, and the encoder's next frame carries every change since.
@@ -45,8 +47,8 @@ int h264_splice_encoder_au(struct h264_splicer *sp, struct hfe_packet *pkt);
 bool h264_splicer_can_patch(const struct h264_splicer *sp, uint32_t *mb_w, uint32_t *mb_h);
 
 /* Build a patch frame from `pic` (I420 or NV12, the encoder's input size):
- * macroblock i (raster order) is sent as raw samples when changed[i] is
- * non-zero, else skipped. 0 with *pkt filled, -1 (out of memory, or
+ * macroblock i (raster order) is sent intra coded (or raw) when changed[i]
+ * is non-zero, else skipped. 0 with *pkt filled, -1 (out of memory, or
  * can_patch false). */
 int h264_splice_patch(struct h264_splicer *sp, const struct hfe_image *pic, const uint8_t *changed,
 		      struct hfe_packet *pkt);

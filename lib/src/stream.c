@@ -543,8 +543,10 @@ static void composite_cursor(struct hfe_stream *s, struct box d)
  * frame (patches are non-reference: each carries every change since that
  * frame), so steady changes soon pass the limit and go to the encoder.
  *
- * Raw macroblocks cost 384 bytes each, while the encoder (quality-based
- * rate, encoder_lavc.c) codes a changed macroblock of text in tens of bytes:
+ * Patch macroblocks are intra coded (h264_intra.h, ~70 bytes of text each;
+ * raw ones 384), while the encoder (quality-based rate, encoder_lavc.c),
+ * predicting from its last picture, codes a changed macroblock of text in
+ * tens of bytes:
  * a terminal window of numbers scrolled by three lines cost ~8 kB per step
  * as patches and ~0.4 kB through the encoder (bench/desktop-scroll.c). So
  * patches are kept for what costs little either way and is frequent, a
