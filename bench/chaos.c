@@ -384,7 +384,7 @@ static void resources_check(const struct opts *o, const char *who, int rss, bool
 	       warm_fd, end_fd, 100.0 * (end_fd - warm_fd) / warm_fd,
 	       slope_per_min(o->warmup_s, rss + 1));
 	if (!rss_bound)
-		printf("  (VmRSS reported, not bounded: see below)\n");
+		printf("  (VmRSS reported, not bounded in a sanitized build)\n");
 	else if (!(fabs(end_rss - warm_rss) <= TOLERANCE * warm_rss))
 		chaos_fail("monitor", "%s: VmRSS moved %+.1f %% from warm-up to the end", who,
 			   100.0 * (end_rss - warm_rss) / warm_rss);
@@ -568,8 +568,18 @@ int main(int argc, char **argv)
 	if (o.module)
 		resources_check(&o, "QEMU (module)", R_QEMU_RSS,
 				e2e_qemu_preload(preload, sizeof(preload)) < 0);
+	/* The daemon of a sanitized build allocates through ASan's size classes,
+	 * which keep what is freed: its RSS climbs with the run's mix of sizes
+	 * (seen +9.4 and +10.7 % in 60 s on one seed, with and without a change
+	 * that allocates nothing per frame). There LeakSanitizer checks it at
+	 * exit (its exit status, below); the plain build's run bounds its RSS. */
+#ifdef __SANITIZE_ADDRESS__
+	const bool daemon_rss_bound = false;
+#else
+	const bool daemon_rss_bound = true;
+#endif
 	if (!died)
-		resources_check(&o, "daemon", R_RSS, true);
+		resources_check(&o, "daemon", R_RSS, daemon_rss_bound);
 	printf("  fds    idle before the run %ld, after every client left %ld\n", idle_fds - 1,
 	       quiet_fds);
 
