@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
-import { analyse, bootDesktop, findTerminal, keyOf, openTerminal, stable, toPage }
+import { analyse, bootDesktop, findTerminal, keyOf, openTerminal, shellShown, stable, toPage }
 	from '../../tests/browser/desktop.mjs';
 import { CHROMIUM, chromium, sleep, start, stop, viewerUrl, waitFor, workDirs }
 	from '../../tests/browser/lib.mjs';
@@ -348,14 +348,6 @@ async function lit(page, sel) {
 			n += d[i] + d[i + 1] + d[i + 2] > 90;
 		return n / (d.length / 64);
 	}, sel);
-}
-
-// The picture's centre shows weston-desktop-shell's background (luma ~54), not
-// black (weston alone, or a stream's first picture).
-function shellShown(sel) {
-	const c = document.querySelector(sel);
-	const d = c.getContext('2d').getImageData(c.width >> 1, c.height - 8, 1, 1).data;
-	return d[0] + d[1] + d[2] > 90;
 }
 
 // Runs in hfe-viewer's page: down the column x from y, the first row of

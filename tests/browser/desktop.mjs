@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { sleep, start, toPage, waitFor } from './lib.mjs';
+import { sleep, start, stop, toPage, viewerUrl, waitFor } from './lib.mjs';
 
 export { toPage }; // the desktop's callers take it from here
 
@@ -115,6 +115,40 @@ export async function bootDesktop(o) {
 	console.log(`weston ready ${((Date.now() - t0) / 1000).toFixed(1)} s after QEMU started`);
 	await waitFor('the control socket', () => fs.existsSync(ctl), 30000);
 	return { ctl, qemu, host: daemon || qemu, consoleText, westonMode };
+}
+
+// The picture's centre bottom shows weston-desktop-shell's background (luma
+// ~54), not black (weston alone, or a stream's first picture). Runs in a page:
+// sel is the canvas (hfe-viewer's '#screen', or noVNC's).
+export function shellShown(sel) {
+	const c = document.querySelector(sel);
+	const d = c.getContext('2d').getImageData(c.width >> 1, c.height - 8, 1, 1).data;
+	return d[0] + d[1] + d[2] > 90;
+}
+
+/*
+ * Waits until weston-desktop-shell has drawn its background, seen through a
+ * viewer that asks for no size (the guest's own mode). The image's "weston
+ * ready" means the shell was launched, not that it is up, and weston 10 can
+ * lose an output replugged while its shell starts: it disables the output and
+ * never takes it back (seen here, a guest that booted in 9 s and a page whose
+ * first size came 1.5 s after the launch). So the first size waits for this.
+ */
+export async function waitShell(browser, ctl) {
+	const viewer = start('viewer (shell)', process.env.HFE_VIEWER, ['--connect', 'unix:' + ctl,
+		'--scanout', '0', '--http', '127.0.0.1:0']);
+	const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
+	try {
+		await page.goto(await viewerUrl(viewer));
+		const t0 = Date.now();
+		await waitFor('weston-desktop-shell\'s background', async () =>
+			await page.evaluate(() => window.hfeStats.framesDecoded > 0) &&
+			page.evaluate(shellShown, '#screen'), 180000);
+		console.log(`the shell's background after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+	} finally {
+		await page.close();
+		await stop(viewer);
+	}
 }
 
 // Runs in hfe-viewer's page: where the canvas's dark (terminal) pixels are, how

@@ -9,6 +9,9 @@
  *                  --control-listen
  *   --host module  the patched QEMU (qemu/build.sh), virtio-gpu-gl-pci (virgl)
  *                  under -display helix, the object's control-listen=
+ * The page that follows the size is opened once the shell's background shows
+ * (desktop.mjs waitShell: weston 10 can lose an output replugged while its
+ * shell starts).
  * Checked:
  *  - weston took the virtio keyboard and the tablet (its log on the console);
  *  - size follows the page: the decoded stream is the page's picture area
@@ -35,8 +38,8 @@
  */
 import path from 'node:path';
 
-import { bootDesktop, findTerminal, gridDiff, openTerminal, analyse, stable, toPage, typeKeys }
-	from './desktop.mjs';
+import { bootDesktop, findTerminal, gridDiff, openTerminal, analyse, stable, toPage, typeKeys,
+	waitShell } from './desktop.mjs';
 import { CHROMIUM, check, chromium, runTest, sleep, start, upstreamStats, viewerUrl, waitFor,
 	workDirs } from './lib.mjs';
 
@@ -130,11 +133,12 @@ async function main() {
 	if (host === 'module')
 		check(/HFE-DESKTOP: gpu features: .*\+virgl/.test(t), 'the guest renders with virgl');
 
-	const viewer = start('viewer', VIEWER, ['--connect', 'unix:' + ctl, '--scanout', '0',
-						'--http', '127.0.0.1:0', '--control', '--replug']);
-	const url = await viewerUrl(viewer);
 	const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
 	try {
+		await waitShell(browser, ctl);
+		const viewer = start('viewer', VIEWER, ['--connect', 'unix:' + ctl, '--scanout', '0',
+							'--http', '127.0.0.1:0', '--control', '--replug']);
+		const url = await viewerUrl(viewer);
 		const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
 		await page.goto(url);
 		await waitFor('a decoded picture with input on', () => page.evaluate(
