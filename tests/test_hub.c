@@ -212,7 +212,9 @@ static void test_enable_bad_mode_refused(void)
 	static const struct {
 		uint32_t w, h, hz;
 	} bad[] = { { 8, 720, 60 }, { 1280, 0, 60 }, { 5000, 720, 60 }, { 1280, 3000, 60 },
-		    { 1280, 720, 241 }, { 1280, 720, 1000 } };
+		    { 1280, 720, 241 }, { 1280, 720, 1000 },
+		    /* no valid preferred mode in QEMU's EDID (scanout.c) */
+		    { 63, 720, 60 }, { 1280, 199, 60 }, { 664, 120, 60 } };
 	setup(true);
 	struct hfe_conn *c = peer(HFE_PROTO_V1);
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -223,6 +225,8 @@ static void test_enable_bad_mode_refused(void)
 	}
 	CHECK(dev.n == 0);
 	send_enable(c, 1, 4096, 2160, 240); /* the limits themselves are fine */
+	CHECK(v1_scanout_resp(c, 1) == 1);
+	send_enable(c, 1, 64, 200, 60);
 	CHECK(v1_scanout_resp(c, 1) == 1);
 	drop(c);
 	teardown();

@@ -9,8 +9,8 @@
  *   - reboot the guest (QMP system_reset): the console goes through the
  *     firmware's and the kernel's modes and back to the fbcon's;
  *   - ENABLE_SCANOUT on output 1 with a random size (hot-plug, or a new
- *     preferred mode), or one the host must refuse (too small, too big,
- *     refresh above 240), over its control connection, checking the
+ *     preferred mode), or one the host must refuse (too small, shorter than
+ *     200 lines, too big, refresh above 240), over its control connection, checking the
  *     SCANOUT_RESP;
  *   - DISABLE_SCANOUT of output 1 (unplug).
  * Subscribers of kind 2 (subscriber.c) watch output 0 through all of it:
@@ -181,11 +181,16 @@ static void output_request(struct hfe_client **ctl, struct rng *r)
 		m.hdr.type = HFE_MSG_ENABLE_SCANOUT;
 		m.u.enable_scanout = (struct hfe_enable_scanout){
 			.scanout_id = 1, .width = rng_range(r, 160, 1280) & ~7u,
-			.height = rng_range(r, 120, 800) & ~7u, .refresh_rate = 60,
+			.height = rng_range(r, 200, 800) & ~7u, .refresh_rate = 60,
 		};
 		switch (rng_range(r, 0, 7)) {
 		case 0:
-			m.u.enable_scanout.width = 8;
+			/* Too small; or too short for a preferred mode in QEMU's
+			 * EDID, which made the guest take 5120x2160 (lib/src/scanout.c). */
+			if (rng_pct(r, 50))
+				m.u.enable_scanout.width = 8;
+			else
+				m.u.enable_scanout.height = rng_range(r, 16, 199);
 			valid = false;
 			break;
 		case 1:

@@ -223,12 +223,26 @@ static void refuse(struct hfe_conn *conn, struct hfe_msg *out, const struct hfe_
 	out->u.scanout_resp.success = 0;
 }
 
+/*
+ * The smallest preferred mode a guest takes from QEMU's virtio-gpu. QEMU
+ * (7.2, hw/display/edid-generate.c) makes the EDID's detailed timing up from
+ * the size, with vsync = height * 5 / 1000 lines, and Linux ignores a timing
+ * whose sync pulse is 0 or that is narrower or shorter than 64: below 200
+ * lines the output has no preferred mode and the guest's fbdev takes the
+ * largest mode the EDID lists, 5120x2160 (a 44 MB framebuffer in QEMU;
+ * bench/README.md, "Chaos soak").
+ */
+#define OUTPUT_MIN_WIDTH 64
+#define OUTPUT_MIN_HEIGHT 200
+
 /* ENABLE_SCANOUT: plug output id in (or give it a new preferred mode). */
 static int enable_output(struct hfe_hub *hub, struct hfe_conn *conn, struct scanout *so,
 			 const struct hfe_enable_scanout *e, struct hfe_err *err)
 {
 	const struct hfe_hub_outputs *o = &hub->outputs;
 	uint32_t refresh = e->refresh_rate ? e->refresh_rate : 60;
+	uint32_t min_w = hub->has_outputs ? OUTPUT_MIN_WIDTH : HFE_MIN_DIMENSION;
+	uint32_t min_h = hub->has_outputs ? OUTPUT_MIN_HEIGHT : HFE_MIN_DIMENSION;
 	uint32_t max_w = hub->has_outputs ? o->max_width : HFE_MAX_DIMENSION;
 	uint32_t max_h = hub->has_outputs ? o->max_height : HFE_MAX_DIMENSION;
 
@@ -238,10 +252,9 @@ static int enable_output(struct hfe_hub *hub, struct hfe_conn *conn, struct scan
 			    e->scanout_id, o->max_outputs);
 		return -1;
 	}
-	if (e->width < HFE_MIN_DIMENSION || e->height < HFE_MIN_DIMENSION || e->width > max_w ||
-	    e->height > max_h) {
+	if (e->width < min_w || e->height < min_h || e->width > max_w || e->height > max_h) {
 		hfe_err_set(err, HFE_ERR_TOO_LARGE, "ENABLE_SCANOUT: %ux%u outside %ux%u..%ux%u",
-			    e->width, e->height, HFE_MIN_DIMENSION, HFE_MIN_DIMENSION, max_w, max_h);
+			    e->width, e->height, min_w, min_h, max_w, max_h);
 		return -1;
 	}
 	if (refresh > HFE_MAX_REFRESH) {
