@@ -43,6 +43,19 @@ static double area_psnr(const struct tu_yuv *pic, const uint8_t *bgrx, uint8_t *
 	return p;
 }
 
+/* The new-text-only step: into sent (the picture sent last) goes the band of
+ * the text area where drawn (the scrolled picture) shows its new lines. */
+static void put_new_lines(uint8_t *sent, const uint8_t *drawn, uint32_t w,
+			  const struct hfe_rect *win, uint32_t lines)
+{
+	struct hfe_rect a;
+	tt_text_area(win, &a);
+	uint32_t band = lines * TT_CELL_H < a.h ? lines * TT_CELL_H : a.h;
+	for (uint32_t y = a.y + a.h - band; y < a.y + a.h; y++) {
+		size_t off = ((size_t)y * w + a.x) * 4;
+		memcpy(sent + off, drawn + off, (size_t)a.w * 4);
+	}
+}
 
 int ts_run(const struct ts_setup *u, struct ts_result *out)
 {
@@ -54,7 +67,7 @@ int ts_run(const struct ts_setup *u, struct ts_result *out)
 	if (u->bitrate)
 		sp.enc.bitrate = u->bitrate;
 	sp.enc.threads = u->threads;
-	sp.no_patch_frames = u->no_patch;
+	sp.no_patch_frames = u->no_patch || u->new_text_only;
 	if (u->preset && u->preset[0])
 		snprintf(sp.enc.preset, sizeof(sp.enc.preset), "%s", u->preset);
 	memset(out, 0, sizeof(*out));
@@ -62,8 +75,9 @@ int ts_run(const struct ts_setup *u, struct ts_result *out)
 	struct hfe_stream *s = hfe_stream_new(&sp, &err);
 	struct tu_decoder *dec = tu_decoder_new();
 	uint8_t *bgrx = malloc((size_t)w * h * 4), *rgb = malloc((size_t)w * h * 3);
+	uint8_t *sent = malloc((size_t)w * h * 4); /* what the stream got last */
 	double *bytes = calloc((size_t)steps, sizeof(double));
-	if (!s || !dec || !bgrx || !rgb || !bytes || hfe_stream_resize(s, w, h, &err) < 0) {
+	if (!s || !dec || !bgrx || !rgb || !sent || !bytes || hfe_stream_resize(s, w, h, &err) < 0) {
 		fprintf(stderr, "term_scroll: setup failed\n");
 		return -1;
 	}
@@ -73,8 +87,8 @@ int ts_run(const struct ts_setup *u, struct ts_result *out)
 	struct hfe_rect win = term.win;
 	struct tu_yuv pic = { 0 };
 
-	tt_draw(bgrx, w, h, &term, 0);
-	hfe_stream_update(s, 0, 0, w, h, bgrx, w * 4, HFE_FMT_XRGB8888);
+	tt_draw(sent, w, h, &term, 0);
+	hfe_stream_update(s, 0, 0, w, h, sent, w * 4, HFE_FMT_XRGB8888);
 	struct hfe_stream_au *au = wait_au(s, 5000);
 	if (!au || tu_decoder_decode(dec, au->data, au->size, &pic, NULL) != 1) {
 		fprintf(stderr, "term_scroll: no first picture\n");
@@ -89,10 +103,14 @@ int ts_run(const struct ts_setup *u, struct ts_result *out)
 	double psnr_sum = 0, cpu_sum = 0;
 	for (int k = 1; k <= steps; k++) {
 		tt_draw(bgrx, w, h, &term, (uint32_t)k * u->lines);
+		if (u->new_text_only)
+			put_new_lines(sent, bgrx, w, &win, u->lines);
+		else
+			memcpy(sent, bgrx, (size_t)w * h * 4);
 		double cpu0 = tu_proc_cpu_ms(getpid(), 0);
 		/* a terminal redraws its window; the stream narrows it to the changed rows */
 		hfe_stream_update(s, win.x, win.y, win.w, win.h,
-				  bgrx + ((size_t)win.y * w + win.x) * 4, w * 4, HFE_FMT_XRGB8888);
+				  sent + ((size_t)win.y * w + win.x) * 4, w * 4, HFE_FMT_XRGB8888);
 		au = wait_au(s, 5000);
 		cpu_sum += tu_proc_cpu_ms(getpid(), 0) - cpu0;
 		int n = 0;
@@ -111,7 +129,7 @@ int ts_run(const struct ts_setup *u, struct ts_result *out)
 			continue;
 		}
 		out->aus_per_step += n;
-		double p = area_psnr(&pic, bgrx, rgb, w, h, &win);
+		double p = area_psnr(&pic, sent, rgb, w, h, &win);
 		psnr_sum += p;
 		out->psnr_min = p < out->psnr_min ? p : out->psnr_min;
 	}
@@ -138,6 +156,7 @@ int ts_run(const struct ts_setup *u, struct ts_result *out)
 	hfe_stream_free(s);
 	tu_decoder_free(dec);
 	free(bgrx);
+	free(sent);
 	free(rgb);
 	free(bytes);
 	return 0;

@@ -24,6 +24,12 @@ struct ts_setup {
 	int steps;
 	int threads;   /* x264's; 1 = deterministic bytes */
 	bool no_patch; /* every change through the encoder */
+	bool new_text_only; /* the floor of any scroll: the text does not move, only the
+			     * band where a scroll's new lines appear (the bottom lines *
+			     * TT_CELL_H px of the text area) shows them, as if a perfect
+			     * motion search had found all that moved; all through the
+			     * encoder (a scroll changes the whole window, never a patch
+			     * frame's few macroblocks) */
 	const char *preset; /* NULL or "" = the library's default */
 };
 

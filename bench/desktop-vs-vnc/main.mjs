@@ -366,22 +366,42 @@ function frameRows([x, y]) {
 	return null;
 }
 
+// The pointer onto the panel's middle (above the rows analyse() looks at), and
+// the picture settled. On the D-Bus path weston (pixman) draws the pointer into
+// the picture, and its black outline is dark to analyse(): left where the
+// previous size's mouse phase put it (left of and below the terminal) it
+// widened the terminal's box past the title bar ("no title bar above the
+// terminal" when 1920x1080 followed 1280x800); left on the launcher, the
+// launcher's tooltip appears, dark as well.
+async function parkPointer(page) {
+	const [w, h] = await page.evaluate((sel) => [document.querySelector(sel).width,
+						     document.querySelector(sel).height], PAGES.hfe.sel);
+	const park = await toPage(page, w / 2, 8);
+	await page.mouse.move(park.x, park.y);
+	await stable(page, { x0: 0, y0: 40, x1: w, y1: h }, 800);
+}
+
 // The scene on hfe-viewer's page: a terminal (opened from the panel if none), its
 // title bar's row (titleY) and its text area (term).
-async function scene(page) {
+async function scene(page, shot) {
 	await waitFor('the desktop in hfe-viewer\'s page', () => page.evaluate(shellShown,
 		PAGES.hfe.sel), 60000);
+	await parkPointer(page);
 	let term = await page.evaluate(analyse, null).then((a) => a.box);
 	if (!term || term.x1 - term.x0 < 200) {
 		await openTerminal(page);
 		await sleep(3000);
+		await parkPointer(page); // off the launcher: its tooltip is dark too
 	}
 	term = await findTerminal(page);
 	await stable(page, term, 800);
 	// the dark box starts at the frame's shadow or the title's glyphs
 	const rows = await page.evaluate(frameRows, [term.x0 + 30, term.y0 - 12]);
-	if (!rows)
-		throw new Error('no title bar above the terminal at ' + JSON.stringify(term));
+	if (!rows) {
+		await page.screenshot({ path: shot });
+		throw new Error('no title bar above the terminal at ' + JSON.stringify(term) +
+				' (picture: ' + shot + ')');
+	}
 	return { term: { ...term, y0: rows.text }, titleY: rows.title + 10 };
 }
 
@@ -413,7 +433,7 @@ async function runHost(browser, host) {
 		const logs = () => ({ viewer: viewer.stderrText, host: vm.host.stderrText });
 		const hp = await openHfe(browser, url, size);
 		await waitFor(`weston at ${size.name}`, () => vm.westonMode() === size.name, 60000);
-		const sc = await scene(hp);
+		const sc = await scene(hp, path.join(out, `vnc-${host}-${size.name}-noscene.png`));
 		console.log(`${host} ${size.name}: terminal at ${JSON.stringify(sc.term)}`);
 		const row = { host, size: size.name, scene: sc };
 		await hp.screenshot({ path: path.join(out, `vnc-${host}-${size.name}-hfe.png`) });

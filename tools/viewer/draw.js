@@ -9,7 +9,10 @@
  * that differs is converted (copyTo RGBA) and put: ~0.2 ms for a glyph. The
  * comparison is exact (all three planes), so the canvas always equals the
  * frame. A large box, another format (a GPU decoder's frames, which the GPU
- * converts cheaply), the first frame or a new size: drawImage as before.
+ * converts cheaply), the first frame or a new size: drawImage as before. The
+ * comparison stops as soon as the box passes MAX_BOX (a scroll, a new
+ * window): a large change costs the copy and the rows compared until then,
+ * not all three planes (bench/viewer-draw.mjs).
  * The canvas takes the frame's size (which clears it: a full draw).
  * viewer.js: window.hfeDraw.frame(ctx, frame) -> a Promise, resolved once
  * drawn with how ('full', 'box', 'unchanged'; frames are drawn in order,
@@ -25,11 +28,14 @@
 	const canvases = new WeakMap();
 
 	// The box (even-aligned: I420's chroma is 2x2) of the pixels whose Y, U or
-	// V differ between two copies with the same layout, or null. Rows are
-	// compared 4 bytes at a time (the layout's offsets and strides are
-	// multiples of 4), so a box edge can be up to 3 pixels (6 in chroma) wide
-	// of the change: a little more is converted, never less.
-	function changedBox(a, b, layout, w, h) {
+	// V differ between two copies with the same layout, null if none, or
+	// LARGE as soon as it covers more than maxArea pixels (the rest is not
+	// compared). Rows are compared 4 bytes at a time (the layout's offsets and
+	// strides are multiples of 4), so a box edge can be up to 3 pixels (6 in
+	// chroma) wide of the change: a little more is converted, never less. A
+	// changed row is scanned from both ends, not through its middle.
+	const LARGE = 'large';
+	function changedBox(a, b, layout, w, h, maxArea) {
 		const a32 = new Uint32Array(a.buffer, a.byteOffset, a.byteLength >> 2);
 		const b32 = new Uint32Array(b.buffer, b.byteOffset, b.byteLength >> 2);
 		let x0 = w, y0 = h, x1 = -1, y1 = -1;
@@ -40,19 +46,20 @@
 			const { offset, stride } = layout[p];
 			for (let y = 0; y < ph; y++) {
 				const row = (offset + y * stride) >> 2;
-				let first = -1, lastW = -1;
-				for (let i = 0; i < words; i++)
-					if (a32[row + i] !== b32[row + i]) {
-						if (first < 0)
-							first = i;
-						lastW = i;
-					}
-				if (first < 0)
+				let first = 0;
+				while (first < words && a32[row + first] === b32[row + first])
+					first++;
+				if (first === words)
 					continue;
+				let lastW = words - 1;
+				while (a32[row + lastW] === b32[row + lastW])
+					lastW--;
 				x0 = Math.min(x0, first * 4 * sub);
 				x1 = Math.max(x1, (lastW * 4 + 3) * sub + sub - 1);
 				y0 = Math.min(y0, y * sub);
 				y1 = Math.max(y1, y * sub + sub - 1);
+				if ((x1 - x0 + 1) * (y1 - y0 + 1) > maxArea)
+					return LARGE;
 			}
 		}
 		if (x1 < 0)
@@ -94,13 +101,13 @@
 		    !aligned(layout) || prev.layout.some((l, i) => l.offset !== layout[i].offset ||
 							   l.stride !== layout[i].stride))
 			return full();
-		const box = changedBox(prev.data, data, layout, w, h);
+		const box = changedBox(prev.data, data, layout, w, h, MAX_BOX * w * h);
 		st.spare = prev.data;
 		if (!box) {
 			stats.unchanged++;
 			return 'unchanged';
 		}
-		if (box.width * box.height > MAX_BOX * w * h)
+		if (box === LARGE || box.width * box.height > MAX_BOX * w * h)
 			return full();
 		const rgba = new Uint8ClampedArray(box.width * box.height * 4);
 		await frame.copyTo(rgba, { rect: box, format: 'RGBA' });
