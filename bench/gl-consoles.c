@@ -36,6 +36,7 @@
  *
  * usage: gl-consoles [--sizes 1280x800,1920x1080] [--configs 2d,egl-headless,helix]
  *                    [--duration S] [--rounds R] [--no-idle] [--toggle S] [--hog PCT]
+ *                    [--max-fps N]   (the object's max-fps, default 60)
  * With --rounds R every run is repeated R times (the configurations
  * interleaved: the machine's load drifts) and the summary shows medians.
  * With --toggle S each configuration boots once and the bridge subscribes
@@ -79,6 +80,7 @@ struct opts {
 	int duration_s, rounds;
 	int toggle_s; /* > 0: one boot, the subscriber comes and goes every toggle_s */
 	int hog_pct;  /* --toggle: a CPU hog instead of the subscriber */
+	int max_fps;  /* the object's max-fps */
 	bool idle;
 };
 
@@ -175,15 +177,16 @@ static struct e2e_vm *kmscube_boot(const struct e2e_qemu *q, const struct e2e_gu
 				   const struct result *r, const char *name, char *addr,
 				   size_t addrlen)
 {
-	char append[256], err[1024];
+	char append[256], err[1024], object_opts[32];
 
 	/* kmscube stops at SIGTERM without a last line: its reports are enough. */
 	snprintf(append, sizeof(append),
 		 "hfe.session=none hfe.run=\"timeout %d kmscube\" hfe.poweroff=1",
 		 op->duration_s + 6);
+	snprintf(object_opts, sizeof(object_opts), "max-fps=%d", op->max_fps);
 	struct e2e_desktop_run run = {
 		.display = strcmp(r->config, "2d") ? r->config : NULL, .width = r->w,
-		.height = r->h, .append = append, .object_opts = "max-fps=60",
+		.height = r->h, .append = append, .object_opts = object_opts,
 		.timeout_ms = (op->duration_s + 240) * 1000,
 	};
 	struct e2e_vm *vm = e2e_desktop_vm_start(q, d, workdir, name, &run, addr, addrlen, err,
@@ -652,7 +655,7 @@ static void summary_toggle(const struct result *rs, int n, const struct opts *op
 int main(int argc, char **argv)
 {
 	struct opts op = { .sizes = "1280x800,1920x1080", .configs = "2d,egl-headless,helix",
-			   .duration_s = 12, .rounds = 1, .idle = true };
+			   .duration_s = 12, .rounds = 1, .idle = true, .max_fps = 60 };
 	struct result *rs = calloc(MAX_RUNS, sizeof(*rs));
 	char *workdir, err[1024], log[PATH_MAX + 32], sizes[128], *ss = NULL;
 	struct e2e_guest d;
@@ -679,19 +682,22 @@ int main(int argc, char **argv)
 			op.toggle_s = atoi(v);
 		else if (!strcmp(a, "--hog") && v)
 			op.hog_pct = atoi(v);
+		else if (!strcmp(a, "--max-fps") && v)
+			op.max_fps = atoi(v);
 		else {
 			fprintf(stderr, "usage: gl-consoles [--sizes WxH,...] [--configs "
 				"2d,egl-headless,helix] [--duration S] [--rounds R] [--no-idle] "
-				"[--toggle S] [--hog PCT]\n");
+				"[--toggle S] [--hog PCT] [--max-fps N]\n");
 			return 2;
 		}
 		i++;
 	}
 	if (op.duration_s < 5 || op.rounds < 1 || op.toggle_s < 0 ||
 	    (op.toggle_s && op.duration_s < 4 * op.toggle_s) || op.hog_pct < 0 ||
-	    op.hog_pct > 200 || (op.hog_pct && !op.toggle_s)) {
+	    op.hog_pct > 200 || (op.hog_pct && !op.toggle_s) || op.max_fps < 1 ||
+	    op.max_fps > 240) {
 		fprintf(stderr, "gl-consoles: --duration >= 5, --rounds >= 1, --duration >= 4 x "
-			"--toggle, --hog 0..200 with --toggle\n");
+			"--toggle, --hog 0..200 with --toggle, --max-fps 1..240\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
