@@ -35,7 +35,8 @@
  *                   longest callback in CPU time
  *
  * usage: gl-consoles [--sizes 1280x800,1920x1080] [--configs 2d,egl-headless,helix]
- *                    [--duration S] [--rounds R] [--no-idle] [--toggle S]
+ *                    [--duration S] [--rounds R] [--no-idle] [--toggle S] [--hog PCT]
+ *                    [--max-fps N]   (the object's max-fps, default 60)
  * With --rounds R every run is repeated R times (the configurations
  * interleaved: the machine's load drifts) and the summary shows medians.
  * With --toggle S each configuration boots once and the bridge subscribes
@@ -44,15 +45,25 @@
  * cost on a shared machine whose load moves separate boots by up to 2x. It
  * also splits QEMU's CPU per phase by thread: vCPUs, main loop, llvmpipe's
  * rasterizer threads, the export's threads (libhfe's "hfe *" with x264's,
- * and helix-feeder).
+ * and helix-feeder), and counts the main thread's wake-ups (voluntary
+ * context switches: each time its main loop slept).
+ * With --toggle S --hog PCT nobody subscribes: the "watched" phases run a
+ * CPU hog instead, PCT % of one core in two processes at the export's
+ * priority (SCHED_BATCH, nice 10), busy in 20 ms periods: what the same CPU
+ * taken at the same priority costs the guest without any export (the
+ * control for the cost; its AU and module columns are then empty).
  * Environment as for the e2e tests (HFE_QEMU_BUILD, HFE_BUILD_ROOT,
  * HFE_E2E_BUILD_DESKTOP; HFE_E2E_QEMU_DIR to skip build.sh).
  */
 #include <math.h>
+#include <sched.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bridge_watch.h"
@@ -68,6 +79,8 @@ struct opts {
 	char sizes[128], configs[128];
 	int duration_s, rounds;
 	int toggle_s; /* > 0: one boot, the subscriber comes and goes every toggle_s */
+	int hog_pct;  /* --toggle: a CPU hog instead of the subscriber */
+	int max_fps;  /* the object's max-fps */
 	bool idle;
 };
 
@@ -82,6 +95,7 @@ struct result {
 	double cpu, vcpu, main_ms_flush;
 	double module_us_flush, module_max_cpu_us, top_us_flush;
 	char module_max_in[32], top[32]; /* top: the callback with the most time */
+	char callbacks[512];    /* --toggle: each callback's calls x mean per watched frame */
 	unsigned enc_w, enc_h;  /* the stream's size: the mode kmscube set */
 	double updates_per_au;  /* the module's updates (GL: read-backs) per encoded frame */
 	/* --toggle: [0] unwatched phases, [1] watched ones, in the same boot */
@@ -116,8 +130,10 @@ static void json_str(const char *json, const char *key, char *out, size_t len)
 
 /* The module's main-loop time in its stats: the sum of calls x mean-us over
  * the "callbacks" list (member order is not fixed: each object is read on
- * its own). */
-static double module_us(const char *stats, char *top, size_t toplen, double *top_us)
+ * its own). With per_frame (the frames to divide by), each callback's calls
+ * and time per frame go into list. */
+static double module_us(const char *stats, char *top, size_t toplen, double *top_us,
+			double per_frame, char *list, size_t listlen)
 {
 	const char *p = strstr(stats, "\"callbacks\"");
 	const char *end = p ? strchr(p, ']') : NULL;
@@ -136,6 +152,15 @@ static double module_us(const char *stats, char *top, size_t toplen, double *top
 		double us = e2e_qemu_json_num(obj, "calls", 0) * e2e_qemu_json_num(obj, "mean-us", 0);
 
 		total += us;
+		if (per_frame > 0 && us > 0) {
+			char name[32];
+			size_t at = strlen(list);
+
+			json_str(obj, "name", name, sizeof(name));
+			snprintf(list + at, listlen - at, " %s %.2f x %.1f us,", name,
+				 e2e_qemu_json_num(obj, "calls", 0) / per_frame,
+				 e2e_qemu_json_num(obj, "mean-us", 0));
+		}
 		if (us > *top_us) { /* the callback that takes most of it */
 			*top_us = us;
 			json_str(obj, "name", top, toplen);
@@ -152,15 +177,16 @@ static struct e2e_vm *kmscube_boot(const struct e2e_qemu *q, const struct e2e_gu
 				   const struct result *r, const char *name, char *addr,
 				   size_t addrlen)
 {
-	char append[256], err[1024];
+	char append[256], err[1024], object_opts[32];
 
 	/* kmscube stops at SIGTERM without a last line: its reports are enough. */
 	snprintf(append, sizeof(append),
 		 "hfe.session=none hfe.run=\"timeout %d kmscube\" hfe.poweroff=1",
 		 op->duration_s + 6);
+	snprintf(object_opts, sizeof(object_opts), "max-fps=%d", op->max_fps);
 	struct e2e_desktop_run run = {
 		.display = strcmp(r->config, "2d") ? r->config : NULL, .width = r->w,
-		.height = r->h, .append = append, .object_opts = "max-fps=60",
+		.height = r->h, .append = append, .object_opts = object_opts,
 		.timeout_ms = (op->duration_s + 240) * 1000,
 	};
 	struct e2e_vm *vm = e2e_desktop_vm_start(q, d, workdir, name, &run, addr, addrlen, err,
@@ -259,7 +285,8 @@ static void run_one(const struct e2e_qemu *q, const struct e2e_guest *d, const c
 	r->cpu = (c_b.all_ms - c_a.all_ms) / 10.0 / wall_s;
 	r->vcpu = (c_b.vcpu_ms - c_a.vcpu_ms) / 10.0 / wall_s;
 	r->main_ms_flush = (c_b.main_ms - c_a.main_ms) / r->frames;
-	r->module_us_flush = module_us(stats, r->top, sizeof(r->top), &r->top_us_flush) / r->frames;
+	r->module_us_flush = module_us(stats, r->top, sizeof(r->top), &r->top_us_flush, 0, NULL, 0) /
+			     r->frames;
 	r->top_us_flush /= r->frames;
 	r->module_max_cpu_us = e2e_qemu_json_num(stats, "max-stall-cpu-us", NAN);
 	json_str(stats, "max-stall-cpu-in", r->module_max_in, sizeof(r->module_max_in));
@@ -294,11 +321,45 @@ out:
 /* b - a, field by field. */
 static void cpu_add_delta(struct e2e_cpu *sum, const struct e2e_cpu *a, const struct e2e_cpu *b)
 {
-	sum->all_ms += b->all_ms - a->all_ms;
-	sum->vcpu_ms += b->vcpu_ms - a->vcpu_ms;
-	sum->main_ms += b->main_ms - a->main_ms;
-	sum->export_ms += b->export_ms - a->export_ms;
-	sum->gl_ms += b->gl_ms - a->gl_ms;
+	struct e2e_cpu d = e2e_cpu_delta(a, b);
+
+	sum->all_ms += d.all_ms;
+	sum->vcpu_ms += d.vcpu_ms;
+	sum->main_ms += d.main_ms;
+	sum->export_ms += d.export_ms;
+	sum->gl_ms += d.gl_ms;
+	sum->main_wakes += d.main_wakes;
+}
+
+/* --hog: two processes busy pct/2 % of each 20 ms at background priority. */
+static void hog_start(pid_t kids[2], int pct)
+{
+	for (int i = 0; i < 2; i++) {
+		kids[i] = fork();
+		REQUIRE(kids[i] >= 0);
+		if (kids[i])
+			continue;
+		struct sched_param sp = { 0 };
+		uint64_t busy_ns = (uint64_t)pct * 100000u; /* pct/2 % of 20 ms */
+
+		sched_setscheduler(0, SCHED_BATCH, &sp);
+		setpriority(PRIO_PROCESS, 0, 10);
+		for (;;) {
+			uint64_t t0 = e2e_now_ns();
+
+			while (e2e_now_ns() - t0 < busy_ns)
+				;
+			usleep((useconds_t)((20000000u - busy_ns) / 1000u));
+		}
+	}
+}
+
+static void hog_stop(pid_t kids[2])
+{
+	for (int i = 0; i < 2; i++) {
+		kill(kids[i], SIGKILL);
+		waitpid(kids[i], NULL, 0);
+	}
 }
 
 /*
@@ -314,8 +375,9 @@ static void run_toggle(const struct e2e_qemu *q, const struct e2e_guest *d, cons
 {
 	char name[64], addr[64], err[1024], line[256], reply[256];
 	static char stats[1 << 16];
-	struct bridge_watch w;
-	bool on = false, started = false;
+	struct bridge_watch w = { 0 };
+	pid_t hog[2];
+	bool on = false, started = false, have_stats = false;
 	unsigned fr, prev_fr = 0;
 	double s, fps, prev_s = 0, *lat = NULL;
 	size_t n_lat = 0, cap_lat = 0, n_aus = 0;
@@ -340,7 +402,18 @@ static void run_toggle(const struct e2e_qemu *q, const struct e2e_guest *d, cons
 			cpu_add_delta(&r->ph[on].cpu, &c_switch, &c);
 			r->ph[on].wall_s += (double)(now - t_switch) / 1e9;
 			r->ph[on].n++;
-			if (on) {
+			/* The guest may power off before the read at the end: the
+			 * last phase's unwatched callbacks are then missing. */
+			if (on && e2e_qemu_qom_get(e2e_vm_qmp_path(vm), "/objects/hfe0", "stats",
+						   stats, sizeof(stats), err, sizeof(err)) == 0)
+				have_stats = true;
+			if (on && op->hog_pct) {
+				hog_stop(hog);
+				on = false;
+			} else if (!on && op->hog_pct) {
+				hog_start(hog, op->hog_pct);
+				on = true;
+			} else if (on) {
 				bridge_watch_stop(&w);
 				for (size_t i = 0; i < w.n; i++) {
 					if (n_lat == cap_lat) {
@@ -383,7 +456,9 @@ static void run_toggle(const struct e2e_qemu *q, const struct e2e_guest *d, cons
 		prev_s = s;
 		t_prev = now;
 	}
-	if (on) { /* kmscube ended inside a watched phase: its time is not counted */
+	if (on && op->hog_pct) {
+		hog_stop(hog);
+	} else if (on) { /* kmscube ended inside a watched phase: its time is not counted */
 		bridge_watch_stop(&w);
 		bridge_watch_free(&w);
 	}
@@ -393,7 +468,7 @@ static void run_toggle(const struct e2e_qemu *q, const struct e2e_guest *d, cons
 		goto out;
 	}
 	if (e2e_qemu_qom_get(e2e_vm_qmp_path(vm), "/objects/hfe0", "stats", stats, sizeof(stats),
-			     err, sizeof(err)) < 0)
+			     err, sizeof(err)) < 0 && !have_stats)
 		stats[0] = '\0';
 	r->fps = r->ph[1].frames / r->ph[1].secs;
 	r->fps_all = r->ph[0].frames / r->ph[0].secs; /* the unwatched rate */
@@ -405,7 +480,9 @@ static void run_toggle(const struct e2e_qemu *q, const struct e2e_guest *d, cons
 	r->vcpu = r->ph[1].cpu.vcpu_ms / 10.0 / r->ph[1].wall_s;
 	/* Per kmscube frame of each phase: frames per host second x wall. */
 	r->main_ms_flush = r->ph[1].cpu.main_ms / (r->fps * r->ph[1].wall_s);
-	r->module_us_flush = module_us(stats, r->top, sizeof(r->top), &r->top_us_flush) /
+	r->callbacks[0] = '\0';
+	r->module_us_flush = module_us(stats, r->top, sizeof(r->top), &r->top_us_flush,
+				       r->fps * r->ph[1].wall_s, r->callbacks, sizeof(r->callbacks)) /
 			     (r->fps * r->ph[1].wall_s);
 	r->top_us_flush /= r->fps * r->ph[1].wall_s;
 	r->module_max_cpu_us = e2e_qemu_json_num(stats, "max-stall-cpu-us", NAN);
@@ -429,12 +506,13 @@ static void print_phase(const char *what, const struct result *r, int i)
 	double k = 10.0 * p->wall_s;
 
 	printf("  %-9s %2d phases: kmscube %6.1f fps | QEMU CPU %5.1f %% = vCPU %5.1f + main "
-	       "%5.1f + llvmpipe %5.1f + export %5.1f + other %5.1f | main %5.2f ms/frame\n",
+	       "%5.1f + llvmpipe %5.1f + export %5.1f + other %5.1f | main %5.2f ms/frame, "
+	       "woken %4.0f /s\n",
 	       what, p->n, p->frames / p->secs, p->cpu.all_ms / k, p->cpu.vcpu_ms / k,
 	       p->cpu.main_ms / k, p->cpu.gl_ms / k, p->cpu.export_ms / k,
 	       (p->cpu.all_ms - p->cpu.vcpu_ms - p->cpu.main_ms - p->cpu.gl_ms -
 		p->cpu.export_ms) / k,
-	       p->cpu.main_ms / (p->frames / p->secs * p->wall_s));
+	       p->cpu.main_ms / (p->frames / p->secs * p->wall_s), p->cpu.main_wakes / p->wall_s);
 }
 
 static void print_toggle(const struct result *r)
@@ -447,6 +525,7 @@ static void print_toggle(const struct result *r)
 	       r->module_max_in, r->enc_w, r->enc_h);
 	print_phase("unwatched", r, 0);
 	print_phase("watched", r, 1);
+	printf("  module callbacks per watched kmscube frame (whole boot):%s\n", r->callbacks);
 }
 
 static void print_run(const struct result *r)
@@ -576,7 +655,7 @@ static void summary_toggle(const struct result *rs, int n, const struct opts *op
 int main(int argc, char **argv)
 {
 	struct opts op = { .sizes = "1280x800,1920x1080", .configs = "2d,egl-headless,helix",
-			   .duration_s = 12, .rounds = 1, .idle = true };
+			   .duration_s = 12, .rounds = 1, .idle = true, .max_fps = 60 };
 	struct result *rs = calloc(MAX_RUNS, sizeof(*rs));
 	char *workdir, err[1024], log[PATH_MAX + 32], sizes[128], *ss = NULL;
 	struct e2e_guest d;
@@ -601,18 +680,24 @@ int main(int argc, char **argv)
 			op.rounds = atoi(v);
 		else if (!strcmp(a, "--toggle") && v)
 			op.toggle_s = atoi(v);
+		else if (!strcmp(a, "--hog") && v)
+			op.hog_pct = atoi(v);
+		else if (!strcmp(a, "--max-fps") && v)
+			op.max_fps = atoi(v);
 		else {
 			fprintf(stderr, "usage: gl-consoles [--sizes WxH,...] [--configs "
 				"2d,egl-headless,helix] [--duration S] [--rounds R] [--no-idle] "
-				"[--toggle S]\n");
+				"[--toggle S] [--hog PCT] [--max-fps N]\n");
 			return 2;
 		}
 		i++;
 	}
 	if (op.duration_s < 5 || op.rounds < 1 || op.toggle_s < 0 ||
-	    (op.toggle_s && op.duration_s < 4 * op.toggle_s)) {
+	    (op.toggle_s && op.duration_s < 4 * op.toggle_s) || op.hog_pct < 0 ||
+	    op.hog_pct > 200 || (op.hog_pct && !op.toggle_s) || op.max_fps < 1 ||
+	    op.max_fps > 240) {
 		fprintf(stderr, "gl-consoles: --duration >= 5, --rounds >= 1, --duration >= 4 x "
-			"--toggle\n");
+			"--toggle, --hog 0..200 with --toggle, --max-fps 1..240\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);

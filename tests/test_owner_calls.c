@@ -198,6 +198,14 @@ static bool wait_au(struct hfe_stream *s, bool *keyframe)
 	return false;
 }
 
+static atomic_int taken_calls;
+
+static void count_taken(void *opaque)
+{
+	(void)opaque;
+	atomic_fetch_add(&taken_calls, 1);
+}
+
 /* Until the worker has taken the pending picture (it does at its next slot). */
 static bool wait_taken(struct hfe_stream *s)
 {
@@ -208,7 +216,8 @@ static bool wait_taken(struct hfe_stream *s)
 
 static void test_stream(void)
 {
-	struct hfe_stream_params p = { .ops = &gated_ops, .max_fps = 240 };
+	struct hfe_stream_params p = { .ops = &gated_ops, .max_fps = 240,
+				       .picture_taken = count_taken };
 	struct hfe_err err;
 	hfe_encoder_params_default(&p.enc);
 	struct hfe_stream *s = hfe_stream_new(&p, &err);
@@ -232,16 +241,22 @@ static void test_stream(void)
 
 	/* Held inside encode(). */
 	gate_set(false);
+	int taken0 = atomic_load(&taken_calls);
 	fill(50);
 	hfe_stream_update(s, 0, 0, W, H, frame, W * 4, HFE_FMT_XRGB8888);
 	CHECKC(gate_wait_inside(), "the worker encodes");
 	CHECKC(!hfe_stream_picture_pending(s), "the picture being encoded counts as taken");
+	/* A source that waits for it (the module's GL read-back) starts the
+	 * next picture while this one encodes. */
+	CHECKC(atomic_load(&taken_calls) == taken0 + 1,
+	       "picture_taken once the worker has taken the picture, before its encode ends");
 	CHECKC(returns_promptly(stream_owner_calls, s), "owner calls during encode");
 	CHECKC(returns_promptly(stream_source_update, s), "source update during encode");
 	CHECKC(hfe_stream_picture_pending(s), "a picture the busy worker has not taken is pending");
 	gate_set(true);
 	CHECKC(wait_au(s, &key), "an access unit after the encode");
 	CHECKC(wait_taken(s), "the pending picture is taken once the encode is done");
+	CHECKC(atomic_load(&taken_calls) == taken0 + 2, "picture_taken for the second picture too");
 
 	/* A resize while the worker is held: the stale picture is skipped and
 	 * the stream goes on at the new size with an IDR. */

@@ -809,6 +809,17 @@ static void apply_bitrate(struct hfe_stream *s)
 	hfe_info("scanout stream: bitrate %u bit/s%s", b, in_place ? "" : " (encoder reopened)");
 }
 
+/* The source's picture is no longer pending (w.lock held: dropped around
+ * the call, which may take the source's own locks). */
+static void taken(struct hfe_stream *s)
+{
+	if (!s->p.picture_taken)
+		return;
+	pthread_mutex_unlock(&s->w.lock);
+	s->p.picture_taken(s->p.opaque);
+	pthread_mutex_lock(&s->w.lock);
+}
+
 /* Something to encode (w.lock held). */
 static bool encode_ready(const struct hfe_stream *s)
 {
@@ -863,6 +874,7 @@ static void *worker(void *arg)
 			pthread_mutex_lock(&s->w.lock);
 			if (rc < 0) {
 				s->active = false; /* until the next resize */
+				taken(s);
 				continue;
 			}
 			if (s->resized)
@@ -877,6 +889,8 @@ static void *worker(void *arg)
 		s->damaged = false;
 		s->want_idr = false;
 		pthread_mutex_unlock(&s->w.lock);
+		if (damaged && s->p.picture_taken)
+			s->p.picture_taken(s->p.opaque);
 
 		/* Sources may add damage meanwhile: it is encoded next time. A
 		 * resize meanwhile means this picture is stale: skip it. */

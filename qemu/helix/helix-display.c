@@ -416,6 +416,12 @@ static bool helix_attach_console(HelixFrameExport *s, QemuConsole *con,
     sp.max_fps = s->max_fps;
     sp.notify = helix_notify;
     sp.opaque = s;
+#ifdef HELIX_HAVE_GL
+    /* A GL read-back waits for the stream to take the last picture. */
+    if (ops == &helix_gl_dcl_ops) {
+        sp.picture_taken = helix_notify;
+    }
+#endif
 
     so = g_new0(HelixScanout, 1);
     so->hfe = s;

@@ -40,8 +40,8 @@
 #include "helix.h"
 #include "trace.h"
 
-/* How often queued damage is looked at: damage of the next ms merges. */
-#define HELIX_GL_POLL_MS 1
+/* Damage waits this long before its read-back starts: the next ms merges. */
+#define HELIX_GL_MERGE_MS 1
 /* The feeder waits this long for the guest's rendering before it skips a
  * read-back (the next update repairs the picture). */
 #define HELIX_GL_FENCE_WAIT_NS (1000 * 1000 * 1000ULL)
@@ -60,7 +60,9 @@ struct HelixGl {
     DisplaySurface *surface;  /* sw x sh: what the stream is fed from */
     HelixBox dirty;           /* damage not read back yet */
     int queued;               /* read-backs the feeder has not done (atomic) */
-    QEMUTimer *poll;
+    QEMUTimer *timer;         /* the merge delay, then the max-fps slot */
+    bool waiting;             /* for the feeder or the stream: a wake-up
+                               * (helix_gl_wake) looks again, no timer */
     int64_t next_ms;          /* no read-back starts before (max-fps) */
 };
 
@@ -187,21 +189,25 @@ static void helix_gl_current(void)
                    qemu_egl_rn_ctx);
 }
 
-static void helix_gl_poll(void *opaque);
+static void helix_gl_timer(void *opaque);
 
 static HelixGl *helix_gl_of(HelixScanout *so)
 {
     if (!so->gl) {
         so->gl = g_new0(HelixGl, 1);
-        so->gl->poll = timer_new_ms(QEMU_CLOCK_REALTIME, helix_gl_poll, so);
+        so->gl->timer = timer_new_ms(QEMU_CLOCK_REALTIME, helix_gl_timer, so);
     }
     return so->gl;
 }
 
-/* Forget the damage; read-backs already queued finish on their own. */
+/*
+ * Forget the damage; read-backs already queued finish on their own. A wait
+ * stays: its wake-up comes all the same (virtio-gpu-gl sets the scanout's
+ * texture again at every guest frame: no timer each time).
+ */
 static void helix_gl_cancel(HelixGl *g)
 {
-    timer_del(g->poll);
+    timer_del(g->timer);
     g->dirty = (HelixBox){ 0 };
 }
 
@@ -281,39 +287,72 @@ static void helix_gl_damage(HelixScanout *so, int x, int y, int w, int h)
         g->dirty.x1 = MAX(g->dirty.x1, r.x1);
         g->dirty.y1 = MAX(g->dirty.y1, r.y1);
     }
-    /* Queued from the timer: the callbacks that report damage stay cheap. */
-    if (!timer_pending(g->poll)) {
-        timer_mod(g->poll, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
-                  HELIX_GL_POLL_MS);
+    /*
+     * Queued from the timer: the callbacks that report damage stay cheap.
+     * While waiting, the wake-up that ends the wait queues it.
+     */
+    if (!g->waiting && !timer_pending(g->timer)) {
+        timer_mod(g->timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                  HELIX_GL_MERGE_MS);
     }
 }
 
-static void helix_gl_poll(void *opaque)
+/*
+ * Start the read-back of the damage if it may start now. One at a time per
+ * scanout, and only once the stream has taken the last picture for an
+ * encode (a guest may flush far faster than the encoder runs: a picture
+ * read back earlier would be overwritten unseen); damage merges meanwhile.
+ * Neither is polled: the feeder when it has done a read-back and the
+ * stream when it takes a picture (picture_taken) set the object's wake
+ * notifier, whose handler calls helix_gl_wake. Then no more often than
+ * max-fps: a timer at the next slot.
+ */
+static void helix_gl_try(HelixScanout *so)
 {
-    HelixScanout *so = opaque;
     HelixGl *g = so->gl;
-    HelixTime t0 = helix_enter();
     int64_t now;
 
+    g->waiting = false;
     if (helix_box_empty(&g->dirty) || !so->watched || !g->tex) {
-        goto out;
+        return;
+    }
+    if (qatomic_read(&g->queued) || hfe_stream_picture_pending(so->stream)) {
+        /*
+         * No lost wake-up: both set the notifier after the change this
+         * reads (the feeder after its queued count, the stream after it
+         * took the picture), so one that happens after this look wakes
+         * the main loop again.
+         */
+        g->waiting = true;
+        return;
     }
     now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
-    if (qatomic_read(&g->queued) || now < g->next_ms ||
-        hfe_stream_picture_pending(so->stream)) {
-        /*
-         * One at a time per scanout, no more often than max-fps, and only
-         * once the stream has taken the last one for an encode (a guest
-         * may flush far faster than the encoder runs: a picture read back
-         * earlier would be overwritten unseen). Damage merges meanwhile.
-         */
-        timer_mod(g->poll, MAX(now + HELIX_GL_POLL_MS, g->next_ms));
-        goto out;
+    if (now < g->next_ms) {
+        timer_mod(g->timer, g->next_ms);
+        return;
     }
     g->next_ms = now + 1000 / so->hfe->max_fps;
     helix_gl_readback_start(so);
-out:
+}
+
+static void helix_gl_timer(void *opaque)
+{
+    HelixScanout *so = opaque;
+    HelixTime t0 = helix_enter();
+
+    helix_gl_try(so);
     helix_leave(so->hfe, HELIX_CB_GL_READBACK, t0);
+}
+
+void helix_gl_wake(HelixFrameExport *s)
+{
+    for (unsigned i = 0; i < s->n_scanouts; i++) {
+        HelixScanout *so = s->scanouts[i];
+
+        if (so->gl && so->gl->waiting) {
+            helix_gl_try(so);
+        }
+    }
 }
 
 static void helix_gl_scanout_disable(DisplayChangeListener *dcl)
@@ -422,6 +461,11 @@ bool helix_gl_refresh(HelixScanout *so)
     if (!g || !g->tex || so->surface != g->surface) {
         return false;
     }
+    /*
+     * A wait for a stream that had no consumers since may never be woken
+     * (the picture stopped being pending without being taken): look again.
+     */
+    g->waiting = false;
     helix_gl_damage(so, 0, 0, g->sw, g->sh);
     return true;
 }
@@ -435,7 +479,7 @@ void helix_gl_free(HelixScanout *so)
         return;
     }
     helix_gl_cancel(g);
-    timer_free(g->poll);
+    timer_free(g->timer);
     if (g->surface) {
         qemu_free_displaysurface(g->surface);
     }
@@ -538,6 +582,7 @@ out:
         qemu_mutex_unlock(&s->feed_lock);
     }
     qatomic_dec(&rd->g->queued);
+    helix_notify(s); /* a waiting scanout may read back again */
     g_free(rd);
     op->gl = NULL;
     return ok;

@@ -230,7 +230,8 @@ static void helix_accept(void *opaque)
     helix_leave(s, HELIX_CB_ACCEPT, t0);
 }
 
-/* An encoder thread has something: hand it to the subscribers / clients. */
+/* An encoder thread has something (or a GL read-back may start): hand it to
+ * the subscribers / clients. */
 static void helix_wake(void *opaque)
 {
     HelixFrameExport *s = opaque;
@@ -239,10 +240,13 @@ static void helix_wake(void *opaque)
     event_notifier_test_and_clear(&s->wake);
     hfe_host_dispatch(s->host);
     helix_service_all(s);
+#ifdef HELIX_HAVE_GL
+    helix_gl_wake(s);
+#endif
     helix_leave(s, HELIX_CB_WAKE, t0);
 }
 
-/* Called on encoder threads. */
+/* Called on encoder threads, and on the feeder after a GL read-back. */
 void helix_notify(void *opaque)
 {
     HelixFrameExport *s = opaque;

@@ -230,6 +230,9 @@ bool helix_gl_console(QemuConsole *con);
 /* A watched GL scanout: read it all back, shown when in; false if the
  * console shows no GL scanout. */
 bool helix_gl_refresh(HelixScanout *so);
+/* Main loop, after the wake notifier: scanouts that wait for the feeder or
+ * their stream look again whether a read-back may start. */
+void helix_gl_wake(HelixFrameExport *s);
 void helix_gl_free(HelixScanout *so);
 /* Feeder thread: read a GL_READ op's rectangle into its image; false if
  * there was nothing to read. */

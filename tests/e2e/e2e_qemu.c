@@ -244,13 +244,14 @@ struct cpu_walk {
 	struct e2e_cpu c;
 };
 
-/* Per thread: schedstat's run time (ns); vCPU threads by name. */
+/* Per thread: schedstat's run time (ns); its kind by name. */
 static void add_thread_cpu(pid_t tid, const char *comm, void *opaque)
 {
 	struct cpu_walk *w = opaque;
 	char p[96];
 	unsigned long long run;
 	FILE *f;
+	struct e2e_thread_cpu th = { .tid = tid, .kind = E2E_THREAD_OTHER };
 
 	snprintf(p, sizeof(p), "/proc/%d/task/%d/schedstat", (int)w->pid, (int)tid);
 	f = fopen(p, "r");
@@ -259,14 +260,24 @@ static void add_thread_cpu(pid_t tid, const char *comm, void *opaque)
 	if (fscanf(f, "%llu", &run) != 1)
 		run = 0;
 	fclose(f);
-	if (!strncmp(comm, "CPU ", 4))
-		w->c.vcpu_ms += (double)run / 1e6;
-	else if (export_thread(comm))
-		w->c.export_ms += (double)run / 1e6;
-	else if (!strncmp(comm, "llvmpipe-", 9))
-		w->c.gl_ms += (double)run / 1e6;
-	if (tid == w->pid)
-		w->c.main_ms = (double)run / 1e6;
+	th.ms = (double)run / 1e6;
+	if (!strncmp(comm, "CPU ", 4)) {
+		th.kind = E2E_THREAD_VCPU;
+		w->c.vcpu_ms += th.ms;
+	} else if (export_thread(comm)) {
+		th.kind = E2E_THREAD_EXPORT;
+		w->c.export_ms += th.ms;
+	} else if (!strncmp(comm, "llvmpipe-", 9)) {
+		th.kind = E2E_THREAD_GL;
+		w->c.gl_ms += th.ms;
+	}
+	if (w->c.n_threads < sizeof(w->c.threads) / sizeof(w->c.threads[0]))
+		w->c.threads[w->c.n_threads++] = th;
+	if (tid == w->pid) {
+		w->c.main_ms = th.ms;
+		/* The leader's own count: /proc/PID/status is its thread's. */
+		w->c.main_wakes = (double)tu_proc_status_kb(w->pid, "voluntary_ctxt_switches");
+	}
 }
 
 struct e2e_cpu e2e_proc_cpu(pid_t pid)
@@ -279,6 +290,34 @@ struct e2e_cpu e2e_proc_cpu(pid_t pid)
 	/* All threads from /proc/PID/stat: it keeps the time of exited threads. */
 	w.c.all_ms = tu_proc_cpu_ms(pid, 0);
 	return w.c;
+}
+
+/* A thread's time in a, 0 if it did not exist then. */
+static double thread_ms(const struct e2e_cpu *a, pid_t tid)
+{
+	for (unsigned i = 0; i < a->n_threads; i++)
+		if (a->threads[i].tid == tid)
+			return a->threads[i].ms;
+	return 0;
+}
+
+struct e2e_cpu e2e_cpu_delta(const struct e2e_cpu *a, const struct e2e_cpu *b)
+{
+	struct e2e_cpu d = { .all_ms = b->all_ms - a->all_ms, .main_ms = b->main_ms - a->main_ms,
+			     .main_wakes = b->main_wakes - a->main_wakes };
+
+	for (unsigned i = 0; i < b->n_threads; i++) {
+		const struct e2e_thread_cpu *th = &b->threads[i];
+		double ms = th->ms - thread_ms(a, th->tid);
+
+		if (th->kind == E2E_THREAD_VCPU)
+			d.vcpu_ms += ms;
+		else if (th->kind == E2E_THREAD_EXPORT)
+			d.export_ms += ms;
+		else if (th->kind == E2E_THREAD_GL)
+			d.gl_ms += ms;
+	}
+	return d;
 }
 
 struct prio_walk {

@@ -116,8 +116,22 @@ struct e2e_cpu {
 	double all_ms, vcpu_ms, main_ms;
 	double export_ms; /* the export's threads: "hfe *" (libhfe, x264's) and "helix-*" */
 	double gl_ms;     /* Mesa's llvmpipe rasterizer threads ("llvmpipe-N") */
+	double main_wakes; /* the main thread's voluntary context switches: each
+			    * time its main loop slept and was woken */
+	/* Each live thread's run time, for e2e_cpu_delta. */
+	unsigned n_threads;
+	struct e2e_thread_cpu {
+		pid_t tid;
+		enum { E2E_THREAD_OTHER, E2E_THREAD_VCPU, E2E_THREAD_EXPORT, E2E_THREAD_GL } kind;
+		double ms;
+	} threads[128];
 };
 struct e2e_cpu e2e_proc_cpu(pid_t pid);
+/* What b (a later snapshot of the same process) adds to a, thread by thread:
+ * a thread that exited between the two counts in all_ms only, its time
+ * before a is not taken away from its kind (an encoder's threads end when
+ * a subscriber comes or goes). */
+struct e2e_cpu e2e_cpu_delta(const struct e2e_cpu *a, const struct e2e_cpu *b);
 /* The export's threads of a QEMU process ("hfe *", "helix-*"): how many,
  * how many of them are background ones (SCHED_BATCH at nice 10 or lower),
  * and in `normal` the first that is not (empty if none). */

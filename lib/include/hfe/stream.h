@@ -30,6 +30,11 @@ struct hfe_stream_params {
 	uint32_t max_fps;                  /* pacing cap, 1..240 */
 	void (*notify)(void *opaque);      /* an access unit is ready (worker thread) */
 	void *opaque;
+	/* Optional, worker thread, same opaque: hfe_stream_picture_pending may
+	 * have turned false (the worker took the source's pixels for an
+	 * encode, or the stream stopped). A source that makes each picture
+	 * only once the last one is taken waits for this instead of polling. */
+	void (*picture_taken)(void *opaque);
 	/* Small changes are normally sent as patch frames (see h264 splicing
 	 * in docs/architecture.md): no encoder run. true = always encode. */
 	bool no_patch_frames;
