@@ -14,6 +14,9 @@
 #define DIGIT_W 12u
 #define DIGIT_H 20u
 #define COUNTER_DIGITS 8u
+#define TITLE_H 32u /* the pointer's I-beam band at the top */
+
+enum cursor_kind { CURSOR_NONE, CURSOR_ARROW, CURSOR_BEAM };
 
 struct hfe_testsrc {
 	struct hfe_stream *stream;
@@ -21,7 +24,7 @@ struct hfe_testsrc {
 	uint8_t *fb;
 	uint32_t stride;
 	struct hfe_worker w;
-	bool cursor; /* loop thread (hfe_testsrc_pointer): the arrow is defined */
+	enum cursor_kind cursor; /* loop thread (hfe_testsrc_pointer): the shape defined */
 };
 
 static void put(uint8_t *p, uint8_t r, uint8_t g, uint8_t b)
@@ -178,29 +181,50 @@ static void *run(void *arg)
 }
 
 /* A 12x19 arrow, white with a black edge, hot spot at its tip. */
-static void define_arrow(struct hfe_stream *stream)
+static void arrow_px(uint8_t *p, int x, int y)
 {
-	enum { AW = 12, AH = 19 };
-	static uint8_t img[AW * AH * 4];
-	for (int y = 0; y < AH; y++)
-		for (int x = 0; x < AW; x++) {
-			uint8_t *p = img + (y * AW + x) * 4;
-			bool in = x <= y * 2 / 3;
-			bool edge = in && (x == 0 || x == y * 2 / 3 || y == AH - 1);
-			uint8_t v = edge ? 0 : 255;
-			p[0] = p[1] = p[2] = v;
-			p[3] = in ? 255 : 0;
-		}
-	struct hfe_cursor_shape shape = { AW, AH, 0, 0 };
+	enum { AH = 19 };
+	bool in = x <= y * 2 / 3;
+	bool edge = in && (x == 0 || x == y * 2 / 3 || y == AH - 1);
+	p[0] = p[1] = p[2] = edge ? 0 : 255;
+	p[3] = in ? 255 : 0;
+}
+
+/* A 9x17 I-beam, black with a white edge, hot spot at its middle. */
+static void beam_px(uint8_t *p, int x, int y)
+{
+	enum { BW = 9, BH = 17 };
+	bool bar = y < 2 || y >= BH - 2 || (x >= 3 && x <= 5);
+	bool core = (y == 0 || y == BH - 1) ? x > 0 && x < BW - 1 : x == 4;
+	p[0] = p[1] = p[2] = core ? 0 : 255;
+	p[3] = bar ? 255 : 0;
+}
+
+static void define_cursor(struct hfe_stream *stream, enum cursor_kind kind)
+{
+	static uint8_t img[12 * 19 * 4];
+	struct hfe_cursor_shape shape = { 12, 19, 0, 0 };
+	void (*px)(uint8_t *p, int x, int y) = arrow_px;
+	if (kind == CURSOR_BEAM) {
+		shape = (struct hfe_cursor_shape){ 9, 17, 4, 8 };
+		px = beam_px;
+	}
+	for (uint32_t y = 0; y < shape.height; y++)
+		for (uint32_t x = 0; x < shape.width; x++)
+			px(img + (y * shape.width + x) * 4, (int)x, (int)y);
 	struct hfe_err err;
 	hfe_stream_cursor_define(stream, &shape, img, &err);
 }
 
+/* The arrow over the picture, an I-beam over its top band (as a guest's
+ * cursor changes over a title's text), each defined when it changes: a
+ * cursor channel sees shapes come back, as with a desktop's. */
 void hfe_testsrc_pointer(struct hfe_testsrc *t, uint32_t x, uint32_t y)
 {
-	if (!t->cursor) {
-		define_arrow(t->stream);
-		t->cursor = true;
+	enum cursor_kind want = y < TITLE_H ? CURSOR_BEAM : CURSOR_ARROW;
+	if (t->cursor != want) {
+		define_cursor(t->stream, want);
+		t->cursor = want;
 	}
 	hfe_stream_cursor_move(t->stream, (int32_t)x, (int32_t)y, true);
 }

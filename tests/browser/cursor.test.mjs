@@ -14,6 +14,10 @@
  *    hfe-viewer stopped (SIGSTOP: no host position can come) it still
  *    follows the pointer, and once the viewer runs again the host's late
  *    positions along the way do not pull it back (no jump);
+ *  - shapes that come back (the test source's arrow, an I-beam over its top
+ *    band: arrow, beam, arrow, beam, arrow) reach the page in full once each,
+ *    with an id, then as the id alone, and the page shows the right one;
+ *    a page that joins later gets the current shape in full;
  *  - a second viewer with --record (its MP4 needs the cursor in the
  *    pictures) takes no cursor channel: the cursor is in its pictures.
  */
@@ -77,6 +81,69 @@ async function localCursor(page, viewer) {
 	return { x: 500 - 5 * 40, y: 280 - 5 * 16 };
 }
 
+// The page's WebSocket, as received: each shape message, full or by id.
+function shapeMessages(page) {
+	const got = [];
+	page.on('websocket', (ws) => ws.on('framereceived', ({ payload }) => {
+		if (typeof payload !== 'string')
+			return;
+		const m = JSON.parse(payload);
+		if (m.type === 'cursor' && m.shape)
+			got.push({ full: m.shape.id, w: m.shape.width, h: m.shape.height,
+				   bytes: payload.length });
+		else if (m.type === 'cursor' && 'shape_id' in m)
+			got.push({ ref: m.shape_id, bytes: payload.length });
+	}));
+	return got;
+}
+
+const ARROW = { w: 12, h: 19 }, BEAM = { w: 9, h: 17 }; // lib/src/testsrc.c
+
+// Shapes come back: each reaches the page in full once, then by its id.
+async function shapesOnce(browser, page, url, got, end) {
+	const up0 = await upstreamStats(url);
+	const path = [[300, 10, BEAM], [300, 200, ARROW], [200, 12, BEAM], [end.x, end.y, ARROW]];
+	for (const [x, y, want] of path) {
+		const p = await toPage(page, x, y);
+		await page.mouse.move(p.x, p.y);
+		const shown = await waitFor(`the ${want === BEAM ? 'I-beam' : 'arrow'} at ${x},${y}`,
+					    () => page.evaluate(([w, h]) => {
+			const s = window.hfeCursor.state;
+			return s.width === w && s.height === h ? s.shapeId : null;
+		}, [want.w, want.h]), 10000).catch(() => null);
+		const full = got.find((m) => m.w === want.w && m.h === want.h);
+		check(shown !== null && full && shown === full.full,
+		      `the page shows the ${want === BEAM ? 'I-beam' : 'arrow'} (id ${shown})`, got);
+	}
+	await waitFor('the viewer\'s shape count', async () =>
+		(await upstreamStats(url)).cursor_shapes >= up0.cursor_shapes + path.length, 10000);
+	const fulls = got.filter((m) => 'full' in m), refs = got.filter((m) => 'ref' in m);
+	const ids = new Set(fulls.map((m) => m.full));
+	check(fulls.length === 2 && ids.size === 2 && refs.length >= path.length - 1 &&
+	      refs.every((m) => ids.has(m.ref)),
+	      `each shape was sent in full once (${fulls.length} full, ${refs.length} by id)`, got);
+	const up = await upstreamStats(url);
+	check(up.cursor_shapes_sent_full === 2 &&
+	      up.cursor_shapes_sent_full + up.cursor_shapes_sent_ref === up.cursor_shapes,
+	      'the viewer counts 2 shapes sent in full, the rest by id', up);
+	check(await page.evaluate(() => window.hfeCursor.state.unknownRefs === 0),
+	      'the page knew every id it was sent');
+	const bytes = (l) => l.reduce((n, m) => n + m.bytes, 0);
+	console.log(`shape messages: ${fulls.length} full (${bytes(fulls)} B), ` +
+		    `${refs.length} by id (${bytes(refs)} B)`);
+
+	// A page that joins now gets the current shape (the arrow) in full.
+	const late = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+	const lateGot = shapeMessages(late);
+	await late.goto(url);
+	await waitFor('the late page\'s arrow', () => late.evaluate(([w, h]) =>
+		window.hfeCursor.state.width === w && window.hfeCursor.state.height === h,
+	[ARROW.w, ARROW.h]), 10000);
+	check(lateGot.length === 1 && lateGot[0].w === ARROW.w && lateGot[0].full > 0,
+	      'a page that joins later gets the current shape in full', lateGot);
+	await late.close();
+}
+
 async function main() {
 	const ctl = path.join(work, 'ctl.sock');
 	start('daemon', DAEMON, ['--test-scanout', `0:${W}x${H}@0`, '--gop', '0',
@@ -88,6 +155,7 @@ async function main() {
 
 	const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
 	const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+	const shapesGot = shapeMessages(page);
 	await page.goto(url);
 	await waitFor('a decoded picture with input on', () => page.evaluate(
 		() => window.hfeStats.framesDecoded > 0 && window.hfeStats.input), 30000);
@@ -142,6 +210,7 @@ async function main() {
 							    pageFrames1 });
 	await page.screenshot({ path: path.join(out, 'cursor.png') });
 	const end = await localCursor(page, viewer); // the pointer is there now
+	await shapesOnce(browser, page, url, shapesGot, end); // and back there, the arrow
 
 	// A recording viewer keeps the cursor in the pictures (no channel): with it
 	// watching too, the stream draws the cursor, and its page gets no messages.

@@ -40,10 +40,12 @@ static char *stats_json(struct viewer *v)
 			       "\"frames\":%" PRIu64 ",\"keyframes\":%" PRIu64 ",\"bytes\":%" PRIu64
 			       ",\"keyframe_requests\":%" PRIu64 ",\"reconnects\":%" PRIu64
 			       ",\"cursor\":%s,\"cursor_shapes\":%" PRIu64
-			       ",\"cursor_positions\":%" PRIu64 "},",
+			       ",\"cursor_positions\":%" PRIu64 ",\"cursor_shapes_sent_full\":%" PRIu64
+			       ",\"cursor_shapes_sent_ref\":%" PRIu64 "},",
 			       v->up ? "true" : "false", addr, v->scanout, v->frames_in,
 			       v->keyframes_in, v->bytes_in, v->key_requests, v->reconnects,
-			       v->up_cursor ? "true" : "false", v->cursor_shapes, v->cursor_moves);
+			       v->up_cursor ? "true" : "false", v->cursor_shapes, v->cursor_moves,
+			       v->cursor_sent_full, v->cursor_sent_ref);
 	g_free(addr);
 	g_string_append(s, "\"viewers\":[");
 	bool first = true;

@@ -120,7 +120,7 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	struct viewer v = { .scanout = UINT32_MAX, .http = "127.0.0.1:8080" };
+	struct viewer v = { .scanout = UINT32_MAX, .http = "127.0.0.1:8080", .cursor_cur = -1 };
 	const char *record = NULL, *token_file = NULL, *size = NULL;
 	int c;
 
@@ -250,8 +250,7 @@ out:
 	g_main_loop_unref(v.loop);
 	g_free(v.url);
 	g_free(v.token);
-	g_free(v.cursor_shape_json);
-	g_free(v.cursor_pos_json);
+	cursor_free(&v);
 	g_clear_object(&v.tls);
 	return v.exit_code;
 }

@@ -53,10 +53,12 @@ static bool page_open(const struct page *p)
 	       soup_websocket_connection_get_state(p->ws) == SOUP_WEBSOCKET_STATE_OPEN;
 }
 
-void page_send_text(struct page *p, const char *text)
+bool page_send_text(struct page *p, const char *text)
 {
-	if (page_open(p))
-		soup_websocket_connection_send_text(p->ws, text);
+	if (!page_open(p))
+		return false;
+	soup_websocket_connection_send_text(p->ws, text);
+	return true;
 }
 
 void broadcast_text(struct viewer *v, const char *text)

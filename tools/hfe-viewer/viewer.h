@@ -48,6 +48,10 @@
 #define INFLIGHT_RESUME_FRAMES 2
 #define MAX_PAGES 32
 
+/* cursor.c: recent distinct cursor shapes kept, each sent to a page in full
+ * once; ids alive at once differ modulo this (the page keeps one per id % it). */
+#define CURSOR_SLOTS 16
+
 /* WebSocket protocol version (docs/viewer.md). */
 #define WS_VERSION 1
 
@@ -70,6 +74,9 @@ struct page {
 	uint64_t inflight_bytes;
 
 	uint64_t frames_sent, frames_skipped, bytes_sent, resyncs;
+
+	/* cursor.c: the shape id of each cache slot this page has in full (0: none) */
+	uint32_t cursor_held[CURSOR_SLOTS];
 
 	/* input.c: what this page holds (released when it goes) */
 	uint8_t keys[(HFE_KEY_MAX + 8) / 8];
@@ -109,10 +116,21 @@ struct viewer {
 	bool up_input;             /* the host takes input on this connection */
 	uint32_t up_max_w, up_max_h; /* its limits: input positions below them */
 
-	/* cursor.c: the channel is on (asked for and granted), its latest messages */
+	/* cursor.c: the channel is on (asked for and granted), the recent shapes,
+	 * the current one (-1: none), the latest position */
 	bool up_cursor;
-	char *cursor_shape_json, *cursor_pos_json;
-	uint64_t cursor_shapes, cursor_moves;
+	struct cursor_cached {
+		uint32_t id; /* 0: empty; else slot + 1 + k * CURSOR_SLOTS */
+		uint32_t hash;
+		uint64_t used; /* cursor_shapes when last current: the oldest is reused */
+		struct hfe_cursor_shape shape;
+		uint8_t *bgra;
+		size_t len;
+	} cursor_cache[CURSOR_SLOTS];
+	int cursor_cur;
+	char *cursor_pos_json;
+	uint64_t cursor_shapes, cursor_moves; /* received from the host */
+	uint64_t cursor_sent_full, cursor_sent_ref; /* shape messages to pages */
 
 	/* input.c */
 	int64_t motion_ns; /* last pure motion forwarded */
@@ -170,6 +188,8 @@ void cursor_position(struct viewer *v, const struct hfe_msg *m);
 void cursor_page_joined(struct page *p);
 /* Upstream lost: the pages hide the cursor; the next host sends its own. */
 void cursor_forget(struct viewer *v);
+/* Shutdown: the shapes kept. */
+void cursor_free(struct viewer *v);
 
 /* size.c */
 /* --size ARG: page, guest or WxH; false if malformed. */
@@ -187,7 +207,8 @@ void size_stop(struct viewer *v);
 
 /* pages.c */
 unsigned page_inflight(const struct page *p);
-void page_send_text(struct page *p, const char *text);
+/* Queued: the page is open. */
+bool page_send_text(struct page *p, const char *text);
 void broadcast_text(struct viewer *v, const char *text);
 /* One frame message to every page that can take it. */
 void fan_out(struct viewer *v, GBytes *msg, uint32_t seq, bool key);

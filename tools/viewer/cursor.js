@@ -8,6 +8,10 @@
  * picture the local pointer is hidden there, so one cursor is seen.
  * viewer.js hands it the messages: window.hfeCursor.onMessage(msg).
  *
+ * A shape comes in full once, with an id, and then as its id alone
+ * (`shape_id`): the decoded shapes are kept by id, one per id % SLOTS (the
+ * viewer's ids alive at once differ there), and an id not kept is ignored.
+ *
  * While this page drives the pointer (input on), the cursor follows the local
  * pointer at once (window.hfeCursor.local(x, y), from pointermove), without
  * waiting for the host's position, which comes a guest round trip later:
@@ -31,18 +35,35 @@
 	document.body.appendChild(el);
 
 	const SETTLE_MS = 500;
+	const SLOTS = 16; // hfe-viewer's CURSOR_SLOTS
 	const MAX_OFFSET = 64; // farther from the pointer: the guest moved the cursor
 
-	const state = { shapes: 0, positions: 0, visible: false, x: 0, y: 0, hotX: 0, hotY: 0,
+	const state = { shapes: 0, shapeRefs: 0, unknownRefs: 0, shapeId: null, positions: 0, visible: false, x: 0, y: 0, hotX: 0, hotY: 0,
 		width: 0, height: 0, localMoves: 0, offsetX: 0, offsetY: 0 };
 	let localAt = -Infinity; // the last local move (performance.now())
 	let pointer = null; // { x, y }: the local pointer, in stream pixels
 	let host = null; // { x, y }: the host's latest position
 	let settleTimer = null;
+	const kept = new Array(SLOTS).fill(null); // { id, img, hotX, hotY }
+
+	const validId = (id) => Number.isSafeInteger(id) && id >= 0;
+
+	function show(k) {
+		el.width = k.img.width;
+		el.height = k.img.height;
+		el.getContext('2d').putImageData(k.img, 0, 0);
+		state.width = k.img.width;
+		state.height = k.img.height;
+		state.hotX = k.hotX;
+		state.hotY = k.hotY;
+		state.offsetX = -state.hotX;
+		state.offsetY = -state.hotY;
+		state.shapeId = k.id;
+	}
 
 	function setShape(s) {
 		const w = s.width | 0, h = s.height | 0;
-		if (w < 1 || h < 1 || w > 256 || h > 256)
+		if (w < 1 || h < 1 || w > 256 || h > 256 || typeof s.bgra !== 'string')
 			return;
 		const bin = atob(s.bgra);
 		if (bin.length !== w * h * 4)
@@ -54,16 +75,22 @@
 			img.data[i + 2] = bin.charCodeAt(i);
 			img.data[i + 3] = bin.charCodeAt(i + 3);
 		}
-		el.width = w;
-		el.height = h;
-		el.getContext('2d').putImageData(img, 0, 0);
-		state.width = w;
-		state.height = h;
-		state.hotX = s.hot_x | 0;
-		state.hotY = s.hot_y | 0;
-		state.offsetX = -state.hotX;
-		state.offsetY = -state.hotY;
+		const k = { id: validId(s.id) ? s.id : null, img, hotX: s.hot_x | 0, hotY: s.hot_y | 0 };
+		if (k.id !== null)
+			kept[k.id % SLOTS] = k;
+		show(k);
 		state.shapes++;
+	}
+
+	// A shape sent before, by its id; one not kept (never trust the message) is ignored.
+	function useShape(id) {
+		const k = validId(id) ? kept[id % SLOTS] : null;
+		if (!k || k.id !== id) {
+			state.unknownRefs++;
+			return;
+		}
+		show(k);
+		state.shapeRefs++;
 	}
 
 	// Stream pixels -> the page: the same letterbox arithmetic as the pointer's.
@@ -102,8 +129,10 @@
 	}
 
 	function onMessage(msg) {
-		if (msg.shape)
+		if (msg.shape && typeof msg.shape === 'object')
 			setShape(msg.shape);
+		else if ('shape_id' in msg)
+			useShape(msg.shape_id);
 		if (typeof msg.x === 'number') {
 			host = { x: msg.x, y: msg.y };
 			state.visible = !!msg.visible;
