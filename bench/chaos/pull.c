@@ -229,13 +229,17 @@ static void session(struct pull *p, const char *addr)
 
 	for (unsigned no = 0; no < frames && chaos_running(); no++) {
 		if (no > 0 && rng_pct(r, 4)) {
-			w = rng_range(r, 8, 176) * 2;
-			h = rng_range(r, 8, 144) * 2;
-			stride = pick_stride(r, fmt, w);
-			due_idr = true;
-			timed = S_PULL_RESIZE_IDR;
-			t_timed = chaos_ms();
-			ev_add(EV_PULL_RESIZE, 1);
+			uint32_t nw = rng_range(r, 8, 176) * 2, nh = rng_range(r, 8, 144) * 2;
+			stride = pick_stride(r, fmt, nw);
+			/* The same size again (1 in 23,000) is no resize: no IDR due. */
+			if (nw != w || nh != h) {
+				due_idr = true;
+				timed = S_PULL_RESIZE_IDR;
+				t_timed = chaos_ms();
+				ev_add(EV_PULL_RESIZE, 1);
+			}
+			w = nw;
+			h = nh;
 		}
 		if (no > 0 && rng_pct(r, 4)) {
 			fmt = pick_format(p);
