@@ -302,6 +302,20 @@ weston)
 		export WAYLAND_DISPLAY=wayland-0
 		say "weston ready uptime=$(up)"
 		[ "${P[terminal]}" = 1 ] && weston-terminal &
+		# Weston 10 quits when weston-desktop-shell dies in weston's first 30 s
+		# ("apparently cannot run at all"), e.g. killed by "invalid global
+		# wl_output" for binding an output a replug (hfe-viewer --replug)
+		# just removed: start it again (the output's preferred mode is then
+		# the one asked for), a few times at most.
+		(
+			for n in 1 2 3; do
+				while kill -0 $wpid 2>/dev/null; do sleep 1; done
+				say "weston exited, starting it again ($n) uptime=$(up)"
+				weston "${args[@]}" &
+				wpid=$!
+				[ "${P[terminal]}" = 1 ] && sleep 5 && weston-terminal &
+			done
+		) &
 	else
 		say "weston failed uptime=$(up)"
 	fi
