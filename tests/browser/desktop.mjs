@@ -129,10 +129,11 @@ export function shellShown(sel) {
 /*
  * Waits until weston-desktop-shell has drawn its background, seen through a
  * viewer that asks for no size (the guest's own mode). The image's "weston
- * ready" means the shell was launched, not that it is up, and weston 10 can
- * lose an output replugged while its shell starts: it disables the output and
- * never takes it back (seen here, a guest that booted in 9 s and a page whose
- * first size came 1.5 s after the launch). So the first size waits for this.
+ * ready" means the shell was launched, not that it is up, and a replug while
+ * the shell binds the output kills it ("invalid global wl_output"); weston 10
+ * then quits (docs/e2e.md, "The replug race": seen with a page whose first
+ * size came 1.5 s after the launch). The image's init starts weston again, but
+ * the session's windows are lost: so the first size waits for this.
  */
 export async function waitShell(browser, ctl) {
 	const viewer = start('viewer (shell)', process.env.HFE_VIEWER, ['--connect', 'unix:' + ctl,

@@ -10,8 +10,8 @@
  *   --host module  the patched QEMU (qemu/build.sh), virtio-gpu-gl-pci (virgl)
  *                  under -display helix, the object's control-listen=
  * The page that follows the size is opened once the shell's background shows
- * (desktop.mjs waitShell: weston 10 can lose an output replugged while its
- * shell starts).
+ * (desktop.mjs waitShell: a replug while weston 10's shell starts can kill
+ * the shell, and weston quits).
  * Checked:
  *  - weston took the virtio keyboard and the tablet (its log on the console);
  *  - size follows the page: the decoded stream is the page's picture area

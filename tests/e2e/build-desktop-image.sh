@@ -302,6 +302,26 @@ weston)
 		export WAYLAND_DISPLAY=wayland-0
 		say "weston ready uptime=$(up)"
 		[ "${P[terminal]}" = 1 ] && weston-terminal &
+		# Weston 10 quits when weston-desktop-shell dies in weston's first 30 s
+		# ("apparently cannot run at all"), e.g. killed by "invalid global
+		# wl_output" for binding an output a replug (hfe-viewer --replug)
+		# just removed: start it again (the output's preferred mode is then
+		# the one asked for), a few times at most. Weston removes its socket
+		# when it quits: the new one means the new weston listens.
+		(
+			for n in 1 2 3; do
+				while kill -0 $wpid 2>/dev/null; do sleep 1; done
+				say "weston exited, starting it again ($n) uptime=$(up)"
+				weston "${args[@]}" &
+				wpid=$!
+				[ "${P[terminal]}" = 1 ] || continue
+				for _ in $(seq 600); do
+					[ -S "$XDG_RUNTIME_DIR/wayland-0" ] && break
+					sleep 0.1
+				done
+				weston-terminal &
+			done
+		) &
 	else
 		say "weston failed uptime=$(up)"
 	fi
