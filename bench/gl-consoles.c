@@ -36,6 +36,7 @@
  *
  * usage: gl-consoles [--sizes 1280x800,1920x1080] [--configs 2d,egl-headless,helix]
  *                    [--duration S] [--rounds R] [--no-idle] [--toggle S] [--hog PCT]
+ *                    [--hog-mem]
  *                    [--max-fps N]   (the object's max-fps, default 60)
  * With --rounds R every run is repeated R times (the configurations
  * interleaved: the machine's load drifts) and the summary shows medians.
@@ -52,6 +53,9 @@
  * priority (SCHED_BATCH, nice 10), busy in 20 ms periods: what the same CPU
  * taken at the same priority costs the guest without any export (the
  * control for the cost; its AU and module columns are then empty).
+ * --hog-mem makes the hog copy through 32 MB (1 MB memcpy at a time) instead of
+ * spinning: the same CPU with the memory traffic of a 1080p read-back and its
+ * conversion, to tell CPU taken from caches and memory bandwidth taken.
  * Environment as for the e2e tests (HFE_QEMU_BUILD, HFE_BUILD_ROOT,
  * HFE_E2E_BUILD_DESKTOP; HFE_E2E_QEMU_DIR to skip build.sh).
  */
@@ -80,6 +84,7 @@ struct opts {
 	int duration_s, rounds;
 	int toggle_s; /* > 0: one boot, the subscriber comes and goes every toggle_s */
 	int hog_pct;  /* --toggle: a CPU hog instead of the subscriber */
+	bool hog_mem; /* the hog copies memory instead of spinning */
 	int max_fps;  /* the object's max-fps */
 	bool idle;
 };
@@ -331,9 +336,11 @@ static void cpu_add_delta(struct e2e_cpu *sum, const struct e2e_cpu *a, const st
 	sum->main_wakes += d.main_wakes;
 }
 
-/* --hog: two processes busy pct/2 % of each 20 ms at background priority. */
-static void hog_start(pid_t kids[2], int pct)
+/* --hog: two processes busy pct/2 % of each 20 ms at background priority,
+ * spinning or (mem) copying 1 MB at a time through 32 MB. */
+static void hog_start(pid_t kids[2], int pct, bool mem)
 {
+	enum { HOG_BUF = 32 << 20, HOG_CHUNK = 1 << 20 };
 	for (int i = 0; i < 2; i++) {
 		kids[i] = fork();
 		REQUIRE(kids[i] >= 0);
@@ -342,13 +349,23 @@ static void hog_start(pid_t kids[2], int pct)
 		struct sched_param sp = { 0 };
 		uint64_t busy_ns = (uint64_t)pct * 100000u; /* pct/2 % of 20 ms */
 
+		uint8_t *buf = mem ? malloc(HOG_BUF) : NULL;
+		size_t at = 0;
+
+		REQUIRE(!mem || buf);
+		if (buf)
+			memset(buf, 1, HOG_BUF);
 		sched_setscheduler(0, SCHED_BATCH, &sp);
 		setpriority(PRIO_PROCESS, 0, 10);
 		for (;;) {
 			uint64_t t0 = e2e_now_ns();
 
-			while (e2e_now_ns() - t0 < busy_ns)
-				;
+			while (e2e_now_ns() - t0 < busy_ns) {
+				if (!buf)
+					continue;
+				memcpy(buf + (at + HOG_BUF / 2) % HOG_BUF, buf + at, HOG_CHUNK);
+				at = (at + HOG_CHUNK) % HOG_BUF;
+			}
 			usleep((useconds_t)((20000000u - busy_ns) / 1000u));
 		}
 	}
@@ -411,7 +428,7 @@ static void run_toggle(const struct e2e_qemu *q, const struct e2e_guest *d, cons
 				hog_stop(hog);
 				on = false;
 			} else if (!on && op->hog_pct) {
-				hog_start(hog, op->hog_pct);
+				hog_start(hog, op->hog_pct, op->hog_mem);
 				on = true;
 			} else if (on) {
 				bridge_watch_stop(&w);
@@ -670,6 +687,10 @@ int main(int argc, char **argv)
 			op.idle = false;
 			continue;
 		}
+		if (!strcmp(a, "--hog-mem")) {
+			op.hog_mem = true;
+			continue;
+		}
 		if (!strcmp(a, "--sizes") && v)
 			snprintf(op.sizes, sizeof(op.sizes), "%s", v);
 		else if (!strcmp(a, "--configs") && v)
@@ -687,17 +708,18 @@ int main(int argc, char **argv)
 		else {
 			fprintf(stderr, "usage: gl-consoles [--sizes WxH,...] [--configs "
 				"2d,egl-headless,helix] [--duration S] [--rounds R] [--no-idle] "
-				"[--toggle S] [--hog PCT] [--max-fps N]\n");
+				"[--toggle S] [--hog PCT [--hog-mem]] [--max-fps N]\n");
 			return 2;
 		}
 		i++;
 	}
 	if (op.duration_s < 5 || op.rounds < 1 || op.toggle_s < 0 ||
 	    (op.toggle_s && op.duration_s < 4 * op.toggle_s) || op.hog_pct < 0 ||
-	    op.hog_pct > 200 || (op.hog_pct && !op.toggle_s) || op.max_fps < 1 ||
-	    op.max_fps > 240) {
+	    op.hog_pct > 200 || (op.hog_pct && !op.toggle_s) || (op.hog_mem && !op.hog_pct) ||
+	    op.max_fps < 1 || op.max_fps > 240) {
 		fprintf(stderr, "gl-consoles: --duration >= 5, --rounds >= 1, --duration >= 4 x "
-			"--toggle, --hog 0..200 with --toggle, --max-fps 1..240\n");
+			"--toggle, --hog 0..200 with --toggle, --hog-mem with --hog, "
+			"--max-fps 1..240\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
