@@ -809,15 +809,12 @@ static void apply_bitrate(struct hfe_stream *s)
 	hfe_info("scanout stream: bitrate %u bit/s%s", b, in_place ? "" : " (encoder reopened)");
 }
 
-/* The source's picture is no longer pending (w.lock held: dropped around
- * the call, which may take the source's own locks). */
-static void taken(struct hfe_stream *s)
+/* The source's picture is no longer pending. Without w.lock: the callback
+ * may take the source's own locks. */
+static void picture_taken(struct hfe_stream *s)
 {
-	if (!s->p.picture_taken)
-		return;
-	pthread_mutex_unlock(&s->w.lock);
-	s->p.picture_taken(s->p.opaque);
-	pthread_mutex_lock(&s->w.lock);
+	if (s->p.picture_taken)
+		s->p.picture_taken(s->p.opaque);
 }
 
 /* Something to encode (w.lock held). */
@@ -874,7 +871,9 @@ static void *worker(void *arg)
 			pthread_mutex_lock(&s->w.lock);
 			if (rc < 0) {
 				s->active = false; /* until the next resize */
-				taken(s);
+				pthread_mutex_unlock(&s->w.lock);
+				picture_taken(s);
+				pthread_mutex_lock(&s->w.lock);
 				continue;
 			}
 			if (s->resized)
@@ -889,8 +888,8 @@ static void *worker(void *arg)
 		s->damaged = false;
 		s->want_idr = false;
 		pthread_mutex_unlock(&s->w.lock);
-		if (damaged && s->p.picture_taken)
-			s->p.picture_taken(s->p.opaque);
+		if (damaged)
+			picture_taken(s);
 
 		/* Sources may add damage meanwhile: it is encoded next time. A
 		 * resize meanwhile means this picture is stale: skip it. */

@@ -202,7 +202,7 @@ static void beam_px(uint8_t *p, int x, int y)
 
 static void define_cursor(struct hfe_stream *stream, enum cursor_kind kind)
 {
-	static uint8_t img[12 * 19 * 4];
+	uint8_t img[12 * 19 * 4]; /* the larger of the two; the stream copies it */
 	struct hfe_cursor_shape shape = { 12, 19, 0, 0 };
 	void (*px)(uint8_t *p, int x, int y) = arrow_px;
 	if (kind == CURSOR_BEAM) {
