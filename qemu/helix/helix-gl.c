@@ -18,6 +18,12 @@
  *    into the stream. The main loop never waits for the GPU, nor does the
  *    CPU work of a software renderer (llvmpipe reads back on the CPU)
  *    happen on it.
+ *  - what was flushed, not what the guest drew after: once the scanout
+ *    shows another texture the guest may draw into the old one again, so
+ *    while a read-back is queued a change of texture holds the GPU's
+ *    command queue (QEMU's gl_block, as SPICE holds it until its client has
+ *    drawn a frame) until the feeder is done. The guest waits only when it
+ *    flips faster than we read.
  * Where a GPU and a hardware encoder exist, the next step is no read-back
  * at all: export the scanout texture as a dmabuf and import it into the
  * encoder's surface (qemu/README.md says what that takes).
@@ -64,6 +70,8 @@ struct HelixGl {
     bool waiting;             /* for the feeder or the stream: a wake-up
                                * (helix_gl_wake) looks again, no timer */
     int64_t next_ms;          /* no read-back starts before (max-fps) */
+    bool held;                /* the GPU's commands wait for our read-back */
+    int64_t held_since_us;
 };
 
 /* What one read-back reads: made on the main loop, used by the feeder. */
@@ -211,6 +219,43 @@ static void helix_gl_cancel(HelixGl *g)
     g->dirty = (HelixBox){ 0 };
 }
 
+/*
+ * The scanout stops showing g->tex: from now on the guest may draw into it
+ * again. A read-back of it still queued would read that drawing (a later
+ * frame, or half of one), so the device takes no more commands until the
+ * feeder is done (helix_gl_release, from the wake-up it sends then).
+ */
+static void helix_gl_hold(HelixScanout *so)
+{
+    HelixGl *g = so->gl;
+
+    if (g->held || !g->tex || !qatomic_read(&g->queued)) {
+        return;
+    }
+    g->held = true;
+    g->held_since_us = qemu_clock_get_us(QEMU_CLOCK_REALTIME);
+    so->gl_holds++;
+    trace_helix_gl_hold(so->id);
+    graphic_hw_gl_block(so->dcl.con, true);
+}
+
+/* Let the device go on once no read-back of ours is queued (or when FORCE:
+ * the object goes away; its read-backs were dropped). */
+static void helix_gl_release(HelixScanout *so, bool force)
+{
+    HelixGl *g = so->gl;
+    int64_t us;
+
+    if (!g || !g->held || (!force && qatomic_read(&g->queued))) {
+        return;
+    }
+    g->held = false;
+    us = qemu_clock_get_us(QEMU_CLOCK_REALTIME) - g->held_since_us;
+    so->gl_hold_us += us;
+    trace_helix_gl_release(so->id, us);
+    graphic_hw_gl_block(so->dcl.con, false);
+}
+
 static bool helix_box_empty(const HelixBox *b)
 {
     return b->x1 <= b->x0 || b->y1 <= b->y0;
@@ -349,6 +394,7 @@ void helix_gl_wake(HelixFrameExport *s)
     for (unsigned i = 0; i < s->n_scanouts; i++) {
         HelixScanout *so = s->scanouts[i];
 
+        helix_gl_release(so, false);
         if (so->gl && so->gl->waiting) {
             helix_gl_try(so);
         }
@@ -361,6 +407,7 @@ static void helix_gl_scanout_disable(DisplayChangeListener *dcl)
     HelixGl *g = helix_gl_of(so);
 
     helix_gl_cancel(g);
+    helix_gl_hold(so);
     g->tex = 0;
     if (so->surface == g->surface) {
         helix_gfx_switch(dcl, NULL); /* the output is off */
@@ -379,6 +426,9 @@ static void helix_gl_scanout_texture(DisplayChangeListener *dcl,
     HelixTime t0 = helix_enter();
 
     helix_gl_cancel(g);
+    if (backing_id != g->tex) {
+        helix_gl_hold(so);
+    }
     g->tex = backing_id;
     g->y_0_top = y_0_top;
     g->tex_h = backing_height;
@@ -432,6 +482,7 @@ static void helix_gl_gfx_switch(DisplayChangeListener *dcl,
 
     if (so->gl) {
         helix_gl_cancel(so->gl);
+        helix_gl_hold(so);
         so->gl->tex = 0;
     }
     if (!surf || is_placeholder(surf)) {
@@ -479,6 +530,7 @@ void helix_gl_free(HelixScanout *so)
         return;
     }
     helix_gl_cancel(g);
+    helix_gl_release(so, true);
     timer_free(g->timer);
     if (g->surface) {
         qemu_free_displaysurface(g->surface);

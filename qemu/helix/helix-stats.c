@@ -201,6 +201,8 @@ static HelixFrameExportStats *helix_stats_collect(HelixFrameExport *s)
         qemu_mutex_lock(&s->feed_lock);
         o->readbacks = so->readbacks;
         qemu_mutex_unlock(&s->feed_lock);
+        o->gl_holds = so->gl_holds;
+        o->gl_hold_us = so->gl_hold_us;
         QAPI_LIST_APPEND(sot, o);
     }
     return st;

@@ -99,6 +99,8 @@ typedef struct HelixScanout {
     bool converting_noted;
     HelixGl *gl;            /* under -display helix, once it scans out GL */
     uint64_t readbacks;     /* GL read-backs done (feeder, under feed_lock) */
+    uint64_t gl_holds;      /* times the GPU's commands waited for one */
+    uint64_t gl_hold_us;    /* for how long in all */
 } HelixScanout;
 
 /* Work for the feeder thread (helix-feeder.c). */

@@ -22,12 +22,20 @@
  *  - while kmscube runs the pictures are its mode's size and they change
  *    (the cube spins): consecutive decoded pictures differ, counted;
  *  - under -display helix, the module reads back about one picture per AU
- *    (its stats: readbacks <= frames + READBACK_SLACK);
+ *    (its stats: readbacks <= frames + READBACK_SLACK), and what the guest
+ *    flushed: kmscube flips far faster than a read-back ends, so the
+ *    module holds the GPU's commands while a read-back of the texture the
+ *    scanout just left is queued (gl-holds > 0); without that, kmscube draws
+ *    its next frame into that texture and the read-back returns it (the same
+ *    picture twice, no new AU), seen with a busy host: --hog spins a thread
+ *    on one of the host's cores meanwhile (test_e2e_qemu_kmscube_hog);
  *  - the export's threads run as SCHED_BATCH at nice 10 in the sandbox;
  *  - QEMU runs in the sandbox (Seccomp: 2), survives, and exits with status
  *    0 when the guest powers off.
  * kmscube's own frame rate and the module's main-loop figures are printed.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,18 +166,36 @@ static void check_stats(const char *qmp, const char *display)
 	}
 	double readbacks = e2e_qemu_json_num(stats, "readbacks", -1);
 	double frames = e2e_qemu_json_num(stats, "frames", -1);
+	double holds = e2e_qemu_json_num(stats, "gl-holds", -1);
 
 	printf("module: longest main-loop callback %.0f us wall, %.0f us CPU; updates %.0f; "
-	       "%.0f GL read-backs for %.0f AUs; stats %s\n",
+	       "%.0f GL read-backs for %.0f AUs; the GPU held %.0f times for them, %.1f ms in all; "
+	       "stats %s\n",
 	       e2e_qemu_json_num(stats, "max-stall-us", -1),
 	       e2e_qemu_json_num(stats, "max-stall-cpu-us", -1),
-	       e2e_qemu_json_num(stats, "updates", -1), readbacks, frames, stats);
+	       e2e_qemu_json_num(stats, "updates", -1), readbacks, frames, holds,
+	       e2e_qemu_json_num(stats, "gl-hold-us", -1) / 1000, stats);
 	if (strcmp(display, "helix"))
 		return;
 	CHECKF(frames > 0 && readbacks > 0, "no GL read-backs (%.0f) or AUs (%.0f) while kmscube "
 	       "runs", readbacks, frames);
 	CHECKF(readbacks <= frames + READBACK_SLACK, "%.0f GL read-backs for %.0f AUs: pictures "
 	       "were read back that no encode took", readbacks, frames);
+	CHECKF(holds > 0, "the GPU's commands never waited for a read-back (gl-holds %.0f) while "
+	       "kmscube flipped", holds);
+}
+
+/* --hog: a thread that spins on one of the host's cores, as a busy host's
+ * other work would, so that read-backs end later than kmscube's flips. */
+static atomic_bool hog_stop;
+
+static void *hog_main(void *arg)
+{
+	volatile unsigned long n = 0;
+
+	while (!atomic_load_explicit(&hog_stop, memory_order_relaxed))
+		n++;
+	return arg;
 }
 
 /* In the sandbox (resourcecontrol=deny, as libvirt starts QEMU) the export's
@@ -188,6 +214,8 @@ static void check_priority(pid_t pid)
 int main(int argc, char **argv)
 {
 	const char *display = "helix";
+	bool hog = false;
+	pthread_t hog_thread;
 	char *workdir, err[1024], log[PATH_MAX + 32], line[512], addr[64], append[256];
 	uint64_t t0 = e2e_now_ns(), run0 = 0, run1 = 0;
 	struct bridge_watch w;
@@ -195,10 +223,17 @@ int main(int argc, char **argv)
 	struct e2e_qemu q;
 	int st;
 
-	if (argc > 1 && !strncmp(argv[1], "--display=", 10))
-		display = argv[1] + 10;
+	for (int i = 1; i < argc; i++) {
+		if (!strncmp(argv[i], "--display=", 10)) {
+			display = argv[i] + 10;
+		} else if (!strcmp(argv[i], "--hog")) {
+			hog = true;
+		} else {
+			display = "";
+		}
+	}
 	if (strcmp(display, "helix") && strcmp(display, "egl-headless")) {
-		fprintf(stderr, "usage: %s [--display=helix|egl-headless]\n", NAME);
+		fprintf(stderr, "usage: %s [--display=helix|egl-headless] [--hog]\n", NAME);
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -245,6 +280,10 @@ int main(int argc, char **argv)
 	}
 	if (e2e_vm_wait_line(vm, "run start", line, sizeof(line), BOOT_MS) == 1) {
 		run0 = e2e_now_ns();
+		if (hog) {
+			REQUIRE(pthread_create(&hog_thread, NULL, hog_main, NULL) == 0);
+			printf("a thread spins on one core until kmscube ends\n");
+		}
 		/* While it renders (its first report comes after ~2 s of it). */
 		unsigned fr;
 		double s, fps;
@@ -255,12 +294,21 @@ int main(int argc, char **argv)
 		check_priority(e2e_vm_pid(vm));
 		if (e2e_vm_wait_line(vm, "run exit=", line, sizeof(line), 240000) == 1) {
 			run1 = e2e_now_ns();
+			if (hog) {
+				atomic_store(&hog_stop, true);
+				pthread_join(hog_thread, NULL);
+				hog = false;
+			}
 			CHECKF(e2e_kv_num(line, "exit", -1) == 0, "kmscube failed: %s", line);
 		} else {
 			CHECKF(0, "kmscube did not end");
 		}
 	} else {
 		CHECKF(0, "the guest did not start kmscube");
+	}
+	if (hog && run0) {
+		atomic_store(&hog_stop, true);
+		pthread_join(hog_thread, NULL);
 	}
 	st = e2e_vm_wait_exit(vm, 60000);
 	CHECKF(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,

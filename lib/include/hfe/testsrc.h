@@ -26,9 +26,10 @@ struct hfe_testsrc *hfe_testsrc_start(struct hfe_stream *stream, uint32_t width,
 void hfe_testsrc_stop(struct hfe_testsrc *src);
 
 /* A pointer at x, y over the picture (input to a test scanout): the source
- * shows its hardware cursor there, an arrow defined at the first call, the
- * way a VM's display moves its cursor plane. Until then it has none, so
- * pictures stay hfe_testsrc_render's. */
+ * shows its hardware cursor there, the way a VM's display moves its cursor
+ * plane: an arrow, and an I-beam over the top 32 rows, each defined again
+ * whenever the pointer crosses, as a guest redefines its cursor. Until the
+ * first call it has none, so pictures stay hfe_testsrc_render's. */
 void hfe_testsrc_pointer(struct hfe_testsrc *src, uint32_t x, uint32_t y);
 
 /* Draw the whole picture of tick `tick` into a BGRx buffer (what the stream
