@@ -239,6 +239,13 @@ static void helix_gl_hold(HelixScanout *so)
     graphic_hw_gl_block(so->dcl.con, true);
 }
 
+/* Unblocking runs the device's waiting commands at once (virgl's rendering
+ * too): in a main-loop turn of their own, not inside the module's callback. */
+static void helix_gl_unblock_bh(void *opaque)
+{
+    graphic_hw_gl_block(opaque, false);
+}
+
 /* Let the device go on once no read-back of ours is queued (or when FORCE:
  * the object goes away; its read-backs were dropped). */
 static void helix_gl_release(HelixScanout *so, bool force)
@@ -253,7 +260,8 @@ static void helix_gl_release(HelixScanout *so, bool force)
     us = qemu_clock_get_us(QEMU_CLOCK_REALTIME) - g->held_since_us;
     so->gl_hold_us += us;
     trace_helix_gl_release(so->id, us);
-    graphic_hw_gl_block(so->dcl.con, false);
+    aio_bh_schedule_oneshot(qemu_get_aio_context(), helix_gl_unblock_bh,
+                            so->dcl.con);
 }
 
 static bool helix_box_empty(const HelixBox *b)
