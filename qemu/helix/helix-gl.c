@@ -264,6 +264,19 @@ static void helix_gl_release(HelixScanout *so, bool force)
                             so->dcl.con);
 }
 
+/* The scanout shows tex now (0: no GL texture): the damage is forgotten, and
+ * the guest holds while a read-back of the texture it left is queued. */
+static void helix_gl_set_tex(HelixScanout *so, GLuint tex)
+{
+    HelixGl *g = so->gl;
+
+    helix_gl_cancel(g);
+    if (tex != g->tex) {
+        helix_gl_hold(so);
+    }
+    g->tex = tex;
+}
+
 static bool helix_box_empty(const HelixBox *b)
 {
     return b->x1 <= b->x0 || b->y1 <= b->y0;
@@ -414,9 +427,7 @@ static void helix_gl_scanout_disable(DisplayChangeListener *dcl)
     HelixScanout *so = container_of(dcl, HelixScanout, dcl);
     HelixGl *g = helix_gl_of(so);
 
-    helix_gl_cancel(g);
-    helix_gl_hold(so);
-    g->tex = 0;
+    helix_gl_set_tex(so, 0);
     if (so->surface == g->surface) {
         helix_gfx_switch(dcl, NULL); /* the output is off */
     }
@@ -433,11 +444,7 @@ static void helix_gl_scanout_texture(DisplayChangeListener *dcl,
     HelixGl *g = helix_gl_of(so);
     HelixTime t0 = helix_enter();
 
-    helix_gl_cancel(g);
-    if (backing_id != g->tex) {
-        helix_gl_hold(so);
-    }
-    g->tex = backing_id;
+    helix_gl_set_tex(so, backing_id);
     g->y_0_top = y_0_top;
     g->tex_h = backing_height;
     g->sx = x;
@@ -489,9 +496,7 @@ static void helix_gl_gfx_switch(DisplayChangeListener *dcl,
     HelixScanout *so = container_of(dcl, HelixScanout, dcl);
 
     if (so->gl) {
-        helix_gl_cancel(so->gl);
-        helix_gl_hold(so);
-        so->gl->tex = 0;
+        helix_gl_set_tex(so, 0);
     }
     if (!surf || is_placeholder(surf)) {
         helix_gfx_switch(dcl, surf);

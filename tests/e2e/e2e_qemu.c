@@ -244,6 +244,17 @@ struct cpu_walk {
 	struct e2e_cpu c;
 };
 
+/* A thread's time to its kind's total. */
+static void add_kind(struct e2e_cpu *c, int kind, double ms)
+{
+	if (kind == E2E_THREAD_VCPU)
+		c->vcpu_ms += ms;
+	else if (kind == E2E_THREAD_EXPORT)
+		c->export_ms += ms;
+	else if (kind == E2E_THREAD_GL)
+		c->gl_ms += ms;
+}
+
 /* Per thread: schedstat's run time (ns); its kind by name. */
 static void add_thread_cpu(pid_t tid, const char *comm, void *opaque)
 {
@@ -261,16 +272,13 @@ static void add_thread_cpu(pid_t tid, const char *comm, void *opaque)
 		run = 0;
 	fclose(f);
 	th.ms = (double)run / 1e6;
-	if (!strncmp(comm, "CPU ", 4)) {
+	if (!strncmp(comm, "CPU ", 4))
 		th.kind = E2E_THREAD_VCPU;
-		w->c.vcpu_ms += th.ms;
-	} else if (export_thread(comm)) {
+	else if (export_thread(comm))
 		th.kind = E2E_THREAD_EXPORT;
-		w->c.export_ms += th.ms;
-	} else if (!strncmp(comm, "llvmpipe-", 9)) {
+	else if (!strncmp(comm, "llvmpipe-", 9))
 		th.kind = E2E_THREAD_GL;
-		w->c.gl_ms += th.ms;
-	}
+	add_kind(&w->c, th.kind, th.ms);
 	if (w->c.n_threads < sizeof(w->c.threads) / sizeof(w->c.threads[0]))
 		w->c.threads[w->c.n_threads++] = th;
 	if (tid == w->pid) {
@@ -308,14 +316,8 @@ struct e2e_cpu e2e_cpu_delta(const struct e2e_cpu *a, const struct e2e_cpu *b)
 
 	for (unsigned i = 0; i < b->n_threads; i++) {
 		const struct e2e_thread_cpu *th = &b->threads[i];
-		double ms = th->ms - thread_ms(a, th->tid);
 
-		if (th->kind == E2E_THREAD_VCPU)
-			d.vcpu_ms += ms;
-		else if (th->kind == E2E_THREAD_EXPORT)
-			d.export_ms += ms;
-		else if (th->kind == E2E_THREAD_GL)
-			d.gl_ms += ms;
+		add_kind(&d, th->kind, th->ms - thread_ms(a, th->tid));
 	}
 	return d;
 }
