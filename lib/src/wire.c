@@ -595,6 +595,17 @@ static int check_bitrate_fps(const char *what, uint32_t bitrate, uint32_t num, u
 	return 0;
 }
 
+/* H.264's levels (A.3, times ten): an encoder refuses any other (x264 fails
+ * to open, and libx264 leaks on that path). */
+static bool h264_level(unsigned level)
+{
+	unsigned major = level / 10, minor = level % 10;
+
+	if (major == 1)
+		return minor <= 3;
+	return major >= 2 && major <= 6 && minor <= 2;
+}
+
 static int check_config_req(struct hfe_msg *m, const uint8_t *p, const struct hfe_limits *lim,
 			    struct hfe_err *err)
 {
@@ -616,9 +627,10 @@ static int check_config_req(struct hfe_msg *m, const uint8_t *p, const struct hf
 			    "CONFIG_REQ: profile %u (0, 66, 77 or 100)", c->profile);
 		return -1;
 	}
-	if (c->level != 0 && (c->level < 10 || c->level > 62)) {
-		hfe_err_set(err, HFE_ERR_INVALID_MSG, "CONFIG_REQ: level %u (0 or 10..62)",
-			    c->level);
+	if (c->level != 0 && !h264_level(c->level)) {
+		hfe_err_set(err, HFE_ERR_INVALID_MSG,
+			    "CONFIG_REQ: level %u (0, or an H.264 level x10: 10..13, 20..22, "
+			    "30..32, 40..42, 50..52, 60..62)", c->level);
 		return -1;
 	}
 	if (c->realtime > 1) {
